@@ -1,0 +1,69 @@
+//! Replies the front door synthesizes itself instead of relaying a worker's.
+//!
+//! One enum, rendered by the adapter (status, `Rip-Reason` header, body,
+//! `Retry-After` on 503), after sozu's `DefaultAnswer`.
+
+use std::fmt;
+
+/// A reply synthesized by the front door, with its machine-readable reason.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// 503: every worker was busy and the queue was at `--max-queue`.
+    QueueFull,
+    /// 503: no worker could take the request and none is expected to
+    /// (the queue bound is zero, or the server is stopping).
+    NoCapacity,
+    /// 504: the request waited in the queue past `--queue-timeout-ms`.
+    QueueTimeout,
+    /// 504: the worker sent no response head within `--read-timeout-ms`.
+    UpstreamTimeout,
+    /// 502: the worker failed (connection refused, reset, or died) and no
+    /// retry was allowed or possible.
+    UpstreamError,
+}
+
+impl Answer {
+    /// Every answer, in a fixed order.
+    pub const ALL: [Answer; 5] = [
+        Answer::QueueFull,
+        Answer::NoCapacity,
+        Answer::QueueTimeout,
+        Answer::UpstreamTimeout,
+        Answer::UpstreamError,
+    ];
+
+    /// The HTTP status code.
+    pub const fn status(self) -> u16 {
+        match self {
+            Answer::QueueFull | Answer::NoCapacity => 503,
+            Answer::QueueTimeout | Answer::UpstreamTimeout => 504,
+            Answer::UpstreamError => 502,
+        }
+    }
+
+    /// The machine-readable reason (`Rip-Reason` header, access-log `reason`).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Answer::QueueFull => "queue_full",
+            Answer::NoCapacity => "no_capacity",
+            Answer::QueueTimeout => "queue_timeout",
+            Answer::UpstreamTimeout => "upstream_timeout",
+            Answer::UpstreamError => "upstream_error",
+        }
+    }
+
+    /// Seconds for `Retry-After`, present on every 503.
+    pub const fn retry_after_secs(self) -> Option<u32> {
+        match self {
+            Answer::QueueFull | Answer::NoCapacity => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status(), self.reason())
+    }
+}

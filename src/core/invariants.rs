@@ -1,0 +1,1 @@
+//! Invariants (filled in below).

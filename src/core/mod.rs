@@ -1,0 +1,22 @@
+//! The sans-IO core: every decision about requests and workers, no IO.
+//!
+//! Nothing in this module touches a socket, a file, a process, a thread or a
+//! clock (`tests/core_is_sans_io.rs` fails the build if it does). Time comes
+//! in as [`Time`] values; outputs leave through `poll_*` methods that the
+//! caller drains until they return `None`.
+//!
+//! - [`balancer::Balancer`]: one per app; pool selection, the bounded queue,
+//!   retry budgets and version routing.
+//! - [`supervisor::Supervisor`]: the manager's brain; desired worker count,
+//!   crash-loop backoff, recycling, rolling restarts, graceful stop.
+
+pub mod answer;
+pub mod balancer;
+pub mod ids;
+pub mod invariants;
+pub mod supervisor;
+pub mod time;
+
+pub use answer::Answer;
+pub use ids::{Pid, RequestId, Slot, Version};
+pub use time::Time;
