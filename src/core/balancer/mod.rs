@@ -1,0 +1,961 @@
+//! The load balancer of one app: pool selection, the bounded queue, retry
+//! budgets and version routing, as a sans-IO state machine.
+//!
+//! # Driving it
+//!
+//! The caller (the front door's driver task, a simulation, a test) owns the
+//! [`Balancer`] and, in a loop:
+//!
+//! 1. feeds it exactly one input: [`Balancer::handle_request`],
+//!    [`Balancer::handle_join`], an outcome such as
+//!    [`Balancer::handle_response_head`], or [`Balancer::handle_timeout`]
+//!    when the deadline from [`Balancer::poll_timeout`] has passed;
+//! 2. drains [`Balancer::poll_action`] (dispatch or answer a request) and
+//!    [`Balancer::poll_worker_event`] (news for the supervisor) until both
+//!    return `None`;
+//! 3. sleeps until the next input or `poll_timeout()`.
+//!
+//! ```
+//! use rip_server::core::balancer::{Action, Balancer, BalancerConfig, RequestMeta, WorkerInfo};
+//! use rip_server::core::{Pid, RequestId, Slot, Time, Version};
+//!
+//! let mut lb = Balancer::new(BalancerConfig::default());
+//! let now = Time::ZERO;
+//! let worker = WorkerInfo { pid: Pid(7), slot: Slot(0), version: Version(1), socket: "/tmp/w0.sock".into() };
+//! lb.handle_join(worker, now).unwrap();
+//! lb.handle_request(RequestId(1), RequestMeta::GET, now);
+//! assert_eq!(lb.poll_action(), Some(Action::Dispatch { request: RequestId(1), pid: Pid(7), attempt: 0 }));
+//! lb.handle_response_head(RequestId(1), now);
+//! lb.handle_complete(RequestId(1), true, now);
+//! assert_eq!(lb.poll_action(), None);
+//! ```
+//!
+//! # Guarantees (checked by [`Balancer::check_invariants`] and the proptests)
+//!
+//! - A worker has at most one request in flight, and a request is dispatched
+//!   only to a registered, idle worker of the active version that is not
+//!   draining, leaving, stuck, quarantined or over its request budget.
+//! - No request waits in the queue while such a worker exists.
+//! - The queue is FIFO by arrival and never holds more than `max_queue`
+//!   requests; a full queue answers `503 queue_full` at once; a queued request
+//!   is answered `504 queue_timeout` when, and only when, its deadline passed.
+//! - Every request ends exactly once: a response head from a worker, a
+//!   synthesized [`Answer`], or its client going away.
+//! - At most one retry per request, and only when the worker refused it
+//!   (busy reply, connect failure) or the request is idempotent with a
+//!   replayable body.
+
+mod select;
+mod worker;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+pub use select::Policy;
+use select::IdleSet;
+use worker::Worker;
+
+use super::{Answer, Pid, RequestId, Slot, Time, Version};
+
+/// Settings of one balancer.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BalancerConfig {
+    /// Requests that may wait for a worker (`--max-queue`); 0 never queues.
+    pub max_queue: usize,
+    /// Longest wait in the queue before `504 queue_timeout`.
+    pub queue_timeout: Duration,
+    /// Longest wait for a worker's response head before `504 upstream_timeout`.
+    pub read_timeout: Duration,
+    /// How long a worker that refused a request (busy reply, connect failure,
+    /// broken connection) is left out of the pool before it is tried again.
+    pub quarantine: Duration,
+    pub policy: Policy,
+    /// Requests after which a worker is recycled; the balancer sends it no
+    /// more than this many, so a worker that exits on its own budget never
+    /// has a request in its socket when it goes.
+    pub max_requests_per_worker: Option<u64>,
+    /// The number of workers the supervisor keeps; it sets the quorum a new
+    /// version needs before it takes the traffic.
+    pub desired_workers: u32,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> BalancerConfig {
+        BalancerConfig {
+            max_queue: 8192,
+            queue_timeout: Duration::from_millis(2000),
+            read_timeout: Duration::from_millis(5000),
+            quarantine: Duration::from_millis(250),
+            policy: Policy::Lifo,
+            max_requests_per_worker: None,
+            desired_workers: 1,
+        }
+    }
+}
+
+/// What the balancer needs to know about a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE, TRACE).
+    pub idempotent: bool,
+    /// The body can be sent again (no body, or a body the adapter kept).
+    pub replayable: bool,
+}
+
+impl RequestMeta {
+    /// A GET without a body.
+    pub const GET: RequestMeta = RequestMeta { idempotent: true, replayable: true };
+    /// A POST whose body streams through and cannot be replayed.
+    pub const POST: RequestMeta = RequestMeta { idempotent: false, replayable: false };
+}
+
+/// A worker announcing itself (the control socket's `join`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub pid: Pid,
+    pub slot: Slot,
+    pub version: Version,
+    pub socket: String,
+}
+
+/// Why a join was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinError {
+    /// The pid is registered already with another slot or socket.
+    Conflict(Pid),
+}
+
+/// What the caller must do for a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send request `request` to worker `pid` (attempt 0, or 1 for the retry),
+    /// then report exactly one outcome for this dispatch:
+    /// `handle_response_head` (+ `handle_complete`), `handle_busy`,
+    /// `handle_connect_failed` or `handle_failed_after_send`.
+    Dispatch { request: RequestId, pid: Pid, attempt: u8 },
+    /// Answer the client with this synthesized reply; the request has ended.
+    /// If the request was in flight (read timeout), keep reading the worker's
+    /// reply in the background and report `handle_complete` when it ends.
+    Answer { request: RequestId, answer: Answer },
+}
+
+/// News for the supervisor, drained with [`Balancer::poll_worker_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum WorkerEvent {
+    /// The worker finished its `count`th exchange.
+    Served { pid: Pid, count: u64 },
+    /// The worker's request passed the read timeout; it may be hung.
+    Stuck { pid: Pid },
+    /// The stuck worker finished its request after all.
+    Unstuck { pid: Pid },
+    /// A worker asked to drain has nothing in flight (reported once).
+    Idle { pid: Pid },
+    /// The worker left the pool (quit or exit) and has nothing in flight.
+    Removed { pid: Pid },
+    /// A newer version now takes all new requests.
+    VersionActivated { version: Version },
+}
+
+/// Counters since the balancer was created.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub requests: u64,
+    pub dispatched: u64,
+    pub retries: u64,
+    pub queued: u64,
+    pub responses: u64,
+    pub queue_full: u64,
+    pub no_capacity: u64,
+    pub queue_timeout: u64,
+    pub upstream_timeout: u64,
+    pub upstream_error: u64,
+    pub client_gone: u64,
+}
+
+impl Counters {
+    fn count(&mut self, answer: Answer) {
+        match answer {
+            Answer::QueueFull => self.queue_full += 1,
+            Answer::NoCapacity => self.no_capacity += 1,
+            Answer::QueueTimeout => self.queue_timeout += 1,
+            Answer::UpstreamTimeout => self.upstream_timeout += 1,
+            Answer::UpstreamError => self.upstream_error += 1,
+        }
+    }
+}
+
+/// One worker as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerStatus {
+    pub pid: Pid,
+    pub slot: Slot,
+    pub version: Version,
+    pub state: &'static str,
+    pub served: u64,
+    pub socket: String,
+}
+
+/// The balancer's state as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BalancerStatus {
+    pub queued: usize,
+    pub in_flight: usize,
+    pub active_version: Option<Version>,
+    pub registered: usize,
+    pub routable: usize,
+    pub workers: Vec<WorkerStatus>,
+    pub counters: Counters,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting in the queue; `seq` is its place, `deadline` its queue timeout.
+    Queued { seq: u64 },
+    /// Sent to `pid`; no response head yet.
+    Dispatched { pid: Pid, deadline: Time },
+    /// The worker's response is streaming; the request has ended for the
+    /// balancer but the worker is busy until `handle_complete`.
+    Streaming { pid: Pid },
+    /// Answered 504 at the read timeout; the worker is still on it.
+    TimedOut { pid: Pid },
+    /// The client went away while it was in flight; the worker finishes it.
+    Abandoned { pid: Pid },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    meta: RequestMeta,
+    /// Deadline in the queue: arrival + queue timeout, kept across a retry.
+    queue_deadline: Time,
+    /// Dispatches so far (1 after the first, 2 after the retry).
+    dispatches: u8,
+    phase: Phase,
+}
+
+/// The load balancer of one app. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Balancer {
+    config: BalancerConfig,
+    workers: BTreeMap<Pid, Worker>,
+    idle: IdleSet,
+    requests: BTreeMap<RequestId, Request>,
+    /// FIFO by arrival order (`seq`), so a retried request keeps its place.
+    queue: BTreeMap<u64, RequestId>,
+    next_seq: u64,
+    /// (deadline, request) of every dispatched request awaiting its head.
+    read_deadlines: BTreeSet<(Time, RequestId)>,
+    /// (end, pid) of every quarantined worker.
+    quarantines: BTreeSet<(Time, Pid)>,
+    active: Option<Version>,
+    stopping: bool,
+    actions: VecDeque<Action>,
+    events: VecDeque<WorkerEvent>,
+    counters: Counters,
+    /// The latest `now` seen; time never goes backwards inside the core.
+    now: Time,
+}
+
+impl Balancer {
+    /// Creates a balancer with no workers.
+    pub fn new(config: BalancerConfig) -> Balancer {
+        Balancer {
+            idle: IdleSet::new(config.policy),
+            config,
+            workers: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            queue: BTreeMap::new(),
+            // Sequence numbers start mid-range so a retry can re-enter in
+            // front of the first queued request.
+            next_seq: 1 << 62,
+            read_deadlines: BTreeSet::new(),
+            quarantines: BTreeSet::new(),
+            active: None,
+            stopping: false,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            now: Time::ZERO,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BalancerConfig {
+        &self.config
+    }
+
+    fn tick(&mut self, now: Time) -> Time {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    // ----- inputs: requests ---------------------------------------------
+
+    /// A request arrived. Call once per request with a fresh id, then drain
+    /// `poll_action`: it is dispatched at once, queued, or answered 503.
+    pub fn handle_request(&mut self, id: RequestId, meta: RequestMeta, now: Time) {
+        let now = self.tick(now);
+        self.counters.requests += 1;
+        if self.requests.contains_key(&id) {
+            debug_assert!(false, "request {id:?} arrived twice");
+            return;
+        }
+        if self.stopping {
+            self.answer_new(id, Answer::NoCapacity);
+            return;
+        }
+        let request = Request {
+            meta,
+            queue_deadline: now + self.config.queue_timeout,
+            dispatches: 0,
+            phase: Phase::Queued { seq: 0 },
+        };
+        if self.queue.is_empty()
+            && let Some(pid) = self.idle_pick()
+        {
+            self.requests.insert(id, request);
+            self.dispatch(id, pid, now);
+            return;
+        }
+        if self.config.max_queue == 0 {
+            self.answer_new(id, Answer::NoCapacity);
+        } else if self.queue.len() >= self.config.max_queue {
+            self.answer_new(id, Answer::QueueFull);
+        } else {
+            self.requests.insert(id, request);
+            self.enqueue(id);
+            self.counters.queued += 1;
+        }
+    }
+
+    /// The worker's response head arrived for `id`: the request has its
+    /// answer. Call `handle_complete` when the exchange is over.
+    pub fn handle_response_head(&mut self, id: RequestId, now: Time) {
+        self.tick(now);
+        let Some(request) = self.requests.get_mut(&id) else { return };
+        let Phase::Dispatched { pid, deadline } = request.phase else {
+            // The head of a request already answered (timed out, abandoned)
+            // changes nothing for the client.
+            return;
+        };
+        request.phase = Phase::Streaming { pid };
+        self.read_deadlines.remove(&(deadline, id));
+        self.counters.responses += 1;
+        if let Some(worker) = self.workers.get_mut(&pid) {
+            let _ = worker.on_head(id);
+        }
+    }
+
+    /// The exchange with the worker for `id` is over: the whole response was
+    /// relayed (`clean`), or the connection broke after the head, or a
+    /// timed-out or abandoned request finally ended. Frees the worker.
+    pub fn handle_complete(&mut self, id: RequestId, clean: bool, now: Time) {
+        let now = self.tick(now);
+        let Some(request) = self.requests.get(&id).copied() else { return };
+        let pid = match request.phase {
+            Phase::Queued { .. } => return,
+            Phase::Dispatched { pid, deadline } => {
+                // A complete without a head: treat the head as received.
+                self.read_deadlines.remove(&(deadline, id));
+                self.counters.responses += 1;
+                pid
+            }
+            Phase::Streaming { pid } | Phase::TimedOut { pid } | Phase::Abandoned { pid } => pid,
+        };
+        self.requests.remove(&id);
+        let quarantine = (!clean).then(|| now + self.config.quarantine);
+        self.worker_done(pid, id, quarantine, now);
+    }
+
+    /// The worker answered `503 Rip-Worker-Busy`: it did not take the request.
+    pub fn handle_busy(&mut self, id: RequestId, now: Time) {
+        self.refused(id, Answer::NoCapacity, now);
+    }
+
+    /// Connecting to the worker failed: nothing was sent.
+    pub fn handle_connect_failed(&mut self, id: RequestId, now: Time) {
+        self.refused(id, Answer::UpstreamError, now);
+    }
+
+    /// The connection failed after request bytes were sent and before a
+    /// response head: retried only if idempotent and replayable.
+    pub fn handle_failed_after_send(&mut self, id: RequestId, now: Time) {
+        let now = self.tick(now);
+        let Some(request) = self.requests.get(&id).copied() else { return };
+        let pid = match request.phase {
+            Phase::Dispatched { pid, deadline } => {
+                self.read_deadlines.remove(&(deadline, id));
+                pid
+            }
+            Phase::TimedOut { pid } | Phase::Abandoned { pid } | Phase::Streaming { pid } => {
+                // Already ended for the client; only the worker is freed.
+                self.requests.remove(&id);
+                self.worker_done(pid, id, Some(now + self.config.quarantine), now);
+                return;
+            }
+            Phase::Queued { .. } => return,
+        };
+        self.worker_done(pid, id, Some(now + self.config.quarantine), now);
+        let may_retry = request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
+        if may_retry {
+            self.counters.retries += 1;
+            self.retry(id, now);
+        } else {
+            self.answer_existing(id, Answer::UpstreamError);
+        }
+        self.pump(now);
+    }
+
+    /// The client went away. A queued request leaves the queue without
+    /// taking a worker; an in-flight one is left to finish on its worker (its
+    /// response is discarded), so the worker is released by
+    /// `handle_complete` as usual.
+    pub fn handle_client_gone(&mut self, id: RequestId, now: Time) {
+        self.tick(now);
+        let Some(request) = self.requests.get_mut(&id) else { return };
+        match request.phase {
+            Phase::Queued { seq } => {
+                self.queue.remove(&seq);
+                self.requests.remove(&id);
+                self.counters.client_gone += 1;
+            }
+            Phase::Dispatched { pid, deadline } => {
+                request.phase = Phase::Abandoned { pid };
+                self.read_deadlines.remove(&(deadline, id));
+                self.counters.client_gone += 1;
+            }
+            Phase::Streaming { .. } | Phase::TimedOut { .. } | Phase::Abandoned { .. } => {}
+        }
+    }
+
+    // ----- inputs: workers ----------------------------------------------
+
+    /// A worker joined (it listens and is ready). Joining twice with the same
+    /// details is harmless.
+    pub fn handle_join(&mut self, info: WorkerInfo, now: Time) -> Result<(), JoinError> {
+        let now = self.tick(now);
+        if let Some(existing) = self.workers.get(&info.pid) {
+            if existing.slot == info.slot && existing.socket == info.socket && existing.version == info.version {
+                return Ok(());
+            }
+            return Err(JoinError::Conflict(info.pid));
+        }
+        let worker = Worker::new(info.pid, info.slot, info.version, info.socket);
+        self.workers.insert(info.pid, worker);
+        self.update_active_version();
+        self.refresh(info.pid);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The worker quit (deregistered). It gets no new request and leaves the
+    /// pool when its request in flight, if any, completes.
+    pub fn handle_quit(&mut self, pid: Pid, now: Time) {
+        self.leave(pid, now);
+    }
+
+    /// The worker's process exited. Its request in flight, if any, still
+    /// ends through the outcome the adapter reports for it.
+    pub fn handle_exit(&mut self, pid: Pid, now: Time) {
+        self.leave(pid, now);
+    }
+
+    /// The supervisor wants this worker gone: route nothing new to it, and
+    /// report [`WorkerEvent::Idle`] once it has nothing in flight.
+    pub fn handle_drain(&mut self, pid: Pid, now: Time) {
+        let now = self.tick(now);
+        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        worker.draining = true;
+        self.refresh(pid);
+        self.update_active_version();
+        self.report_idle_if_drained(pid);
+        self.pump(now);
+    }
+
+    /// Sets the number of workers the supervisor keeps (the version quorum).
+    pub fn set_desired_workers(&mut self, n: u32, now: Time) {
+        let now = self.tick(now);
+        self.config.desired_workers = n.max(1);
+        self.update_active_version();
+        self.pump(now);
+    }
+
+    /// Stops taking new requests (graceful stop): later arrivals get
+    /// `503 no_capacity`; queued and in-flight requests finish.
+    pub fn begin_stop(&mut self, now: Time) {
+        self.tick(now);
+        self.stopping = true;
+    }
+
+    /// Fires every deadline that has passed: queue timeouts (504), read
+    /// timeouts (504, worker stuck) and quarantine ends. Call when
+    /// `poll_timeout()` has passed; calling early does nothing.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let now = self.tick(now);
+        while let Some(&(end, pid)) = self.quarantines.first() {
+            if end > now {
+                break;
+            }
+            self.quarantines.remove(&(end, pid));
+            if let Some(worker) = self.workers.get_mut(&pid)
+                && worker.quarantined_until() == Some(end)
+            {
+                let _ = worker.on_quarantine_end(now);
+                self.refresh(pid);
+                self.report_idle_if_drained(pid);
+                self.remove_if_gone(pid);
+            }
+        }
+        while let Some(&(deadline, id)) = self.read_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.read_deadlines.remove(&(deadline, id));
+            let Some(request) = self.requests.get_mut(&id) else { continue };
+            let Phase::Dispatched { pid, .. } = request.phase else { continue };
+            request.phase = Phase::TimedOut { pid };
+            if let Some(worker) = self.workers.get_mut(&pid) {
+                let _ = worker.on_read_timeout(id);
+            }
+            self.events.push_back(WorkerEvent::Stuck { pid });
+            self.counters.count(Answer::UpstreamTimeout);
+            self.actions.push_back(Action::Answer { request: id, answer: Answer::UpstreamTimeout });
+            self.update_active_version();
+        }
+        while let Some((&seq, &id)) = self.queue.first_key_value() {
+            let Some(request) = self.requests.get(&id) else {
+                self.queue.remove(&seq);
+                continue;
+            };
+            if request.queue_deadline > now {
+                break;
+            }
+            self.queue.remove(&seq);
+            self.answer_existing(id, Answer::QueueTimeout);
+        }
+        self.pump(now);
+    }
+
+    // ----- outputs --------------------------------------------------------
+
+    /// The next thing to do for a request. Drain until `None` after every input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next piece of news for the supervisor. Drain until `None` after
+    /// every input.
+    #[must_use]
+    pub fn poll_worker_event(&mut self) -> Option<WorkerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next, if any deadline is pending.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let queue = self
+            .queue
+            .values()
+            .next()
+            .and_then(|id| self.requests.get(id))
+            .map(|r| r.queue_deadline);
+        let read = self.read_deadlines.first().map(|&(t, _)| t);
+        let quarantine = self.quarantines.first().map(|&(t, _)| t);
+        [queue, read, quarantine].into_iter().flatten().min()
+    }
+
+    // ----- queries --------------------------------------------------------
+
+    /// Requests waiting in the queue.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Requests being handled by workers (including timed-out and abandoned
+    /// ones whose workers have not finished).
+    pub fn in_flight(&self) -> usize {
+        self.workers.values().filter(|w| w.in_flight().is_some()).count()
+    }
+
+    /// No request queued and none in flight: a graceful stop may proceed.
+    pub fn is_drained(&self) -> bool {
+        self.queue.is_empty() && self.requests.is_empty()
+    }
+
+    /// Whether the balancer refuses new requests.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// The version that new requests go to.
+    pub fn active_version(&self) -> Option<Version> {
+        self.active
+    }
+
+    /// Registered workers (including draining and leaving ones).
+    pub fn registered(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Workers that can take a request now.
+    pub fn routable(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Registered workers of the active version that are serving or able to
+    /// (not draining, leaving or stuck): the capacity behind new requests.
+    pub fn capacity(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| Some(w.version) == self.active && w.is_ready())
+            .count()
+    }
+
+    /// The socket a registered worker listens on.
+    pub fn worker_socket(&self, pid: Pid) -> Option<&str> {
+        self.workers.get(&pid).map(|w| w.socket.as_str())
+    }
+
+    /// The registered process of `slot`, preferring one that is draining
+    /// (used to resolve a `quit` that names only the slot).
+    pub fn pid_for_slot(&self, slot: Slot) -> Option<Pid> {
+        let mut of_slot = self.workers.values().filter(|w| w.slot == slot && !w.leaving);
+        let first = of_slot.next()?;
+        if first.draining {
+            return Some(first.pid);
+        }
+        Some(of_slot.find(|w| w.draining).map_or(first.pid, |w| w.pid))
+    }
+
+    /// The worker a request is on, if it is on one.
+    pub fn worker_of(&self, id: RequestId) -> Option<Pid> {
+        match self.requests.get(&id)?.phase {
+            Phase::Queued { .. } => None,
+            Phase::Dispatched { pid, .. }
+            | Phase::Streaming { pid }
+            | Phase::TimedOut { pid }
+            | Phase::Abandoned { pid } => Some(pid),
+        }
+    }
+
+    /// Counters since creation.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// A snapshot for `/status`.
+    pub fn status(&self) -> BalancerStatus {
+        BalancerStatus {
+            queued: self.queue.len(),
+            in_flight: self.in_flight(),
+            active_version: self.active,
+            registered: self.workers.len(),
+            routable: self.idle.len(),
+            workers: self
+                .workers
+                .values()
+                .map(|w| WorkerStatus {
+                    pid: w.pid,
+                    slot: w.slot,
+                    version: w.version,
+                    state: w.state_name(),
+                    served: w.completed,
+                    socket: w.socket.clone(),
+                })
+                .collect(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Checks every internal invariant; the tests call this after each step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        super::invariants::check_balancer(self)
+    }
+
+    // ----- internals ------------------------------------------------------
+
+    fn answer_new(&mut self, id: RequestId, answer: Answer) {
+        self.counters.count(answer);
+        self.actions.push_back(Action::Answer { request: id, answer });
+    }
+
+    /// Answers a request that is not on a worker and forgets it.
+    fn answer_existing(&mut self, id: RequestId, answer: Answer) {
+        self.requests.remove(&id);
+        self.answer_new(id, answer);
+    }
+
+    fn enqueue(&mut self, id: RequestId) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(request) = self.requests.get_mut(&id) {
+            request.phase = Phase::Queued { seq };
+        }
+        self.queue.insert(seq, id);
+    }
+
+    fn idle_pick(&mut self) -> Option<Pid> {
+        let pid = self.idle.pick()?;
+        if let Some(worker) = self.workers.get_mut(&pid) {
+            worker.idle_key = None;
+        }
+        Some(pid)
+    }
+
+    fn dispatch(&mut self, id: RequestId, pid: Pid, now: Time) {
+        let deadline = now + self.config.read_timeout;
+        let Some(request) = self.requests.get_mut(&id) else { return };
+        let attempt = request.dispatches;
+        request.dispatches += 1;
+        request.phase = Phase::Dispatched { pid, deadline };
+        self.read_deadlines.insert((deadline, id));
+        if let Some(worker) = self.workers.get_mut(&pid) {
+            let accepted = worker.on_dispatch(id);
+            debug_assert!(accepted.is_ok(), "dispatch to a busy worker: {accepted:?}");
+        }
+        self.counters.dispatched += 1;
+        self.actions.push_back(Action::Dispatch { request: id, pid, attempt });
+    }
+
+    /// A busy reply or connect failure: the worker did not take the request.
+    fn refused(&mut self, id: RequestId, last_answer: Answer, now: Time) {
+        let now = self.tick(now);
+        let Some(request) = self.requests.get(&id).copied() else { return };
+        let Phase::Dispatched { pid, deadline } = request.phase else {
+            if let Phase::TimedOut { pid } | Phase::Abandoned { pid } = request.phase {
+                // Ended for the client already; free the worker.
+                self.requests.remove(&id);
+                self.worker_done(pid, id, Some(now + self.config.quarantine), now);
+            }
+            return;
+        };
+        self.read_deadlines.remove(&(deadline, id));
+        let until = now + self.config.quarantine;
+        if let Some(worker) = self.workers.get_mut(&pid) {
+            let _ = worker.on_refused(id, until);
+        }
+        self.quarantines.insert((until, pid));
+        self.after_worker_change(pid, now);
+        if request.dispatches < 2 {
+            self.counters.retries += 1;
+            self.retry(id, now);
+        } else {
+            self.answer_existing(id, last_answer);
+        }
+        self.pump(now);
+    }
+
+    /// Sends a request to another worker now, or back to its place in the
+    /// queue; it keeps its original queue deadline.
+    fn retry(&mut self, id: RequestId, now: Time) {
+        let Some(request) = self.requests.get(&id).copied() else { return };
+        if request.queue_deadline <= now {
+            self.answer_existing(id, Answer::QueueTimeout);
+            return;
+        }
+        if let Some(pid) = self.idle_pick() {
+            self.dispatch(id, pid, now);
+        } else if self.queue.len() >= self.config.max_queue {
+            self.answer_existing(id, Answer::QueueFull);
+        } else {
+            // The retry re-enters at the front: it arrived before anything queued.
+            let seq = match self.queue.keys().next() {
+                Some(&first) => first - 1,
+                None => {
+                    self.next_seq += 1;
+                    self.next_seq - 1
+                }
+            };
+            if let Some(r) = self.requests.get_mut(&id) {
+                r.phase = Phase::Queued { seq };
+            }
+            self.queue.insert(seq, id);
+        }
+    }
+
+    /// Frees a worker after its exchange ended.
+    fn worker_done(&mut self, pid: Pid, id: RequestId, quarantine: Option<Time>, now: Time) {
+        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        let was_stuck = worker.is_stuck();
+        if worker.on_complete(id, quarantine).is_err() {
+            return;
+        }
+        let count = worker.completed;
+        if let Some(until) = quarantine {
+            self.quarantines.insert((until, pid));
+        }
+        self.events.push_back(WorkerEvent::Served { pid, count });
+        if was_stuck {
+            self.events.push_back(WorkerEvent::Unstuck { pid });
+            self.update_active_version();
+        }
+        self.after_worker_change(pid, now);
+        self.pump(now);
+    }
+
+    fn after_worker_change(&mut self, pid: Pid, _now: Time) {
+        self.refresh(pid);
+        self.report_idle_if_drained(pid);
+        self.remove_if_gone(pid);
+    }
+
+    fn leave(&mut self, pid: Pid, now: Time) {
+        let now = self.tick(now);
+        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        worker.leaving = true;
+        self.refresh(pid);
+        self.remove_if_gone(pid);
+        self.update_active_version();
+        self.pump(now);
+    }
+
+    fn remove_if_gone(&mut self, pid: Pid) {
+        let Some(worker) = self.workers.get(&pid) else { return };
+        if worker.leaving && worker.in_flight().is_none() {
+            if let Some(until) = worker.quarantined_until() {
+                self.quarantines.remove(&(until, pid));
+            }
+            if let Some(key) = worker.idle_key {
+                self.idle.remove(pid, key);
+            }
+            self.workers.remove(&pid);
+            self.events.push_back(WorkerEvent::Removed { pid });
+        }
+    }
+
+    fn report_idle_if_drained(&mut self, pid: Pid) {
+        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        if worker.draining && !worker.idle_reported && worker.in_flight().is_none() {
+            worker.idle_reported = true;
+            self.events.push_back(WorkerEvent::Idle { pid });
+        }
+    }
+
+    fn is_routable(&self, worker: &Worker) -> bool {
+        worker.is_idle()
+            && !worker.draining
+            && !worker.leaving
+            && Some(worker.version) == self.active
+            && self.config.max_requests_per_worker.is_none_or(|max| worker.dispatched < max)
+    }
+
+    /// Puts a worker into the idle set or takes it out, as its state says.
+    fn refresh(&mut self, pid: Pid) {
+        let Some(worker) = self.workers.get(&pid) else { return };
+        let should = self.is_routable(worker);
+        let key = worker.idle_key;
+        let dispatched = worker.dispatched;
+        match (should, key) {
+            (true, None) => {
+                let key = self.idle.insert(pid, dispatched);
+                if let Some(w) = self.workers.get_mut(&pid) {
+                    w.idle_key = Some(key);
+                }
+            }
+            (false, Some(key)) => {
+                self.idle.remove(pid, key);
+                if let Some(w) = self.workers.get_mut(&pid) {
+                    w.idle_key = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Version routing: a newer version takes all new requests once it has
+    /// as many ready workers as the active version, capped at the desired
+    /// count (and at least one). Older versions never get traffic again.
+    fn update_active_version(&mut self) {
+        let mut ready: BTreeMap<Version, usize> = BTreeMap::new();
+        for worker in self.workers.values() {
+            if worker.is_ready() {
+                *ready.entry(worker.version).or_default() += 1;
+            }
+        }
+        let active_ready = self.active.and_then(|v| ready.get(&v).copied()).unwrap_or(0);
+        let quorum = active_ready.min(self.config.desired_workers as usize).max(1);
+        let candidate = ready
+            .iter()
+            .rev()
+            .filter(|&(&v, _)| self.active.is_none_or(|a| v > a))
+            .find(|&(_, &n)| n >= quorum)
+            .map(|(&v, _)| v);
+        if let Some(version) = candidate {
+            self.active = Some(version);
+            self.events.push_back(WorkerEvent::VersionActivated { version });
+            let pids: Vec<Pid> = self.workers.keys().copied().collect();
+            for pid in pids {
+                self.refresh(pid);
+            }
+        }
+    }
+
+    /// Moves queued requests onto idle workers while both exist.
+    fn pump(&mut self, now: Time) {
+        while !self.queue.is_empty() && !self.idle.is_empty() {
+            let Some((_, id)) = self.queue.pop_first() else { break };
+            if !self.requests.contains_key(&id) {
+                continue;
+            }
+            if let Some(pid) = self.idle_pick() {
+                self.dispatch(id, pid, now);
+            }
+        }
+    }
+
+    // ----- read access for the invariant checker -------------------------
+
+    pub(crate) fn queue_entries(&self) -> impl Iterator<Item = (u64, RequestId)> + '_ {
+        self.queue.iter().map(|(&s, &r)| (s, r))
+    }
+
+    pub(crate) fn idle_len(&self) -> usize {
+        self.idle.len()
+    }
+
+    pub(crate) fn workers_view(&self) -> impl Iterator<Item = WorkerView> + '_ {
+        self.workers.values().map(|w| WorkerView {
+            pid: w.pid,
+            version: w.version,
+            in_flight: w.in_flight(),
+            in_idle_set: w.idle_key.is_some(),
+            routable: self.is_routable(w),
+            draining: w.draining,
+            leaving: w.leaving,
+            stuck: w.is_stuck(),
+            dispatched: w.dispatched,
+        })
+    }
+
+    pub(crate) fn request_worker(&self, id: RequestId) -> Option<(bool, Option<Pid>)> {
+        let r = self.requests.get(&id)?;
+        Some(match r.phase {
+            Phase::Queued { .. } => (true, None),
+            Phase::Dispatched { pid, .. }
+            | Phase::Streaming { pid }
+            | Phase::TimedOut { pid }
+            | Phase::Abandoned { pid } => (false, Some(pid)),
+        })
+    }
+
+    pub(crate) fn request_ids(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.requests.keys().copied()
+    }
+}
+
+/// A read-only view of one worker for the invariant checker.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WorkerView {
+    pub(crate) pid: Pid,
+    pub(crate) version: Version,
+    pub(crate) in_flight: Option<RequestId>,
+    pub(crate) in_idle_set: bool,
+    pub(crate) routable: bool,
+    pub(crate) draining: bool,
+    pub(crate) leaving: bool,
+    pub(crate) stuck: bool,
+    pub(crate) dispatched: u64,
+}
+
+#[cfg(test)]
+mod tests;

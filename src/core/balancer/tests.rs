@@ -1,0 +1,277 @@
+use super::*;
+
+fn ms(n: u64) -> Time {
+    Time::from_millis(n)
+}
+
+fn info(pid: u32, version: u64) -> WorkerInfo {
+    WorkerInfo { pid: Pid(pid), slot: Slot(pid), version: Version(version), socket: format!("/tmp/w{pid}.sock") }
+}
+
+fn lb(max_queue: usize) -> Balancer {
+    Balancer::new(BalancerConfig { max_queue, ..BalancerConfig::default() })
+}
+
+fn drain(b: &mut Balancer) -> Vec<Action> {
+    b.check_invariants().unwrap();
+    std::iter::from_fn(|| b.poll_action()).collect()
+}
+
+/// Worker events other than version activation.
+fn events(b: &mut Balancer) -> Vec<WorkerEvent> {
+    std::iter::from_fn(|| b.poll_worker_event())
+        .filter(|e| !matches!(e, WorkerEvent::VersionActivated { .. }))
+        .collect()
+}
+
+fn dispatch(request: u64, pid: u32, attempt: u8) -> Action {
+    Action::Dispatch { request: RequestId(request), pid: Pid(pid), attempt }
+}
+
+fn answer(request: u64, answer: Answer) -> Action {
+    Action::Answer { request: RequestId(request), answer }
+}
+
+#[test]
+fn dispatches_to_the_warmest_idle_worker() {
+    let mut b = lb(10);
+    for pid in 1..=3 {
+        b.handle_join(info(pid, 1), ms(0)).unwrap();
+    }
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(1));
+    assert_eq!(drain(&mut b), [dispatch(1, 3, 0)]);
+    b.handle_response_head(RequestId(1), ms(2));
+    b.handle_complete(RequestId(1), true, ms(2));
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(3));
+    assert_eq!(drain(&mut b), [dispatch(2, 3, 0)], "LIFO reuses the worker just freed");
+}
+
+#[test]
+fn queues_when_all_busy_and_answers_503_when_full() {
+    let mut b = lb(2);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    for id in 1..=4 {
+        b.handle_request(RequestId(id), RequestMeta::GET, ms(0));
+    }
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0), answer(4, Answer::QueueFull)]);
+    assert_eq!(b.queue_len(), 2);
+    b.handle_complete(RequestId(1), true, ms(5));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 0)], "FIFO");
+}
+
+#[test]
+fn queue_timeout_fires_without_any_worker() {
+    // The original hung here: no worker registered, no timer.
+    let mut b = lb(10);
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), []);
+    assert_eq!(b.poll_timeout(), Some(ms(2000)));
+    b.handle_timeout(ms(1999));
+    assert_eq!(drain(&mut b), []);
+    b.handle_timeout(ms(2000));
+    assert_eq!(drain(&mut b), [answer(1, Answer::QueueTimeout)]);
+    assert!(b.is_drained());
+}
+
+#[test]
+fn read_timeout_answers_504_and_keeps_the_worker_out_until_it_finishes() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
+    // A slow handler is normal work: nothing happens before the read timeout.
+    b.handle_timeout(ms(300));
+    assert_eq!(drain(&mut b), []);
+    b.handle_timeout(ms(5000));
+    assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamTimeout)]);
+    assert_eq!(events(&mut b), [WorkerEvent::Stuck { pid: Pid(1) }]);
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(5001));
+    assert_eq!(drain(&mut b), [], "stuck worker gets nothing");
+    b.handle_complete(RequestId(1), true, ms(6000));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
+}
+
+#[test]
+fn busy_reply_retries_once_on_another_worker() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_join(info(2, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 2, 0)]);
+    b.handle_busy(RequestId(1), ms(1));
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 1)]);
+    b.handle_busy(RequestId(1), ms(2));
+    assert_eq!(drain(&mut b), [answer(1, Answer::NoCapacity)]);
+}
+
+#[test]
+fn connect_failure_retries_then_502() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
+    b.handle_connect_failed(RequestId(1), ms(1));
+    assert_eq!(drain(&mut b), [], "the only worker is quarantined: back to the queue");
+    assert_eq!(b.queue_len(), 1);
+    b.handle_timeout(ms(251));
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 1)], "quarantine over: the live worker comes back");
+    b.handle_connect_failed(RequestId(1), ms(252));
+    assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
+}
+
+#[test]
+fn non_idempotent_request_is_never_sent_twice() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_join(info(2, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 2, 0), dispatch(2, 1, 0)]);
+    b.handle_failed_after_send(RequestId(1), ms(1));
+    assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
+    b.handle_failed_after_send(RequestId(2), ms(1));
+    b.handle_timeout(ms(300));
+    assert_eq!(drain(&mut b), [dispatch(2, 2, 1)], "an idempotent GET is retried");
+}
+
+#[test]
+fn client_gone_leaves_the_queue_without_taking_a_worker() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    for id in 1..=3 {
+        b.handle_request(RequestId(id), RequestMeta::GET, ms(0));
+    }
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
+    b.handle_client_gone(RequestId(2), ms(1));
+    b.handle_complete(RequestId(1), true, ms(2));
+    assert_eq!(drain(&mut b), [dispatch(3, 1, 0)]);
+}
+
+#[test]
+fn client_gone_in_flight_keeps_the_worker_until_it_finishes() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
+    b.handle_client_gone(RequestId(1), ms(1));
+    assert_eq!(drain(&mut b), []);
+    b.handle_complete(RequestId(1), true, ms(10));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
+}
+
+#[test]
+fn new_version_takes_over_only_with_a_quorum() {
+    let mut b = Balancer::new(BalancerConfig { desired_workers: 3, ..BalancerConfig::default() });
+    for pid in 1..=3 {
+        b.handle_join(info(pid, 1), ms(0)).unwrap();
+    }
+    assert_eq!(b.active_version(), Some(Version(1)));
+    b.handle_join(info(11, 2), ms(1)).unwrap();
+    assert_eq!(b.active_version(), Some(Version(1)), "one new worker cannot carry three workers' load");
+    b.handle_join(info(12, 2), ms(1)).unwrap();
+    assert_eq!(b.active_version(), Some(Version(1)));
+    b.handle_join(info(13, 2), ms(1)).unwrap();
+    assert_eq!(b.active_version(), Some(Version(2)));
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(2));
+    let actions = drain(&mut b);
+    assert!(matches!(actions[..], [Action::Dispatch { pid, .. }] if pid.0 > 10), "{actions:?}");
+}
+
+#[test]
+fn draining_worker_reports_idle_once_and_gets_nothing() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_join(info(2, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 2, 0)]);
+    b.handle_drain(Pid(2), ms(1));
+    assert_eq!(events(&mut b), []);
+    b.handle_complete(RequestId(1), true, ms(2));
+    assert_eq!(events(&mut b), [WorkerEvent::Served { pid: Pid(2), count: 1 }, WorkerEvent::Idle { pid: Pid(2) }]);
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(3));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
+}
+
+#[test]
+fn request_budget_caps_dispatches() {
+    let mut b = Balancer::new(BalancerConfig { max_requests_per_worker: Some(2), ..BalancerConfig::default() });
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    for id in 1..=3 {
+        b.handle_request(RequestId(id), RequestMeta::GET, ms(0));
+        let _ = drain(&mut b);
+        b.handle_complete(RequestId(id), true, ms(1));
+    }
+    assert_eq!(b.queue_len(), 1, "the third request waits for a replacement");
+    b.handle_join(info(2, 1), ms(2)).unwrap();
+    assert_eq!(drain(&mut b), [dispatch(3, 2, 0)]);
+}
+
+#[test]
+fn exit_mid_request_frees_the_slot_after_the_outcome() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
+    let _ = drain(&mut b);
+    b.handle_exit(Pid(1), ms(1));
+    assert_eq!(b.registered(), 1, "kept until its request's outcome arrives");
+    b.handle_failed_after_send(RequestId(1), ms(1));
+    assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
+    assert_eq!(b.registered(), 0);
+}
+
+#[test]
+fn stopping_refuses_new_requests_and_finishes_queued_ones() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(0));
+    let _ = drain(&mut b);
+    b.begin_stop(ms(1));
+    b.handle_request(RequestId(3), RequestMeta::GET, ms(1));
+    assert_eq!(drain(&mut b), [answer(3, Answer::NoCapacity)]);
+    b.handle_complete(RequestId(1), true, ms(2));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
+    b.handle_complete(RequestId(2), true, ms(3));
+    assert!(b.is_drained());
+}
+
+#[test]
+fn quit_with_only_a_slot_resolves_to_the_draining_process() {
+    let mut b = lb(10);
+    b.handle_join(WorkerInfo { pid: Pid(1), slot: Slot(0), version: Version(1), socket: "a".into() }, ms(0))
+        .unwrap();
+    b.handle_join(WorkerInfo { pid: Pid(2), slot: Slot(0), version: Version(1), socket: "b".into() }, ms(0))
+        .unwrap();
+    assert_eq!(b.pid_for_slot(Slot(0)), Some(Pid(1)));
+    b.handle_drain(Pid(1), ms(0));
+    assert_eq!(b.pid_for_slot(Slot(0)), Some(Pid(1)));
+    b.handle_drain(Pid(2), ms(0));
+    b.handle_quit(Pid(1), ms(0));
+    assert_eq!(b.pid_for_slot(Slot(0)), Some(Pid(2)));
+}
+
+#[test]
+fn join_conflicts_are_refused() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    assert_eq!(b.handle_join(info(1, 2), ms(0)), Err(JoinError::Conflict(Pid(1))));
+}
+
+#[test]
+fn busy_retry_waits_in_the_queue_for_the_quarantined_worker() {
+    let mut b = lb(2);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(5), RequestMeta::POST, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(5, 1, 0)]);
+    b.handle_busy(RequestId(5), ms(0));
+    assert_eq!(drain(&mut b), []);
+    assert_eq!(b.queue_len(), 1, "{b:?}");
+    b.handle_request(RequestId(6), RequestMeta::POST, ms(0));
+    b.handle_request(RequestId(7), RequestMeta::POST, ms(0));
+    assert_eq!(drain(&mut b), [answer(7, Answer::QueueFull)]);
+    assert_eq!(b.poll_timeout(), Some(ms(250)));
+    b.handle_timeout(ms(250));
+    assert_eq!(drain(&mut b), [dispatch(5, 1, 1)]);
+}
