@@ -4,7 +4,16 @@
 //! everything) and thin adapters that carry out its decisions with tokio and
 //! hyper. See `docs/ARCHITECTURE.md`.
 
-pub mod core;
-pub mod proto;
+pub mod access_log;
 pub mod cli;
+pub mod clock;
+pub mod control;
+pub mod core;
+pub mod driver;
+pub mod frontdoor;
+pub mod manager;
+pub mod proto;
+pub mod server;
+pub mod transport;
+pub mod upstream;
 pub mod worker;

@@ -5,7 +5,9 @@
 //! `PROPTEST_CASES=5000 cargo test --test core_props` runs a longer sweep.
 
 use proptest::prelude::*;
-use rip_server::core::balancer::{Action, Balancer, BalancerConfig, Policy, RequestMeta, WorkerInfo};
+use rip_server::core::balancer::{
+    Action, Balancer, BalancerConfig, Policy, RequestMeta, WorkerInfo,
+};
 use rip_server::core::invariants::{Ending, Observer};
 use rip_server::core::{Answer, Pid, RequestId, Slot, Time, Version};
 use std::time::Duration;
@@ -50,7 +52,11 @@ fn op() -> impl Strategy<Value = Op> {
 fn config() -> impl Strategy<Value = BalancerConfig> {
     (
         0usize..6,
-        prop_oneof![Just(Policy::Lifo), Just(Policy::RoundRobin), Just(Policy::LeastConnections)],
+        prop_oneof![
+            Just(Policy::Lifo),
+            Just(Policy::RoundRobin),
+            Just(Policy::LeastConnections)
+        ],
         prop_oneof![Just(None), (1u64..5).prop_map(Some)],
         1u32..4,
     )
@@ -105,10 +111,16 @@ impl Harness {
         self.observer.before(&self.lb);
         let now = self.now;
         match *op {
-            Op::Arrive { idempotent, replayable } => {
+            Op::Arrive {
+                idempotent,
+                replayable,
+            } => {
                 let id = RequestId(self.next_request);
                 self.next_request += 1;
-                let meta = RequestMeta { idempotent, replayable };
+                let meta = RequestMeta {
+                    idempotent,
+                    replayable,
+                };
                 self.observer.on_request(id, meta, now);
                 self.requests.push(id);
                 self.lb.handle_request(id, meta, now);
@@ -116,8 +128,15 @@ impl Harness {
             Op::Join { version } => {
                 let pid = Pid(self.next_pid);
                 self.next_pid += 1;
-                let info = WorkerInfo { pid, slot: Slot(pid.0 % 4), version: Version(version), socket: format!("s{}", pid.0) };
-                self.lb.handle_join(info, now).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                let info = WorkerInfo {
+                    pid,
+                    slot: Slot(pid.0 % 4),
+                    version: Version(version),
+                    socket: format!("s{}", pid.0),
+                };
+                self.lb
+                    .handle_join(info, now)
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
                 self.live.push(pid);
             }
             Op::Quit(i) | Op::Exit(i) | Op::Drain(i) => {
@@ -184,8 +203,9 @@ impl Harness {
 
     /// An exchange to report on; `any_phase` also allows ones past their head.
     fn pick_exchange(&self, i: usize, any_phase: bool) -> Option<usize> {
-        let candidates: Vec<usize> =
-            (0..self.exchanges.len()).filter(|&x| any_phase || !self.exchanges[x].head).collect();
+        let candidates: Vec<usize> = (0..self.exchanges.len())
+            .filter(|&x| any_phase || !self.exchanges[x].head)
+            .collect();
         (!candidates.is_empty()).then(|| candidates[i % candidates.len()])
     }
 
@@ -193,9 +213,15 @@ impl Harness {
         while let Some(action) = self.lb.poll_action() {
             self.observer.on_action(&action, &self.lb, self.now);
             if let Action::Dispatch { request, .. } = action {
-                self.exchanges.push(Exchange { request, head: false });
+                self.exchanges.push(Exchange {
+                    request,
+                    head: false,
+                });
             }
-            if let Action::Answer { answer: Answer::QueueFull, .. } = action
+            if let Action::Answer {
+                answer: Answer::QueueFull,
+                ..
+            } = action
                 && self.lb.queue_len() < self.lb.config().max_queue
             {
                 self.rejected_full_with_room += 1;
@@ -212,7 +238,10 @@ impl Harness {
     fn settle(&mut self) -> Result<(), TestCaseError> {
         for _ in 0..1000 {
             if !self.exchanges.is_empty() {
-                self.step(&Op::Complete { which: 0, clean: true })?;
+                self.step(&Op::Complete {
+                    which: 0,
+                    clean: true,
+                })?;
                 continue;
             }
             match self.lb.poll_timeout() {
@@ -276,24 +305,54 @@ proptest! {
 fn the_observer_catches_forged_actions() {
     let mut lb = Balancer::new(BalancerConfig::default());
     let mut observer = Observer::new(&lb);
-    lb.handle_join(WorkerInfo { pid: Pid(1), slot: Slot(0), version: Version(1), socket: "s".into() }, Time::ZERO)
-        .unwrap();
+    lb.handle_join(
+        WorkerInfo {
+            pid: Pid(1),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "s".into(),
+        },
+        Time::ZERO,
+    )
+    .unwrap();
     observer.on_request(RequestId(1), RequestMeta::GET, Time::ZERO);
     observer.before(&lb);
     // A 504 queue timeout before the deadline is a lie.
-    observer.on_action(&Action::Answer { request: RequestId(1), answer: Answer::QueueTimeout }, &lb, Time::ZERO);
+    observer.on_action(
+        &Action::Answer {
+            request: RequestId(1),
+            answer: Answer::QueueTimeout,
+        },
+        &lb,
+        Time::ZERO,
+    );
     assert!(observer.finish(false).is_err());
 
     let mut observer = Observer::new(&lb);
     observer.on_request(RequestId(2), RequestMeta::GET, Time::ZERO);
     observer.before(&lb);
     // A dispatch to a worker that does not hold the request.
-    observer.on_action(&Action::Dispatch { request: RequestId(2), pid: Pid(1), attempt: 0 }, &lb, Time::ZERO);
+    observer.on_action(
+        &Action::Dispatch {
+            request: RequestId(2),
+            pid: Pid(1),
+            attempt: 0,
+        },
+        &lb,
+        Time::ZERO,
+    );
     assert!(observer.finish(false).is_err());
     // A 503 while the queue had room.
     let mut observer = Observer::new(&lb);
     observer.on_request(RequestId(3), RequestMeta::GET, Time::ZERO);
     observer.before(&lb);
-    observer.on_action(&Action::Answer { request: RequestId(3), answer: Answer::QueueFull }, &lb, Time::ZERO);
+    observer.on_action(
+        &Action::Answer {
+            request: RequestId(3),
+            answer: Answer::QueueFull,
+        },
+        &lb,
+        Time::ZERO,
+    );
     assert!(observer.finish(false).is_err());
 }

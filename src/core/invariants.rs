@@ -20,15 +20,26 @@ pub fn check_balancer(b: &Balancer) -> Result<(), String> {
     let mut routable = 0;
     for w in b.workers_view() {
         if w.in_idle_set != w.routable {
-            return Err(format!("{:?}: in idle set = {}, routable = {}", w.pid, w.in_idle_set, w.routable));
+            return Err(format!(
+                "{:?}: in idle set = {}, routable = {}",
+                w.pid, w.in_idle_set, w.routable
+            ));
         }
         if w.routable {
             routable += 1;
             if w.in_flight.is_some() || w.draining || w.leaving || w.stuck {
-                return Err(format!("{:?} is routable while busy, draining, leaving or stuck", w.pid));
+                return Err(format!(
+                    "{:?} is routable while busy, draining, leaving or stuck",
+                    w.pid
+                ));
             }
             if Some(w.version) != b.active_version() {
-                return Err(format!("{:?} of {:?} routable while {:?} is active", w.pid, w.version, b.active_version()));
+                return Err(format!(
+                    "{:?} of {:?} routable while {:?} is active",
+                    w.pid,
+                    w.version,
+                    b.active_version()
+                ));
             }
             if let Some(max) = config.max_requests_per_worker
                 && w.dispatched >= max
@@ -39,17 +50,31 @@ pub fn check_balancer(b: &Balancer) -> Result<(), String> {
         if let Some(id) = w.in_flight
             && let Some(other) = on_worker.insert(id, w.pid)
         {
-            return Err(format!("{id:?} in flight on both {other:?} and {:?}", w.pid));
+            return Err(format!(
+                "{id:?} in flight on both {other:?} and {:?}",
+                w.pid
+            ));
         }
     }
     if routable != b.idle_len() {
-        return Err(format!("idle set holds {} but {routable} workers are routable", b.idle_len()));
+        return Err(format!(
+            "idle set holds {} but {routable} workers are routable",
+            b.idle_len()
+        ));
     }
     if b.queue_len() > config.max_queue {
-        return Err(format!("queue holds {} > max {}", b.queue_len(), config.max_queue));
+        return Err(format!(
+            "queue holds {} > max {}",
+            b.queue_len(),
+            config.max_queue
+        ));
     }
     if b.queue_len() > 0 && b.idle_len() > 0 {
-        return Err(format!("{} queued while {} workers sit idle", b.queue_len(), b.idle_len()));
+        return Err(format!(
+            "{} queued while {} workers sit idle",
+            b.queue_len(),
+            b.idle_len()
+        ));
     }
     let mut last_seq = None;
     for (seq, id) in b.queue_entries() {
@@ -59,14 +84,20 @@ pub fn check_balancer(b: &Balancer) -> Result<(), String> {
         last_seq = Some(seq);
         match b.request_worker(id) {
             Some((true, None)) => {}
-            other => return Err(format!("queued {id:?} is not in the queued phase: {other:?}")),
+            other => {
+                return Err(format!(
+                    "queued {id:?} is not in the queued phase: {other:?}"
+                ));
+            }
         }
     }
     for id in b.request_ids() {
         match b.request_worker(id) {
             Some((false, Some(pid))) => {
                 if on_worker.get(&id) != Some(&pid) {
-                    return Err(format!("{id:?} says it is on {pid:?}, which does not have it"));
+                    return Err(format!(
+                        "{id:?} says it is on {pid:?}, which does not have it"
+                    ));
                 }
             }
             Some((true, None)) => {}
@@ -168,7 +199,15 @@ impl Observer {
         self.next_order += 1;
         self.requests.insert(
             id,
-            Seen { meta, arrived: now, order, dispatches: Vec::new(), sent_and_failed: false, ending: None, queued: false },
+            Seen {
+                meta,
+                arrived: now,
+                order,
+                dispatches: Vec::new(),
+                sent_and_failed: false,
+                ending: None,
+                queued: false,
+            },
         );
         self.waiting_fresh.insert((order, id));
     }
@@ -197,7 +236,11 @@ impl Observer {
     /// Checks one drained action against the balancer's state after the step.
     pub fn on_action(&mut self, action: &Action, b: &Balancer, now: Time) {
         match *action {
-            Action::Dispatch { request, pid, attempt } => self.on_dispatch(request, pid, attempt, b, now),
+            Action::Dispatch {
+                request,
+                pid,
+                attempt,
+            } => self.on_dispatch(request, pid, attempt, b, now),
             Action::Answer { request, answer } => self.on_answer(request, answer, now),
         }
     }
@@ -209,18 +252,29 @@ impl Observer {
         };
         let mut problems = Vec::new();
         if seen.ending.is_some() {
-            problems.push(format!("{id:?} dispatched after it ended ({:?})", seen.ending));
+            problems.push(format!(
+                "{id:?} dispatched after it ended ({:?})",
+                seen.ending
+            ));
         }
         if usize::from(attempt) != seen.dispatches.len() {
-            problems.push(format!("{id:?} attempt {attempt} after {} dispatches", seen.dispatches.len()));
+            problems.push(format!(
+                "{id:?} attempt {attempt} after {} dispatches",
+                seen.dispatches.len()
+            ));
         }
         if seen.sent_and_failed && !(seen.meta.idempotent && seen.meta.replayable) {
-            problems.push(format!("{id:?} is not idempotent+replayable and was sent again after reaching a worker"));
+            problems.push(format!(
+                "{id:?} is not idempotent+replayable and was sent again after reaching a worker"
+            ));
         }
         let (order, first) = (seen.order, seen.dispatches.is_empty());
         seen.dispatches.push((now, pid));
         if seen.dispatches.len() > 2 {
-            problems.push(format!("{id:?} dispatched {} times (one retry at most)", seen.dispatches.len()));
+            problems.push(format!(
+                "{id:?} dispatched {} times (one retry at most)",
+                seen.dispatches.len()
+            ));
         }
         self.violations.extend(problems);
         if first {
@@ -229,7 +283,9 @@ impl Observer {
                 && o < order
                 && self.requests.get(&earlier).is_some_and(|s| s.queued)
             {
-                self.fail(format!("{id:?} dispatched before the earlier queued {earlier:?}"));
+                self.fail(format!(
+                    "{id:?} dispatched before the earlier queued {earlier:?}"
+                ));
             }
             self.waiting_fresh.remove(&(order, id));
         }
@@ -240,10 +296,15 @@ impl Observer {
                     self.fail(format!("{pid:?} got {id:?} but holds {:?}", w.in_flight));
                 }
                 if w.draining || w.leaving || w.stuck {
-                    self.fail(format!("{id:?} dispatched to draining/leaving/stuck {pid:?}"));
+                    self.fail(format!(
+                        "{id:?} dispatched to draining/leaving/stuck {pid:?}"
+                    ));
                 }
                 if Some(w.version) != b.active_version() {
-                    self.fail(format!("{id:?} dispatched to stale {pid:?} {:?}", w.version));
+                    self.fail(format!(
+                        "{id:?} dispatched to stale {pid:?} {:?}",
+                        w.version
+                    ));
                 }
             }
         }
@@ -258,9 +319,14 @@ impl Observer {
             Answer::QueueFull => {
                 self.queue_len_before >= self.max_queue || (!seen.dispatches.is_empty())
             }
-            Answer::NoCapacity => self.stopping_before || self.max_queue == 0 || seen.dispatches.len() >= 2,
+            Answer::NoCapacity => {
+                self.stopping_before || self.max_queue == 0 || seen.dispatches.len() >= 2
+            }
             Answer::QueueTimeout => now >= seen.arrived + self.queue_timeout,
-            Answer::UpstreamTimeout => seen.dispatches.last().is_some_and(|&(t, _)| now >= t + self.read_timeout),
+            Answer::UpstreamTimeout => seen
+                .dispatches
+                .last()
+                .is_some_and(|&(t, _)| now >= t + self.read_timeout),
             Answer::UpstreamError => !seen.dispatches.is_empty(),
         };
         if !legal {
@@ -297,11 +363,12 @@ impl Observer {
     /// has not ended.
     pub fn finish(&self, all_ended: bool) -> Result<(), String> {
         if let Some(v) = self.violations.first() {
-            return Err(format!("{} violation(s), first: {v}", self.violations.len()));
+            return Err(format!(
+                "{} violation(s), first: {v}",
+                self.violations.len()
+            ));
         }
-        if all_ended
-            && let Some((id, _)) = self.requests.iter().find(|(_, s)| s.ending.is_none())
-        {
+        if all_ended && let Some((id, _)) = self.requests.iter().find(|(_, s)| s.ending.is_none()) {
             return Err(format!("{id:?} never ended"));
         }
         Ok(())

@@ -74,6 +74,9 @@ mod tests {
         assert_eq!(t.as_micros(), 5_250);
         assert_eq!(t.saturating_since(Time::from_millis(6)), Duration::ZERO);
         assert_eq!(format!("{t:?}"), "5.250ms");
-        assert_eq!((Time::from_micros(u64::MAX) + Duration::from_secs(1)).as_micros(), u64::MAX);
+        assert_eq!(
+            (Time::from_micros(u64::MAX) + Duration::from_secs(1)).as_micros(),
+            u64::MAX
+        );
     }
 }

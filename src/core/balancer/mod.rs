@@ -51,8 +51,8 @@ mod worker;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-pub use select::Policy;
 use select::IdleSet;
+pub use select::Policy;
 use worker::Worker;
 
 use super::{Answer, Pid, RequestId, Slot, Time, Version};
@@ -104,9 +104,15 @@ pub struct RequestMeta {
 
 impl RequestMeta {
     /// A GET without a body.
-    pub const GET: RequestMeta = RequestMeta { idempotent: true, replayable: true };
+    pub const GET: RequestMeta = RequestMeta {
+        idempotent: true,
+        replayable: true,
+    };
     /// A POST whose body streams through and cannot be replayed.
-    pub const POST: RequestMeta = RequestMeta { idempotent: false, replayable: false };
+    pub const POST: RequestMeta = RequestMeta {
+        idempotent: false,
+        replayable: false,
+    };
 }
 
 /// A worker announcing itself (the control socket's `join`).
@@ -132,7 +138,11 @@ pub enum Action {
     /// then report exactly one outcome for this dispatch:
     /// `handle_response_head` (+ `handle_complete`), `handle_busy`,
     /// `handle_connect_failed` or `handle_failed_after_send`.
-    Dispatch { request: RequestId, pid: Pid, attempt: u8 },
+    Dispatch {
+        request: RequestId,
+        pid: Pid,
+        attempt: u8,
+    },
     /// Answer the client with this synthesized reply; the request has ended.
     /// If the request was in flight (read timeout), keep reading the worker's
     /// reply in the background and report `handle_complete` when it ends.
@@ -331,7 +341,9 @@ impl Balancer {
     /// answer. Call `handle_complete` when the exchange is over.
     pub fn handle_response_head(&mut self, id: RequestId, now: Time) {
         self.tick(now);
-        let Some(request) = self.requests.get_mut(&id) else { return };
+        let Some(request) = self.requests.get_mut(&id) else {
+            return;
+        };
         let Phase::Dispatched { pid, deadline } = request.phase else {
             // The head of a request already answered (timed out, abandoned)
             // changes nothing for the client.
@@ -350,7 +362,9 @@ impl Balancer {
     /// timed-out or abandoned request finally ended. Frees the worker.
     pub fn handle_complete(&mut self, id: RequestId, clean: bool, now: Time) {
         let now = self.tick(now);
-        let Some(request) = self.requests.get(&id).copied() else { return };
+        let Some(request) = self.requests.get(&id).copied() else {
+            return;
+        };
         let pid = match request.phase {
             Phase::Queued { .. } => return,
             Phase::Dispatched { pid, deadline } => {
@@ -380,7 +394,9 @@ impl Balancer {
     /// response head: retried only if idempotent and replayable.
     pub fn handle_failed_after_send(&mut self, id: RequestId, now: Time) {
         let now = self.tick(now);
-        let Some(request) = self.requests.get(&id).copied() else { return };
+        let Some(request) = self.requests.get(&id).copied() else {
+            return;
+        };
         let pid = match request.phase {
             Phase::Dispatched { pid, deadline } => {
                 self.read_deadlines.remove(&(deadline, id));
@@ -395,7 +411,8 @@ impl Balancer {
             Phase::Queued { .. } => return,
         };
         self.worker_done(pid, id, Some(now + self.config.quarantine), now);
-        let may_retry = request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
+        let may_retry =
+            request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
         if may_retry {
             self.counters.retries += 1;
             self.retry(id, now);
@@ -411,7 +428,9 @@ impl Balancer {
     /// `handle_complete` as usual.
     pub fn handle_client_gone(&mut self, id: RequestId, now: Time) {
         self.tick(now);
-        let Some(request) = self.requests.get_mut(&id) else { return };
+        let Some(request) = self.requests.get_mut(&id) else {
+            return;
+        };
         match request.phase {
             Phase::Queued { seq } => {
                 self.queue.remove(&seq);
@@ -427,6 +446,30 @@ impl Balancer {
         }
     }
 
+    /// The dispatch of `id` was never carried out because its client left
+    /// first: the worker goes back to the pool untouched and the request ends.
+    pub fn handle_dispatch_unused(&mut self, id: RequestId, now: Time) {
+        let now = self.tick(now);
+        let Some(request) = self.requests.get(&id).copied() else {
+            return;
+        };
+        let pid = match request.phase {
+            Phase::Dispatched { pid, deadline } => {
+                self.read_deadlines.remove(&(deadline, id));
+                self.counters.client_gone += 1;
+                pid
+            }
+            Phase::Abandoned { pid } => pid,
+            _ => return,
+        };
+        self.requests.remove(&id);
+        if let Some(worker) = self.workers.get_mut(&pid) {
+            let _ = worker.on_refused(id, None);
+        }
+        self.after_worker_change(pid, now);
+        self.pump(now);
+    }
+
     // ----- inputs: workers ----------------------------------------------
 
     /// A worker joined (it listens and is ready). Joining twice with the same
@@ -434,7 +477,10 @@ impl Balancer {
     pub fn handle_join(&mut self, info: WorkerInfo, now: Time) -> Result<(), JoinError> {
         let now = self.tick(now);
         if let Some(existing) = self.workers.get(&info.pid) {
-            if existing.slot == info.slot && existing.socket == info.socket && existing.version == info.version {
+            if existing.slot == info.slot
+                && existing.socket == info.socket
+                && existing.version == info.version
+            {
                 return Ok(());
             }
             return Err(JoinError::Conflict(info.pid));
@@ -463,7 +509,9 @@ impl Balancer {
     /// report [`WorkerEvent::Idle`] once it has nothing in flight.
     pub fn handle_drain(&mut self, pid: Pid, now: Time) {
         let now = self.tick(now);
-        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        let Some(worker) = self.workers.get_mut(&pid) else {
+            return;
+        };
         worker.draining = true;
         self.refresh(pid);
         self.update_active_version();
@@ -510,15 +558,22 @@ impl Balancer {
                 break;
             }
             self.read_deadlines.remove(&(deadline, id));
-            let Some(request) = self.requests.get_mut(&id) else { continue };
-            let Phase::Dispatched { pid, .. } = request.phase else { continue };
+            let Some(request) = self.requests.get_mut(&id) else {
+                continue;
+            };
+            let Phase::Dispatched { pid, .. } = request.phase else {
+                continue;
+            };
             request.phase = Phase::TimedOut { pid };
             if let Some(worker) = self.workers.get_mut(&pid) {
                 let _ = worker.on_read_timeout(id);
             }
             self.events.push_back(WorkerEvent::Stuck { pid });
             self.counters.count(Answer::UpstreamTimeout);
-            self.actions.push_back(Action::Answer { request: id, answer: Answer::UpstreamTimeout });
+            self.actions.push_back(Action::Answer {
+                request: id,
+                answer: Answer::UpstreamTimeout,
+            });
             self.update_active_version();
         }
         while let Some((&seq, &id)) = self.queue.first_key_value() {
@@ -574,7 +629,10 @@ impl Balancer {
     /// Requests being handled by workers (including timed-out and abandoned
     /// ones whose workers have not finished).
     pub fn in_flight(&self) -> usize {
-        self.workers.values().filter(|w| w.in_flight().is_some()).count()
+        self.workers
+            .values()
+            .filter(|w| w.in_flight().is_some())
+            .count()
     }
 
     /// No request queued and none in flight: a graceful stop may proceed.
@@ -619,7 +677,10 @@ impl Balancer {
     /// The registered process of `slot`, preferring one that is draining
     /// (used to resolve a `quit` that names only the slot).
     pub fn pid_for_slot(&self, slot: Slot) -> Option<Pid> {
-        let mut of_slot = self.workers.values().filter(|w| w.slot == slot && !w.leaving);
+        let mut of_slot = self
+            .workers
+            .values()
+            .filter(|w| w.slot == slot && !w.leaving);
         let first = of_slot.next()?;
         if first.draining {
             return Some(first.pid);
@@ -676,7 +737,10 @@ impl Balancer {
 
     fn answer_new(&mut self, id: RequestId, answer: Answer) {
         self.counters.count(answer);
-        self.actions.push_back(Action::Answer { request: id, answer });
+        self.actions.push_back(Action::Answer {
+            request: id,
+            answer,
+        });
     }
 
     /// Answers a request that is not on a worker and forgets it.
@@ -704,7 +768,9 @@ impl Balancer {
 
     fn dispatch(&mut self, id: RequestId, pid: Pid, now: Time) {
         let deadline = now + self.config.read_timeout;
-        let Some(request) = self.requests.get_mut(&id) else { return };
+        let Some(request) = self.requests.get_mut(&id) else {
+            return;
+        };
         let attempt = request.dispatches;
         request.dispatches += 1;
         request.phase = Phase::Dispatched { pid, deadline };
@@ -714,13 +780,19 @@ impl Balancer {
             debug_assert!(accepted.is_ok(), "dispatch to a busy worker: {accepted:?}");
         }
         self.counters.dispatched += 1;
-        self.actions.push_back(Action::Dispatch { request: id, pid, attempt });
+        self.actions.push_back(Action::Dispatch {
+            request: id,
+            pid,
+            attempt,
+        });
     }
 
     /// A busy reply or connect failure: the worker did not take the request.
     fn refused(&mut self, id: RequestId, last_answer: Answer, now: Time) {
         let now = self.tick(now);
-        let Some(request) = self.requests.get(&id).copied() else { return };
+        let Some(request) = self.requests.get(&id).copied() else {
+            return;
+        };
         let Phase::Dispatched { pid, deadline } = request.phase else {
             if let Phase::TimedOut { pid } | Phase::Abandoned { pid } = request.phase {
                 // Ended for the client already; free the worker.
@@ -732,7 +804,7 @@ impl Balancer {
         self.read_deadlines.remove(&(deadline, id));
         let until = now + self.config.quarantine;
         if let Some(worker) = self.workers.get_mut(&pid) {
-            let _ = worker.on_refused(id, until);
+            let _ = worker.on_refused(id, Some(until));
         }
         self.quarantines.insert((until, pid));
         self.after_worker_change(pid, now);
@@ -748,7 +820,9 @@ impl Balancer {
     /// Sends a request to another worker now, or back to its place in the
     /// queue; it keeps its original queue deadline.
     fn retry(&mut self, id: RequestId, now: Time) {
-        let Some(request) = self.requests.get(&id).copied() else { return };
+        let Some(request) = self.requests.get(&id).copied() else {
+            return;
+        };
         if request.queue_deadline <= now {
             self.answer_existing(id, Answer::QueueTimeout);
             return;
@@ -775,7 +849,9 @@ impl Balancer {
 
     /// Frees a worker after its exchange ended.
     fn worker_done(&mut self, pid: Pid, id: RequestId, quarantine: Option<Time>, now: Time) {
-        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        let Some(worker) = self.workers.get_mut(&pid) else {
+            return;
+        };
         let was_stuck = worker.is_stuck();
         if worker.on_complete(id, quarantine).is_err() {
             return;
@@ -801,7 +877,9 @@ impl Balancer {
 
     fn leave(&mut self, pid: Pid, now: Time) {
         let now = self.tick(now);
-        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        let Some(worker) = self.workers.get_mut(&pid) else {
+            return;
+        };
         worker.leaving = true;
         self.refresh(pid);
         self.remove_if_gone(pid);
@@ -810,7 +888,9 @@ impl Balancer {
     }
 
     fn remove_if_gone(&mut self, pid: Pid) {
-        let Some(worker) = self.workers.get(&pid) else { return };
+        let Some(worker) = self.workers.get(&pid) else {
+            return;
+        };
         if worker.leaving && worker.in_flight().is_none() {
             if let Some(until) = worker.quarantined_until() {
                 self.quarantines.remove(&(until, pid));
@@ -824,7 +904,9 @@ impl Balancer {
     }
 
     fn report_idle_if_drained(&mut self, pid: Pid) {
-        let Some(worker) = self.workers.get_mut(&pid) else { return };
+        let Some(worker) = self.workers.get_mut(&pid) else {
+            return;
+        };
         if worker.draining && !worker.idle_reported && worker.in_flight().is_none() {
             worker.idle_reported = true;
             self.events.push_back(WorkerEvent::Idle { pid });
@@ -836,12 +918,17 @@ impl Balancer {
             && !worker.draining
             && !worker.leaving
             && Some(worker.version) == self.active
-            && self.config.max_requests_per_worker.is_none_or(|max| worker.dispatched < max)
+            && self
+                .config
+                .max_requests_per_worker
+                .is_none_or(|max| worker.dispatched < max)
     }
 
     /// Puts a worker into the idle set or takes it out, as its state says.
     fn refresh(&mut self, pid: Pid) {
-        let Some(worker) = self.workers.get(&pid) else { return };
+        let Some(worker) = self.workers.get(&pid) else {
+            return;
+        };
         let should = self.is_routable(worker);
         let key = worker.idle_key;
         let dispatched = worker.dispatched;
@@ -872,8 +959,13 @@ impl Balancer {
                 *ready.entry(worker.version).or_default() += 1;
             }
         }
-        let active_ready = self.active.and_then(|v| ready.get(&v).copied()).unwrap_or(0);
-        let quorum = active_ready.min(self.config.desired_workers as usize).max(1);
+        let active_ready = self
+            .active
+            .and_then(|v| ready.get(&v).copied())
+            .unwrap_or(0);
+        let quorum = active_ready
+            .min(self.config.desired_workers as usize)
+            .max(1);
         let candidate = ready
             .iter()
             .rev()
@@ -882,7 +974,8 @@ impl Balancer {
             .map(|(&v, _)| v);
         if let Some(version) = candidate {
             self.active = Some(version);
-            self.events.push_back(WorkerEvent::VersionActivated { version });
+            self.events
+                .push_back(WorkerEvent::VersionActivated { version });
             let pids: Vec<Pid> = self.workers.keys().copied().collect();
             for pid in pids {
                 self.refresh(pid);
@@ -893,7 +986,9 @@ impl Balancer {
     /// Moves queued requests onto idle workers while both exist.
     fn pump(&mut self, now: Time) {
         while !self.queue.is_empty() && !self.idle.is_empty() {
-            let Some((_, id)) = self.queue.pop_first() else { break };
+            let Some((_, id)) = self.queue.pop_first() else {
+                break;
+            };
             if !self.requests.contains_key(&id) {
                 continue;
             }

@@ -26,8 +26,14 @@ pub enum Policy {
 #[derive(Debug)]
 pub(crate) enum IdleSet {
     /// Keyed by the order in which workers went idle; the last is the warmest.
-    Lifo { by_order: BTreeMap<u64, Pid>, next: u64 },
-    RoundRobin { pids: BTreeSet<Pid>, last: Option<Pid> },
+    Lifo {
+        by_order: BTreeMap<u64, Pid>,
+        next: u64,
+    },
+    RoundRobin {
+        pids: BTreeSet<Pid>,
+        last: Option<Pid>,
+    },
     /// Keyed by (requests dispatched when it went idle, pid).
     LeastConnections { by_load: BTreeSet<(u64, Pid)> },
 }
@@ -35,9 +41,17 @@ pub(crate) enum IdleSet {
 impl IdleSet {
     pub(crate) fn new(policy: Policy) -> IdleSet {
         match policy {
-            Policy::Lifo => IdleSet::Lifo { by_order: BTreeMap::new(), next: 0 },
-            Policy::RoundRobin => IdleSet::RoundRobin { pids: BTreeSet::new(), last: None },
-            Policy::LeastConnections => IdleSet::LeastConnections { by_load: BTreeSet::new() },
+            Policy::Lifo => IdleSet::Lifo {
+                by_order: BTreeMap::new(),
+                next: 0,
+            },
+            Policy::RoundRobin => IdleSet::RoundRobin {
+                pids: BTreeSet::new(),
+                last: None,
+            },
+            Policy::LeastConnections => IdleSet::LeastConnections {
+                by_load: BTreeSet::new(),
+            },
         }
     }
 
@@ -80,7 +94,8 @@ impl IdleSet {
         match self {
             IdleSet::Lifo { by_order, .. } => by_order.pop_last().map(|(_, pid)| pid),
             IdleSet::RoundRobin { pids, last } => {
-                let after = last.and_then(|l| pids.range(Pid(l.0.saturating_add(1))..).next().copied());
+                let after =
+                    last.and_then(|l| pids.range(Pid(l.0.saturating_add(1))..).next().copied());
                 let pid = after.or_else(|| pids.first().copied())?;
                 pids.remove(&pid);
                 *last = Some(pid);

@@ -5,11 +5,19 @@ fn ms(n: u64) -> Time {
 }
 
 fn info(pid: u32, version: u64) -> WorkerInfo {
-    WorkerInfo { pid: Pid(pid), slot: Slot(pid), version: Version(version), socket: format!("/tmp/w{pid}.sock") }
+    WorkerInfo {
+        pid: Pid(pid),
+        slot: Slot(pid),
+        version: Version(version),
+        socket: format!("/tmp/w{pid}.sock"),
+    }
 }
 
 fn lb(max_queue: usize) -> Balancer {
-    Balancer::new(BalancerConfig { max_queue, ..BalancerConfig::default() })
+    Balancer::new(BalancerConfig {
+        max_queue,
+        ..BalancerConfig::default()
+    })
 }
 
 fn drain(b: &mut Balancer) -> Vec<Action> {
@@ -25,11 +33,18 @@ fn events(b: &mut Balancer) -> Vec<WorkerEvent> {
 }
 
 fn dispatch(request: u64, pid: u32, attempt: u8) -> Action {
-    Action::Dispatch { request: RequestId(request), pid: Pid(pid), attempt }
+    Action::Dispatch {
+        request: RequestId(request),
+        pid: Pid(pid),
+        attempt,
+    }
 }
 
 fn answer(request: u64, answer: Answer) -> Action {
-    Action::Answer { request: RequestId(request), answer }
+    Action::Answer {
+        request: RequestId(request),
+        answer,
+    }
 }
 
 #[test]
@@ -43,7 +58,11 @@ fn dispatches_to_the_warmest_idle_worker() {
     b.handle_response_head(RequestId(1), ms(2));
     b.handle_complete(RequestId(1), true, ms(2));
     b.handle_request(RequestId(2), RequestMeta::GET, ms(3));
-    assert_eq!(drain(&mut b), [dispatch(2, 3, 0)], "LIFO reuses the worker just freed");
+    assert_eq!(
+        drain(&mut b),
+        [dispatch(2, 3, 0)],
+        "LIFO reuses the worker just freed"
+    );
 }
 
 #[test]
@@ -53,7 +72,10 @@ fn queues_when_all_busy_and_answers_503_when_full() {
     for id in 1..=4 {
         b.handle_request(RequestId(id), RequestMeta::GET, ms(0));
     }
-    assert_eq!(drain(&mut b), [dispatch(1, 1, 0), answer(4, Answer::QueueFull)]);
+    assert_eq!(
+        drain(&mut b),
+        [dispatch(1, 1, 0), answer(4, Answer::QueueFull)]
+    );
     assert_eq!(b.queue_len(), 2);
     b.handle_complete(RequestId(1), true, ms(5));
     assert_eq!(drain(&mut b), [dispatch(2, 1, 0)], "FIFO");
@@ -111,10 +133,18 @@ fn connect_failure_retries_then_502() {
     b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
     assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
     b.handle_connect_failed(RequestId(1), ms(1));
-    assert_eq!(drain(&mut b), [], "the only worker is quarantined: back to the queue");
+    assert_eq!(
+        drain(&mut b),
+        [],
+        "the only worker is quarantined: back to the queue"
+    );
     assert_eq!(b.queue_len(), 1);
     b.handle_timeout(ms(251));
-    assert_eq!(drain(&mut b), [dispatch(1, 1, 1)], "quarantine over: the live worker comes back");
+    assert_eq!(
+        drain(&mut b),
+        [dispatch(1, 1, 1)],
+        "quarantine over: the live worker comes back"
+    );
     b.handle_connect_failed(RequestId(1), ms(252));
     assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
 }
@@ -131,7 +161,11 @@ fn non_idempotent_request_is_never_sent_twice() {
     assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
     b.handle_failed_after_send(RequestId(2), ms(1));
     b.handle_timeout(ms(300));
-    assert_eq!(drain(&mut b), [dispatch(2, 2, 1)], "an idempotent GET is retried");
+    assert_eq!(
+        drain(&mut b),
+        [dispatch(2, 2, 1)],
+        "an idempotent GET is retried"
+    );
 }
 
 #[test]
@@ -162,20 +196,30 @@ fn client_gone_in_flight_keeps_the_worker_until_it_finishes() {
 
 #[test]
 fn new_version_takes_over_only_with_a_quorum() {
-    let mut b = Balancer::new(BalancerConfig { desired_workers: 3, ..BalancerConfig::default() });
+    let mut b = Balancer::new(BalancerConfig {
+        desired_workers: 3,
+        ..BalancerConfig::default()
+    });
     for pid in 1..=3 {
         b.handle_join(info(pid, 1), ms(0)).unwrap();
     }
     assert_eq!(b.active_version(), Some(Version(1)));
     b.handle_join(info(11, 2), ms(1)).unwrap();
-    assert_eq!(b.active_version(), Some(Version(1)), "one new worker cannot carry three workers' load");
+    assert_eq!(
+        b.active_version(),
+        Some(Version(1)),
+        "one new worker cannot carry three workers' load"
+    );
     b.handle_join(info(12, 2), ms(1)).unwrap();
     assert_eq!(b.active_version(), Some(Version(1)));
     b.handle_join(info(13, 2), ms(1)).unwrap();
     assert_eq!(b.active_version(), Some(Version(2)));
     b.handle_request(RequestId(1), RequestMeta::GET, ms(2));
     let actions = drain(&mut b);
-    assert!(matches!(actions[..], [Action::Dispatch { pid, .. }] if pid.0 > 10), "{actions:?}");
+    assert!(
+        matches!(actions[..], [Action::Dispatch { pid, .. }] if pid.0 > 10),
+        "{actions:?}"
+    );
 }
 
 #[test]
@@ -188,21 +232,37 @@ fn draining_worker_reports_idle_once_and_gets_nothing() {
     b.handle_drain(Pid(2), ms(1));
     assert_eq!(events(&mut b), []);
     b.handle_complete(RequestId(1), true, ms(2));
-    assert_eq!(events(&mut b), [WorkerEvent::Served { pid: Pid(2), count: 1 }, WorkerEvent::Idle { pid: Pid(2) }]);
+    assert_eq!(
+        events(&mut b),
+        [
+            WorkerEvent::Served {
+                pid: Pid(2),
+                count: 1
+            },
+            WorkerEvent::Idle { pid: Pid(2) }
+        ]
+    );
     b.handle_request(RequestId(2), RequestMeta::GET, ms(3));
     assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
 }
 
 #[test]
 fn request_budget_caps_dispatches() {
-    let mut b = Balancer::new(BalancerConfig { max_requests_per_worker: Some(2), ..BalancerConfig::default() });
+    let mut b = Balancer::new(BalancerConfig {
+        max_requests_per_worker: Some(2),
+        ..BalancerConfig::default()
+    });
     b.handle_join(info(1, 1), ms(0)).unwrap();
     for id in 1..=3 {
         b.handle_request(RequestId(id), RequestMeta::GET, ms(0));
         let _ = drain(&mut b);
         b.handle_complete(RequestId(id), true, ms(1));
     }
-    assert_eq!(b.queue_len(), 1, "the third request waits for a replacement");
+    assert_eq!(
+        b.queue_len(),
+        1,
+        "the third request waits for a replacement"
+    );
     b.handle_join(info(2, 1), ms(2)).unwrap();
     assert_eq!(drain(&mut b), [dispatch(3, 2, 0)]);
 }
@@ -214,7 +274,11 @@ fn exit_mid_request_frees_the_slot_after_the_outcome() {
     b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
     let _ = drain(&mut b);
     b.handle_exit(Pid(1), ms(1));
-    assert_eq!(b.registered(), 1, "kept until its request's outcome arrives");
+    assert_eq!(
+        b.registered(),
+        1,
+        "kept until its request's outcome arrives"
+    );
     b.handle_failed_after_send(RequestId(1), ms(1));
     assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
     assert_eq!(b.registered(), 0);
@@ -239,10 +303,26 @@ fn stopping_refuses_new_requests_and_finishes_queued_ones() {
 #[test]
 fn quit_with_only_a_slot_resolves_to_the_draining_process() {
     let mut b = lb(10);
-    b.handle_join(WorkerInfo { pid: Pid(1), slot: Slot(0), version: Version(1), socket: "a".into() }, ms(0))
-        .unwrap();
-    b.handle_join(WorkerInfo { pid: Pid(2), slot: Slot(0), version: Version(1), socket: "b".into() }, ms(0))
-        .unwrap();
+    b.handle_join(
+        WorkerInfo {
+            pid: Pid(1),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "a".into(),
+        },
+        ms(0),
+    )
+    .unwrap();
+    b.handle_join(
+        WorkerInfo {
+            pid: Pid(2),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "b".into(),
+        },
+        ms(0),
+    )
+    .unwrap();
     assert_eq!(b.pid_for_slot(Slot(0)), Some(Pid(1)));
     b.handle_drain(Pid(1), ms(0));
     assert_eq!(b.pid_for_slot(Slot(0)), Some(Pid(1)));
@@ -256,7 +336,10 @@ fn join_conflicts_are_refused() {
     let mut b = lb(10);
     b.handle_join(info(1, 1), ms(0)).unwrap();
     b.handle_join(info(1, 1), ms(0)).unwrap();
-    assert_eq!(b.handle_join(info(1, 2), ms(0)), Err(JoinError::Conflict(Pid(1))));
+    assert_eq!(
+        b.handle_join(info(1, 2), ms(0)),
+        Err(JoinError::Conflict(Pid(1)))
+    );
 }
 
 #[test]

@@ -78,14 +78,20 @@ impl Worker {
     }
 
     fn illegal(&self, event: &'static str) -> Transition {
-        Err(IllegalTransition { event, pid: self.pid })
+        Err(IllegalTransition {
+            event,
+            pid: self.pid,
+        })
     }
 
     /// Idle → Busy.
     pub(crate) fn on_dispatch(&mut self, request: RequestId) -> Transition {
         match self.state {
             State::Idle => {
-                self.state = State::Busy { request, head: false };
+                self.state = State::Busy {
+                    request,
+                    head: false,
+                };
                 self.dispatched += 1;
                 Ok(())
             }
@@ -96,8 +102,14 @@ impl Worker {
     /// Busy{head: false} → Busy{head: true}.
     pub(crate) fn on_head(&mut self, request: RequestId) -> Transition {
         match self.state {
-            State::Busy { request: r, head: false } if r == request => {
-                self.state = State::Busy { request, head: true };
+            State::Busy {
+                request: r,
+                head: false,
+            } if r == request => {
+                self.state = State::Busy {
+                    request,
+                    head: true,
+                };
                 Ok(())
             }
             _ => self.illegal("response head"),
@@ -107,7 +119,10 @@ impl Worker {
     /// Busy{head: false} → Stuck.
     pub(crate) fn on_read_timeout(&mut self, request: RequestId) -> Transition {
         match self.state {
-            State::Busy { request: r, head: false } if r == request => {
+            State::Busy {
+                request: r,
+                head: false,
+            } if r == request => {
                 self.state = State::Stuck { request };
                 Ok(())
             }
@@ -116,7 +131,11 @@ impl Worker {
     }
 
     /// Busy or Stuck → Idle (clean) or Quarantined (broken).
-    pub(crate) fn on_complete(&mut self, request: RequestId, quarantine_until: Option<Time>) -> Transition {
+    pub(crate) fn on_complete(
+        &mut self,
+        request: RequestId,
+        quarantine_until: Option<Time>,
+    ) -> Transition {
         match self.state {
             State::Busy { request: r, .. } | State::Stuck { request: r } if r == request => {
                 self.completed += 1;
@@ -131,13 +150,20 @@ impl Worker {
     }
 
     /// Busy (before any byte of a response) → Quarantined: the worker refused
-    /// the connection or answered busy, so it did not take the request.
-    pub(crate) fn on_refused(&mut self, request: RequestId, until: Time) -> Transition {
+    /// the connection or answered busy, so it did not take the request; or
+    /// → Idle (`until` = None) when the request was never sent at all.
+    pub(crate) fn on_refused(&mut self, request: RequestId, until: Option<Time>) -> Transition {
         match self.state {
-            State::Busy { request: r, head: false } if r == request => {
+            State::Busy {
+                request: r,
+                head: false,
+            } if r == request => {
                 // The attempt did not count against its budget.
                 self.dispatched -= 1;
-                self.state = State::Quarantined { until };
+                self.state = match until {
+                    Some(until) => State::Quarantined { until },
+                    None => State::Idle,
+                };
                 Ok(())
             }
             _ => self.illegal("refused"),
@@ -225,11 +251,20 @@ mod tests {
         assert!(w.on_head(RequestId(1)).is_err());
         assert!(w.on_complete(RequestId(1), None).is_err());
         w.on_dispatch(RequestId(1)).unwrap();
-        assert!(w.on_dispatch(RequestId(2)).is_err(), "second request while one is in flight");
+        assert!(
+            w.on_dispatch(RequestId(2)).is_err(),
+            "second request while one is in flight"
+        );
         assert!(w.on_complete(RequestId(2), None).is_err(), "wrong request");
         w.on_head(RequestId(1)).unwrap();
-        assert!(w.on_read_timeout(RequestId(1)).is_err(), "head already received");
-        assert!(w.on_refused(RequestId(1), Time::ZERO).is_err(), "bytes already came back");
+        assert!(
+            w.on_read_timeout(RequestId(1)).is_err(),
+            "head already received"
+        );
+        assert!(
+            w.on_refused(RequestId(1), Some(Time::ZERO)).is_err(),
+            "bytes already came back"
+        );
     }
 
     #[test]
@@ -247,7 +282,8 @@ mod tests {
     fn quarantine_ends_only_at_its_time() {
         let mut w = worker();
         w.on_dispatch(RequestId(1)).unwrap();
-        w.on_refused(RequestId(1), Time::from_millis(10)).unwrap();
+        w.on_refused(RequestId(1), Some(Time::from_millis(10)))
+            .unwrap();
         assert_eq!(w.dispatched, 0);
         assert!(w.on_quarantine_end(Time::from_millis(9)).is_err());
         w.on_quarantine_end(Time::from_millis(10)).unwrap();

@@ -1,0 +1,638 @@
+//! The driver task: the single owner of the core state.
+//!
+//! Request tasks, the control socket, the process manager and the signal
+//! handlers talk to the driver over one channel ([`DriverHandle`]). The
+//! driver feeds each message to the [`Balancer`] or the [`Supervisor`],
+//! drains their outputs, carries them out (answers to request tasks, spawns
+//! and signals through the [`Spawner`]) and sleeps until the next message or
+//! the core's next deadline. No lock guards the core: only this task
+//! touches it, and request and response bytes never pass through here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::core::balancer::{Action, Balancer, RequestMeta, WorkerEvent, WorkerInfo};
+use crate::core::supervisor::{SpawnId, Supervisor, SupervisorAction};
+use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
+use crate::proto::{Reply, WorkerMessage};
+use crate::upstream::Upstream;
+
+/// What the driver tells a request task.
+#[derive(Debug)]
+pub enum Decision {
+    /// Send the request to this worker, on `conn` if one is open.
+    Dispatch {
+        pid: Pid,
+        attempt: u8,
+        address: Arc<str>,
+        conn: Option<Upstream>,
+    },
+    /// Reply with this synthesized answer.
+    Answer(Answer),
+}
+
+/// Signals the manager sends to workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Terminate,
+    Kill,
+}
+
+/// Starts and signals worker processes (real ones, or simulated hosts).
+pub trait Spawner: Send + 'static {
+    /// Starts the worker of `slot` at `version`; its exit must later be
+    /// reported with [`DriverHandle::process_exited`].
+    fn spawn(
+        &mut self,
+        slot: Slot,
+        version: Version,
+        handle: &DriverHandle,
+    ) -> std::io::Result<Pid>;
+    /// Sends a signal to a worker process.
+    fn signal(&mut self, pid: Pid, signal: Signal);
+    /// A worker process exited (after the driver learned of it).
+    fn exited(&mut self, _pid: Pid) {}
+    /// Called once when the server has stopped (remove leftovers).
+    fn cleanup(&mut self) {}
+}
+
+/// Admin commands (signals and the control socket's admin endpoints).
+#[derive(Debug)]
+pub enum Admin {
+    RollingRestart,
+    ScaleBy(i32),
+    ScaleTo(u32),
+    Stop,
+}
+
+enum Msg {
+    Arrive {
+        id: RequestId,
+        meta: RequestMeta,
+        tx: mpsc::UnboundedSender<Decision>,
+    },
+    Head {
+        id: RequestId,
+    },
+    Complete {
+        id: RequestId,
+        clean: bool,
+        conn: Option<Upstream>,
+    },
+    Busy {
+        id: RequestId,
+    },
+    ConnectFailed {
+        id: RequestId,
+    },
+    FailedAfterSend {
+        id: RequestId,
+    },
+    ClientGone {
+        id: RequestId,
+    },
+    Unused {
+        id: RequestId,
+        conn: Option<Upstream>,
+    },
+    Worker {
+        message: WorkerMessage,
+        reply: oneshot::Sender<Reply>,
+    },
+    Exited {
+        pid: Pid,
+    },
+    Admin {
+        command: Admin,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Status {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+}
+
+/// A cheap, cloneable handle to the driver.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for DriverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverHandle")
+    }
+}
+
+impl DriverHandle {
+    fn send(&self, msg: Msg) {
+        // The driver outlives every sender except during shutdown, when
+        // messages no longer matter.
+        let _ = self.tx.send(msg);
+    }
+
+    /// Registers a new request; decisions arrive on the returned receiver.
+    pub fn arrive(&self, meta: RequestMeta) -> (RequestId, mpsc::UnboundedReceiver<Decision>) {
+        let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.send(Msg::Arrive { id, meta, tx });
+        (id, rx)
+    }
+
+    pub fn response_head(&self, id: RequestId) {
+        self.send(Msg::Head { id });
+    }
+
+    /// The exchange ended; `conn` is the connection to reuse, if it still works.
+    pub fn complete(&self, id: RequestId, clean: bool, conn: Option<Upstream>) {
+        self.send(Msg::Complete { id, clean, conn });
+    }
+
+    pub fn busy(&self, id: RequestId) {
+        self.send(Msg::Busy { id });
+    }
+
+    pub fn connect_failed(&self, id: RequestId) {
+        self.send(Msg::ConnectFailed { id });
+    }
+
+    pub fn failed_after_send(&self, id: RequestId) {
+        self.send(Msg::FailedAfterSend { id });
+    }
+
+    pub fn client_gone(&self, id: RequestId) {
+        self.send(Msg::ClientGone { id });
+    }
+
+    /// A dispatch was never carried out (its client left); `conn` goes back.
+    pub fn dispatch_unused(&self, id: RequestId, conn: Option<Upstream>) {
+        self.send(Msg::Unused { id, conn });
+    }
+
+    /// A control-socket message from a worker; resolves to the reply.
+    pub async fn worker_message(&self, message: WorkerMessage) -> Reply {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Worker { message, reply });
+        rx.await
+            .unwrap_or_else(|_| Reply::error("server is stopping"))
+    }
+
+    /// A worker process exited (reaped).
+    pub fn process_exited(&self, pid: Pid) {
+        self.send(Msg::Exited { pid });
+    }
+
+    /// Runs an admin command.
+    pub async fn admin(&self, command: Admin) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Admin { command, reply });
+        rx.await
+            .unwrap_or_else(|_| Err("server is stopping".into()))
+    }
+
+    /// The `/status` document.
+    pub async fn status(&self) -> serde_json::Value {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Status { reply });
+        rx.await.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Static facts the driver reports in `/status`.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub app: String,
+    pub ports: Vec<u16>,
+    /// Worker sockets must live under this prefix (`<prefix>.`).
+    pub socket_prefix: PathBuf,
+    /// Check that a joining worker's socket exists and is a socket.
+    pub check_sockets: bool,
+}
+
+/// The state owned by the driver task.
+pub struct Driver<S: Spawner> {
+    balancer: Balancer,
+    supervisor: Supervisor,
+    spawner: S,
+    clock: Clock,
+    identity: Identity,
+    handle: DriverHandle,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    /// Per-request decision channels.
+    pending: BTreeMap<RequestId, mpsc::UnboundedSender<Decision>>,
+    /// Per-worker address and idle connection.
+    conns: BTreeMap<Pid, WorkerConn>,
+    /// Spawn tokens in flight, to map a spawn to its pid.
+    spawned: BTreeMap<Pid, SpawnId>,
+    stop_requested: bool,
+    stop_sent: bool,
+    stopped: bool,
+    started: Time,
+}
+
+struct WorkerConn {
+    address: Arc<str>,
+    idle: Option<Upstream>,
+}
+
+impl<S: Spawner> Driver<S> {
+    /// Builds the driver and its handle.
+    pub fn new(
+        balancer: Balancer,
+        supervisor: Supervisor,
+        spawner: S,
+        clock: Clock,
+        identity: Identity,
+    ) -> Driver<S> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = DriverHandle {
+            tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        let started = clock.now();
+        Driver {
+            balancer,
+            supervisor,
+            spawner,
+            clock,
+            identity,
+            handle,
+            rx,
+            pending: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            spawned: BTreeMap::new(),
+            stop_requested: false,
+            stop_sent: false,
+            stopped: false,
+            started,
+        }
+    }
+
+    /// A handle for request tasks, the control socket and signal handlers.
+    pub fn handle(&self) -> DriverHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until a graceful stop has finished (every worker exited).
+    pub async fn run(mut self) {
+        let now = self.clock.now();
+        self.process_outputs(now);
+        let sleep = tokio::time::sleep_until(self.clock.instant(now));
+        tokio::pin!(sleep);
+        let mut armed: Option<Time> = None;
+        while !self.stopped {
+            let deadline = self.next_deadline();
+            if deadline != armed {
+                if let Some(t) = deadline {
+                    sleep.as_mut().reset(self.clock.instant(t));
+                }
+                armed = deadline;
+            }
+            tokio::select! {
+                biased;
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    let now = self.clock.now();
+                    self.handle_msg(msg, now);
+                    // Take whatever else is already waiting before draining outputs.
+                    for _ in 0..256 {
+                        match self.rx.try_recv() {
+                            Ok(msg) => self.handle_msg(msg, now),
+                            Err(_) => break,
+                        }
+                    }
+                    self.process_outputs(now);
+                }
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    let now = self.clock.now();
+                    self.balancer.handle_timeout(now);
+                    self.supervisor.handle_timeout(now);
+                    self.process_outputs(now);
+                }
+            }
+        }
+        self.spawner.cleanup();
+    }
+
+    fn next_deadline(&self) -> Option<Time> {
+        [self.balancer.poll_timeout(), self.supervisor.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn handle_msg(&mut self, msg: Msg, now: Time) {
+        match msg {
+            Msg::Arrive { id, meta, tx } => {
+                self.pending.insert(id, tx);
+                self.balancer.handle_request(id, meta, now);
+            }
+            Msg::Head { id } => {
+                self.balancer.handle_response_head(id, now);
+                // The request task needs nothing more from the driver.
+                self.pending.remove(&id);
+            }
+            Msg::Complete { id, clean, conn } => {
+                if let Some(pid) = self.balancer.worker_of(id)
+                    && let Some(wc) = self.conns.get_mut(&pid)
+                {
+                    wc.idle = conn;
+                }
+                self.pending.remove(&id);
+                self.balancer.handle_complete(id, clean, now);
+            }
+            Msg::Busy { id } => self.balancer.handle_busy(id, now),
+            Msg::ConnectFailed { id } => {
+                if let Some(pid) = self.balancer.worker_of(id)
+                    && let Some(wc) = self.conns.get_mut(&pid)
+                {
+                    wc.idle = None;
+                }
+                self.balancer.handle_connect_failed(id, now);
+            }
+            Msg::FailedAfterSend { id } => self.balancer.handle_failed_after_send(id, now),
+            Msg::ClientGone { id } => {
+                self.pending.remove(&id);
+                self.balancer.handle_client_gone(id, now);
+            }
+            Msg::Unused { id, conn } => {
+                if let Some(pid) = self.balancer.worker_of(id)
+                    && let Some(wc) = self.conns.get_mut(&pid)
+                {
+                    wc.idle = conn;
+                }
+                self.pending.remove(&id);
+                self.balancer.handle_dispatch_unused(id, now);
+            }
+            Msg::Worker { message, reply } => {
+                let answer = self.worker_message(message, now);
+                let _ = reply.send(answer);
+            }
+            Msg::Exited { pid } => {
+                self.spawned.remove(&pid);
+                self.spawner.exited(pid);
+                self.balancer.handle_exit(pid, now);
+                self.supervisor.handle_exit(pid, now);
+            }
+            Msg::Admin { command, reply } => {
+                let result = self.admin(command, now);
+                let _ = reply.send(result);
+            }
+            Msg::Status { reply } => {
+                let _ = reply.send(self.status(now));
+            }
+        }
+    }
+
+    fn worker_message(&mut self, message: WorkerMessage, now: Time) -> Reply {
+        match message {
+            WorkerMessage::Join {
+                app,
+                worker_id,
+                pid,
+                socket,
+                version,
+            } => {
+                if app != self.identity.app {
+                    return Reply::error(format!(
+                        "app {app:?} is not served here (this is {:?})",
+                        self.identity.app
+                    ));
+                }
+                let prefix = format!("{}.", self.identity.socket_prefix.display());
+                if !socket.starts_with(&prefix) || socket.contains("/../") || socket.contains('\0')
+                {
+                    return Reply::error(format!(
+                        "socket {socket:?} is not under the server's prefix {prefix:?}"
+                    ));
+                }
+                if self.identity.check_sockets && !is_socket(&socket) {
+                    return Reply::error(format!(
+                        "socket {socket:?} does not exist or is not a socket"
+                    ));
+                }
+                if self.stop_requested {
+                    return Reply::error("server is stopping");
+                }
+                let info = WorkerInfo {
+                    pid: Pid(pid),
+                    slot: Slot(worker_id),
+                    version: Version(version.unwrap_or(0)),
+                    socket,
+                };
+                match self.balancer.handle_join(info.clone(), now) {
+                    Ok(()) => {
+                        self.conns.entry(Pid(pid)).or_insert(WorkerConn {
+                            address: info.socket.into(),
+                            idle: None,
+                        });
+                        self.supervisor.handle_ready(Pid(pid), now);
+                        Reply::ok()
+                    }
+                    Err(e) => Reply::error(format!("join refused: {e:?}")),
+                }
+            }
+            WorkerMessage::Quit {
+                app,
+                worker_id,
+                pid,
+            } => {
+                if app != self.identity.app {
+                    return Reply::error(format!("app {app:?} is not served here"));
+                }
+                let pid = match pid {
+                    Some(p) => Pid(p),
+                    None => match self.balancer.pid_for_slot(Slot(worker_id)) {
+                        Some(p) => p,
+                        None => {
+                            return Reply::error(format!("no worker {worker_id} is registered"));
+                        }
+                    },
+                };
+                if self.balancer.worker_socket(pid).is_none() {
+                    return Reply::error(format!("no worker with pid {} is registered", pid.0));
+                }
+                self.balancer.handle_quit(pid, now);
+                self.supervisor.handle_quit(pid, now);
+                Reply::ok()
+            }
+        }
+    }
+
+    fn admin(&mut self, command: Admin, now: Time) -> Result<(), String> {
+        if self.stop_requested && !matches!(command, Admin::Stop) {
+            return Err("server is stopping".into());
+        }
+        match command {
+            Admin::RollingRestart => self.supervisor.rolling_restart(now).map_err(str::to_owned),
+            Admin::ScaleBy(delta) => {
+                self.supervisor.scale_by(delta, now);
+                self.balancer
+                    .set_desired_workers(self.supervisor.desired(), now);
+                Ok(())
+            }
+            Admin::ScaleTo(n) => {
+                self.supervisor.scale_to(n, now);
+                self.balancer
+                    .set_desired_workers(self.supervisor.desired(), now);
+                Ok(())
+            }
+            Admin::Stop => {
+                if !self.stop_requested {
+                    tracing::info!("graceful stop: finishing queued and in-flight requests");
+                }
+                self.stop_requested = true;
+                self.balancer.begin_stop(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Carries out everything the core decided, until it has nothing more.
+    fn process_outputs(&mut self, now: Time) {
+        loop {
+            let mut progressed = false;
+            while let Some(action) = self.balancer.poll_action() {
+                progressed = true;
+                self.carry_out(action);
+            }
+            while let Some(event) = self.balancer.poll_worker_event() {
+                progressed = true;
+                match event {
+                    WorkerEvent::Served { pid, count } => {
+                        self.supervisor.handle_served(pid, count, now)
+                    }
+                    WorkerEvent::Stuck { pid } => {
+                        tracing::warn!(
+                            pid = pid.0,
+                            "worker passed the read timeout; treating it as stuck"
+                        );
+                        self.supervisor.handle_stuck(pid, now)
+                    }
+                    WorkerEvent::Unstuck { pid } => self.supervisor.handle_unstuck(pid, now),
+                    WorkerEvent::Idle { pid } => self.supervisor.handle_idle(pid, now),
+                    WorkerEvent::Removed { pid } => {
+                        self.conns.remove(&pid);
+                    }
+                    WorkerEvent::VersionActivated { version } => {
+                        tracing::info!(version = version.0, "version now takes new requests");
+                    }
+                }
+            }
+            while let Some(action) = self.supervisor.poll_action() {
+                progressed = true;
+                match action {
+                    SupervisorAction::Spawn {
+                        spawn,
+                        slot,
+                        version,
+                    } => match self.spawner.spawn(slot, version, &self.handle) {
+                        Ok(pid) => {
+                            self.spawned.insert(pid, spawn);
+                            self.supervisor.handle_spawned(spawn, pid, now);
+                        }
+                        Err(e) => {
+                            tracing::error!(slot = slot.0, "could not start worker: {e}");
+                            self.supervisor.handle_spawn_failed(spawn, now);
+                        }
+                    },
+                    SupervisorAction::Drain { pid } => self.balancer.handle_drain(pid, now),
+                    SupervisorAction::Terminate { pid } => {
+                        self.spawner.signal(pid, Signal::Terminate)
+                    }
+                    SupervisorAction::Kill { pid } => self.spawner.signal(pid, Signal::Kill),
+                    SupervisorAction::Stopped => self.stopped = true,
+                }
+            }
+            if self.stop_requested && !self.stop_sent && self.balancer.is_drained() {
+                self.stop_sent = true;
+                self.supervisor.stop(now);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn carry_out(&mut self, action: Action) {
+        match action {
+            Action::Dispatch {
+                request,
+                pid,
+                attempt,
+            } => {
+                let Some(tx) = self.pending.get(&request) else {
+                    return;
+                };
+                let Some(wc) = self.conns.get_mut(&pid) else {
+                    return;
+                };
+                let decision = Decision::Dispatch {
+                    pid,
+                    attempt,
+                    address: wc.address.clone(),
+                    conn: wc.idle.take(),
+                };
+                if let Err(mpsc::error::SendError(Decision::Dispatch { conn, .. })) =
+                    tx.send(decision)
+                {
+                    // The request task is gone; it will never report an
+                    // outcome, so the exchange ends here.
+                    if let Some(wc) = self.conns.get_mut(&pid) {
+                        wc.idle = conn;
+                    }
+                    self.pending.remove(&request);
+                    let now = self.clock.now();
+                    self.balancer.handle_dispatch_unused(request, now);
+                }
+            }
+            Action::Answer { request, answer } => {
+                // A timed-out request stays registered: its task still
+                // reports how the worker's exchange ended.
+                let keep = answer == Answer::UpstreamTimeout;
+                let tx = if keep {
+                    self.pending.get(&request).cloned()
+                } else {
+                    self.pending.remove(&request)
+                };
+                if let Some(tx) = tx {
+                    let _ = tx.send(Decision::Answer(answer));
+                }
+            }
+        }
+    }
+
+    fn status(&self, now: Time) -> serde_json::Value {
+        let lb = self.balancer.status();
+        let sup = self.supervisor.status(now);
+        let uptime = now.saturating_since(self.started).as_secs_f64();
+        let healthy = lb.registered > 0 && !self.stop_requested;
+        serde_json::json!({
+            "status": if healthy { "healthy" } else { "degraded" },
+            "app": self.identity.app,
+            "workers": lb.registered,
+            "ports": self.identity.ports,
+            "uptime": (uptime * 1000.0).round() / 1000.0,
+            "version": lb.active_version,
+            "queue": { "depth": lb.queued, "max": self.balancer.config().max_queue },
+            "inflight": lb.in_flight,
+            "routable": lb.routable,
+            "stopping": self.stop_requested,
+            "pool": lb.workers,
+            "supervisor": sup,
+            "counters": lb.counters,
+        })
+    }
+}
+
+fn is_socket(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}

@@ -1,0 +1,252 @@
+//! Bodies that stream between client and worker without being buffered.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::core::RequestId;
+use crate::driver::DriverHandle;
+use crate::upstream::{BoxError, Upstream};
+
+/// A client's request body with a size limit, checked while it streams.
+pub struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl LimitedBody {
+    pub fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> LimitedBody {
+        LimitedBody {
+            inner,
+            remaining: limit,
+            exceeded,
+        }
+    }
+}
+
+/// The error of a body that went over its limit.
+#[derive(Debug)]
+pub struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body too large")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > self.remaining {
+                        self.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                    }
+                    self.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Called once when a relayed response ends, with the bytes sent.
+pub type OnEnd = Box<dyn FnOnce(u64) + Send>;
+
+/// A worker's response body on its way to the client. When it ends, the
+/// worker's connection goes back to the driver with the completion; if the
+/// client leaves first, the rest is drained in the background so the worker
+/// finishes its write and the connection can be reused.
+pub struct RelayBody {
+    inner: Option<Incoming>,
+    conn: Option<Upstream>,
+    request: RequestId,
+    driver: DriverHandle,
+    sent: u64,
+    drain_limit: Duration,
+    on_end: Option<OnEnd>,
+}
+
+impl RelayBody {
+    pub fn new(
+        inner: Incoming,
+        conn: Upstream,
+        request: RequestId,
+        driver: DriverHandle,
+        drain_limit: Duration,
+        on_end: OnEnd,
+    ) -> RelayBody {
+        RelayBody {
+            inner: Some(inner),
+            conn: Some(conn),
+            request,
+            driver,
+            sent: 0,
+            drain_limit,
+            on_end: Some(on_end),
+        }
+    }
+
+    fn finish(&mut self, clean: bool) {
+        self.inner = None;
+        let conn = if clean { self.conn.take() } else { None };
+        self.driver.complete(self.request, clean, conn);
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.sent);
+        }
+    }
+}
+
+impl Body for RelayBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+                // Release the worker as soon as its last byte is in hand, not
+                // when the client has read it: a slow reader never holds a worker.
+                if self.inner.as_ref().is_some_and(Body::is_end_stream) {
+                    self.finish(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.finish(false);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                self.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for RelayBody {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        // The client went away mid-body: drain the rest so the worker ends
+        // its write cleanly, then report the completion.
+        let conn = self.conn.take();
+        let driver = self.driver.clone();
+        let request = self.request;
+        let limit = self.drain_limit;
+        let on_end = self.on_end.take();
+        let sent = self.sent;
+        tokio::spawn(async move {
+            let drained = tokio::time::timeout(limit, drain(inner)).await;
+            let clean = matches!(drained, Ok(Ok(())));
+            driver.complete(request, clean, if clean { conn } else { None });
+            if let Some(on_end) = on_end {
+                on_end(sent);
+            }
+        });
+    }
+}
+
+/// Reads a body to its end, discarding it.
+pub async fn drain(mut body: Incoming) -> Result<(), hyper::Error> {
+    while let Some(frame) = body.frame().await {
+        frame?;
+    }
+    Ok(())
+}
+
+/// What the front door sends a client.
+pub enum ResponseBody {
+    Full(Option<Bytes>),
+    Relay(RelayBody),
+}
+
+impl ResponseBody {
+    pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+        ResponseBody::Full(Some(bytes.into()))
+    }
+
+    pub fn empty() -> ResponseBody {
+        ResponseBody::Full(None)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Relay(relay) => Pin::new(relay).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(bytes) => bytes.is_none(),
+            ResponseBody::Relay(relay) => relay.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ResponseBody::Relay(relay) => relay.size_hint(),
+        }
+    }
+}

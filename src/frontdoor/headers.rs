@@ -1,0 +1,164 @@
+//! Header rewriting on the way in and on the way out.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::proto::{WORKER_BUSY_HEADER, WORKER_ID_HEADER};
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static RIP_WORKER_BUSY: HeaderName = HeaderName::from_static(WORKER_BUSY_HEADER);
+static RIP_WORKER_ID: HeaderName = HeaderName::from_static(WORKER_ID_HEADER);
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+}
+
+/// Rewrites a client's request headers for the worker: drops hop-by-hop
+/// headers, appends the client to `X-Forwarded-For`, sets
+/// `X-Forwarded-Proto`, keeps or assigns `X-Request-Id`, and stamps
+/// `X-Request-Start: t=<microseconds since the epoch>` so the app can see
+/// its queue time. Returns the request id.
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    client: Option<IpAddr>,
+    scheme: &'static str,
+    start_micros: u64,
+    new_id: impl FnOnce() -> String,
+) -> HeaderValue {
+    strip_hop_by_hop(headers);
+    if let Some(ip) = client {
+        let mut value = String::with_capacity(64);
+        for previous in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(s) = previous.to_str() {
+                value.push_str(s);
+                value.push_str(", ");
+            }
+        }
+        let _ = write!(value, "{ip}");
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+    let id = match headers.get(&X_REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 200 => v.clone(),
+        _ => {
+            let v = HeaderValue::from_str(&new_id()).unwrap_or(HeaderValue::from_static("-"));
+            headers.insert(&X_REQUEST_ID, v.clone());
+            v
+        }
+    };
+    let mut start = itoa_buf(start_micros);
+    start.insert_str(0, "t=");
+    if let Ok(v) = HeaderValue::from_str(&start) {
+        headers.insert(&X_REQUEST_START, v);
+    }
+    id
+}
+
+/// Rewrites a worker's response headers for the client: drops hop-by-hop
+/// headers, the internal `Rip-Worker-Busy` / `Rip-Worker-Id`, and the
+/// worker's `Date` (the front door sets exactly one).
+pub fn rewrite_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(&RIP_WORKER_BUSY);
+    headers.remove(&RIP_WORKER_ID);
+    headers.remove(header::DATE);
+}
+
+/// Whether a worker's response is its busy signal.
+pub fn is_busy(headers: &HeaderMap) -> bool {
+    headers.contains_key(&RIP_WORKER_BUSY)
+}
+
+/// The request id header name.
+pub fn request_id_header() -> &'static HeaderName {
+    &X_REQUEST_ID
+}
+
+fn itoa_buf(n: u64) -> String {
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_gets_forwarding_headers_and_keeps_a_client_id() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        let id = rewrite_request(
+            &mut h,
+            Some("127.0.0.1".parse().unwrap()),
+            "http",
+            42,
+            || "new".into(),
+        );
+        assert_eq!(id, "abc");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-request-start"], "t=42");
+        assert!(!h.contains_key("x-secret") && !h.contains_key(header::CONNECTION));
+    }
+
+    #[test]
+    fn request_without_id_gets_one() {
+        let mut h = HeaderMap::new();
+        let id = rewrite_request(&mut h, None, "https", 1, || "r-1".into());
+        assert_eq!(id, "r-1");
+        assert_eq!(h["x-request-id"], "r-1");
+        assert!(!h.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn response_loses_internal_headers_and_date() {
+        let mut h = HeaderMap::new();
+        h.insert("rip-worker-id", HeaderValue::from_static("3"));
+        h.insert("rip-worker-busy", HeaderValue::from_static("1"));
+        h.insert(
+            header::DATE,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        rewrite_response(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

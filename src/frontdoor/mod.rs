@@ -1,0 +1,200 @@
+//! The front door: the public HTTP listener.
+//!
+//! [`run`] accepts connections until `shutdown` resolves, serves each with
+//! hyper's HTTP/1.1 server (keep-alive, header timeout, header limits), and
+//! answers `/status` and `/server` itself; every other request is proxied to
+//! a worker chosen by the core (see [`proxy`]).
+
+pub mod body;
+pub mod headers;
+pub mod proxy;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::access_log::AccessLog;
+use crate::clock::Clock;
+use crate::driver::DriverHandle;
+use crate::transport::Transport;
+use body::ResponseBody;
+
+/// Front-door settings.
+#[derive(Clone, Debug)]
+pub struct FrontDoorConfig {
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub scheme: &'static str,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// A client must send its whole request head within this.
+    pub header_timeout: Duration,
+    /// Largest request body (413 above it).
+    pub max_body: u64,
+    /// Most header fields in a request (431 above it).
+    pub max_headers: usize,
+    /// Largest request head in bytes (431 above it).
+    pub max_head_bytes: usize,
+}
+
+impl Default for FrontDoorConfig {
+    fn default() -> FrontDoorConfig {
+        FrontDoorConfig {
+            scheme: "http",
+            connect_timeout: Duration::from_millis(200),
+            read_timeout: Duration::from_millis(5000),
+            header_timeout: Duration::from_secs(10),
+            max_body: 100 * 1024 * 1024,
+            max_headers: 100,
+            max_head_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Everything a request task needs, shared by all of them.
+pub struct FrontDoor<T: Transport> {
+    config: FrontDoorConfig,
+    transport: T,
+    driver: DriverHandle,
+    clock: Clock,
+    access_log: Option<AccessLog>,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl<T: Transport> FrontDoor<T> {
+    pub fn new(
+        config: FrontDoorConfig,
+        transport: T,
+        driver: DriverHandle,
+        clock: Clock,
+        access_log: Option<AccessLog>,
+        id_seed: u64,
+    ) -> FrontDoor<T> {
+        FrontDoor {
+            config,
+            transport,
+            driver,
+            clock,
+            access_log,
+            id_prefix: format!("{:08x}", (id_seed ^ (id_seed >> 32)) as u32),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn new_request_id(&self) -> String {
+        format!(
+            "{}-{:x}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: Option<IpAddr>,
+    ) -> Response<ResponseBody> {
+        if matches!(*request.method(), Method::GET | Method::HEAD) {
+            match request.uri().path() {
+                "/server" => return proxy::plain(StatusCode::OK, "ok"),
+                "/status" => {
+                    let status = self.driver.status().await;
+                    let mut response = Response::new(ResponseBody::full(status.to_string()));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    return response;
+                }
+                _ => {}
+            }
+        }
+        self.proxy(request, client).await
+    }
+}
+
+/// A listener the front door can accept client connections from.
+pub trait Accept: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Option<IpAddr>)>> + Send;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(tokio::net::TcpStream, Option<IpAddr>)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, Some(peer.ip())))
+    }
+}
+
+/// Accepts and serves client connections until `shutdown` resolves; then
+/// stops accepting and asks open connections to close after their current
+/// request.
+pub async fn run<T: Transport, L: Accept>(
+    mut listener: L,
+    front_door: Arc<FrontDoor<T>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (closing_tx, closing_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (io, client) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors or similar: existing connections
+                // keep working; new ones wait in the kernel backlog.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let fd = front_door.clone();
+        let config = front_door.config.clone();
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let fd = fd.clone();
+                async move { Ok::<_, Infallible>(fd.serve(request, client).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .header_read_timeout(config.header_timeout)
+                .max_headers(config.max_headers)
+                .max_buf_size(config.max_head_bytes.max(8192));
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                biased;
+                _ = conn.as_mut() => {}
+                _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = closing_tx.send(true);
+}

@@ -1,0 +1,1086 @@
+//! The command line: `rip_server::cli::parse`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rip_server::cli::*;
+
+fn words(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// Parses with no environment.
+fn run(list: &[&str]) -> Result<Command, CliError> {
+    parse(&words(list), &no_env)
+}
+
+/// Parses with the given environment.
+fn run_env(list: &[&str], vars: &[(&str, &str)]) -> Result<Command, CliError> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    parse(&words(list), &env)
+}
+
+fn serve(list: &[&str]) -> ServeConfig {
+    serve_env(list, &[])
+}
+
+fn serve_env(list: &[&str], vars: &[(&str, &str)]) -> ServeConfig {
+    match run_env(list, vars) {
+        Ok(Command::Serve(cfg)) => *cfg,
+        other => panic!("{list:?}: expected Serve, got {other:?}"),
+    }
+}
+
+/// Asserts an error about `word`, returns it; checks the one-line Display.
+fn fails(list: &[&str], word: &str) -> CliError {
+    fails_env(list, &[], word)
+}
+
+fn fails_env(list: &[&str], vars: &[(&str, &str)], word: &str) -> CliError {
+    let err = match run_env(list, vars) {
+        Err(e) => e,
+        Ok(c) => panic!("{list:?}: expected an error about {word:?}, got {c:?}"),
+    };
+    assert_eq!(err.word, word, "{list:?}: {err}");
+    let line = err.to_string();
+    assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+    assert_eq!(line, format!("rip-server: {}: {}", err.word, err.message));
+    assert!(err.message.contains("expected"), "{line}");
+    err
+}
+
+/// A temporary directory holding an app directory named `api`.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    app: PathBuf,
+}
+
+impl Fixture {
+    fn empty() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap();
+        let app = root.join("api");
+        fs::create_dir(&app).unwrap();
+        Fixture {
+            _tmp: tmp,
+            root,
+            app,
+        }
+    }
+
+    /// An `api` dir with `index.rip`.
+    fn rip() -> Fixture {
+        let f = Fixture::empty();
+        f.file("index.rip", false);
+        f
+    }
+
+    fn file(&self, name: &str, executable: bool) -> PathBuf {
+        let p = self.app.join(name);
+        fs::write(&p, "#!/bin/sh\n").unwrap();
+        let mode = if executable { 0o755 } else { 0o644 };
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    fn dir(&self) -> &str {
+        self.app.to_str().unwrap()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Defaults and order
+// ---------------------------------------------------------------------------
+
+#[test]
+fn defaults() {
+    let f = Fixture::rip();
+    let c = serve(&[f.dir()]);
+    assert_eq!(
+        c,
+        ServeConfig {
+            app_name: "api".into(),
+            app_dir: f.app.clone(),
+            entry: f.app.join("index.rip"),
+            entry_kind: EntryKind::Rip,
+            workers: auto_workers(),
+            max_requests: Some(10_000),
+            max_age: None,
+            max_reloads: 10,
+            http_port: 5002,
+            https_port: None,
+            cert: None,
+            key: None,
+            protocol: Protocol::Http,
+            max_queue: 8192,
+            queue_timeout: Duration::from_millis(2000),
+            connect_timeout: Duration::from_millis(200),
+            read_timeout: Duration::from_millis(5000),
+            hot_reload: HotReload::None,
+            json_logging: false,
+            access_log: true,
+            variant: "server".into(),
+            socket_prefix: PathBuf::from("/tmp/rip_server_api"),
+            lb_policy: LbPolicy::Lifo,
+            upstream_max_idle: 8,
+            upstream_max_conns_per_socket: 1,
+            header_timeout: Duration::from_millis(10_000),
+            stuck_grace: Duration::from_millis(5000),
+            stop_timeout: Duration::from_millis(10_000),
+        }
+    );
+    // The constants say the same.
+    assert_eq!(c.max_requests, DEFAULT_MAX_REQUESTS);
+    assert_eq!(c.max_age, DEFAULT_MAX_AGE);
+    assert_eq!(c.max_reloads, DEFAULT_MAX_RELOADS);
+    assert_eq!(c.http_port, DEFAULT_HTTP_PORT);
+    assert_eq!(c.protocol, DEFAULT_PROTOCOL);
+    assert_eq!(c.max_queue, DEFAULT_MAX_QUEUE);
+    assert_eq!(c.queue_timeout, DEFAULT_QUEUE_TIMEOUT);
+    assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(c.read_timeout, DEFAULT_READ_TIMEOUT);
+    assert_eq!(c.hot_reload, DEFAULT_HOT_RELOAD);
+    assert_eq!(c.variant, DEFAULT_VARIANT);
+    assert_eq!(c.lb_policy, DEFAULT_LB_POLICY);
+    assert_eq!(c.upstream_max_idle, DEFAULT_UPSTREAM_MAX_IDLE);
+    assert_eq!(
+        c.upstream_max_conns_per_socket,
+        DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET
+    );
+    assert_eq!(c.header_timeout, DEFAULT_HEADER_TIMEOUT);
+    assert_eq!(c.stuck_grace, DEFAULT_STUCK_GRACE);
+    assert_eq!(c.stop_timeout, DEFAULT_STOP_TIMEOUT);
+    assert_eq!(
+        c.control_socket(),
+        Path::new("/tmp/rip_server_api.ctl.sock")
+    );
+    assert_eq!(c.worker_socket(0), Path::new("/tmp/rip_server_api.0.sock"));
+    assert!((MIN_WORKERS..=MAX_WORKERS).contains(&c.workers));
+}
+
+#[test]
+fn any_order() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let a = serve(&[d, "w:2", "5700", "--max-queue=7", "--json-logging"]);
+    let b = serve(&["--json-logging", "5700", "w:2", d, "--max-queue", "7"]);
+    let c = serve(&["w:2", "--max-queue", "7", "5700", "--json-logging", d]);
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    assert_eq!(a.workers, 2);
+    assert_eq!(a.https_port, Some(5700));
+    assert_eq!(a.max_queue, 7);
+    assert!(a.json_logging);
+    // The seed's forms.
+    assert_eq!(serve(&["5700", d]).https_port, Some(5700));
+    assert_eq!(serve(&["https:5700", d]).https_port, Some(5700));
+    assert_eq!(serve(&["--https-port=5700", d]).https_port, Some(5700));
+}
+
+#[test]
+fn later_setting_wins() {
+    let f = Fixture::rip();
+    let c = serve(&[f.dir(), "w:2", "w:5", "--max-queue=1", "--max-queue=9"]);
+    assert_eq!(c.workers, 5);
+    assert_eq!(c.max_queue, 9);
+    let c = serve(&[f.dir(), "r:1,3r", "--max-reloads=4"]);
+    assert_eq!(c.max_reloads, 4);
+    let c = serve(&[f.dir(), "--max-reloads=4", "r:1,3r"]);
+    assert_eq!(c.max_reloads, 3);
+}
+
+#[test]
+fn double_dash_ends_flags() {
+    let f = Fixture::rip();
+    let c = serve(&["w:3", "--", f.dir()]);
+    assert_eq!(c.workers, 3);
+    assert_eq!(c.app_name, "api");
+}
+
+// ---------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------
+
+#[test]
+fn workers_token() {
+    let f = Fixture::rip();
+    assert_eq!(serve(&[f.dir(), "w:1"]).workers, 1);
+    assert_eq!(serve(&[f.dir(), "w:1024"]).workers, 1024);
+    assert_eq!(serve(&[f.dir(), "w:auto"]).workers, auto_workers());
+    fails(&[f.dir(), "w:0"], "w:0");
+    fails(&[f.dir(), "w:1025"], "w:1025");
+    fails(&[f.dir(), "w:"], "w:");
+    fails(&[f.dir(), "w:two"], "w:two");
+    fails(&[f.dir(), "w:-1"], "w:-1");
+    fails(
+        &[f.dir(), "w:99999999999999999999999"],
+        "w:99999999999999999999999",
+    );
+}
+
+#[test]
+fn recycle_token() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let c = serve(&[d, "r:20000,1800s,20r"]);
+    assert_eq!(c.max_requests, Some(20000));
+    assert_eq!(c.max_age, Some(Duration::from_secs(1800)));
+    assert_eq!(c.max_reloads, 20);
+
+    let c = serve(&[d, "r:500"]);
+    assert_eq!(
+        (c.max_requests, c.max_age, c.max_reloads),
+        (Some(500), None, 10)
+    );
+    let c = serve(&[d, "r:500,60s"]);
+    assert_eq!(
+        (c.max_requests, c.max_age, c.max_reloads),
+        (Some(500), Some(Duration::from_secs(60)), 10)
+    );
+    let c = serve(&[d, "r:500,3r"]);
+    assert_eq!(
+        (c.max_requests, c.max_age, c.max_reloads),
+        (Some(500), None, 3)
+    );
+    let c = serve(&[d, "r:20000,900s,10r"]);
+    assert_eq!(c.max_age, Some(Duration::from_secs(900)));
+    // Parts may be left out or reordered; 0 means never.
+    let c = serve(&[d, "r:60s"]);
+    assert_eq!(
+        (c.max_requests, c.max_age),
+        (Some(10_000), Some(Duration::from_secs(60)))
+    );
+    let c = serve(&[d, "r:0"]);
+    assert_eq!(c.max_requests, None);
+    let c = serve(&[d, "r:2r,5"]);
+    assert_eq!((c.max_requests, c.max_reloads), (Some(5), 2));
+
+    for bad in [
+        "r:", "r:abc", "r:10,", "r:10,20", "r:10,5x", "r:1s,2s", "r:-1",
+    ] {
+        let e = fails(&[d, bad], bad);
+        assert!(e.message.contains("r:<requests>"), "{e}");
+    }
+}
+
+#[test]
+fn port_tokens() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    assert_eq!(serve(&[d, "http:8080"]).http_port, 8080);
+    assert_eq!(serve(&[d, "http:0"]).http_port, 0);
+    assert_eq!(serve(&[d, "http:65535"]).http_port, 65535);
+    fails(&[d, "http:65536"], "http:65536");
+    fails(&[d, "http:-1"], "http:-1");
+    fails(&[d, "http:abc"], "http:abc");
+    fails(&[d, "http:"], "http:");
+
+    assert_eq!(serve(&[d, "https:8443"]).https_port, Some(8443));
+    assert_eq!(serve(&[d, "8443"]).https_port, Some(8443));
+    fails(&[d, "https:99999"], "https:99999");
+    fails(&[d, "https:quick"], "https:quick");
+    let e = fails(&[d, "70000"], "70000");
+    assert!(e.message.contains("0..=65535"), "{e}");
+    fails(&[d, "--https-port=70000"], "--https-port=70000");
+}
+
+#[test]
+fn protocol_follows_ports() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    assert_eq!(serve(&[d]).protocol, Protocol::Http);
+    assert_eq!(serve(&[d, "5700"]).protocol, Protocol::Https);
+    assert_eq!(
+        serve(&[d, "5700", "http:8080"]).protocol,
+        Protocol::HttpAndHttps
+    );
+    assert_eq!(
+        serve_env(&[d, "5700"], &[("PORT", "8080")]).protocol,
+        Protocol::HttpAndHttps
+    );
+    let c = serve(&[d, "protocol:http+https", "https:8443", "http:8080"]);
+    assert_eq!(c.protocol, Protocol::HttpAndHttps);
+    assert_eq!((c.http_port, c.https_port), (8080, Some(8443)));
+    assert_eq!(
+        serve(&[d, "protocol:https", "8443"]).protocol,
+        Protocol::Https
+    );
+    assert_eq!(
+        serve(&[d, "protocol:http", "8443"]).protocol,
+        Protocol::Http
+    );
+    fails(&[d, "protocol:ftp"], "protocol:ftp");
+    let e = fails(&[d, "protocol:https"], "protocol:https");
+    assert!(e.message.contains("HTTPS port"), "{e}");
+    fails(&[d, "protocol:http+https"], "protocol:http+https");
+    // Both listeners cannot share a port.
+    fails(&[d, "http:8080", "https:8080"], "https:8080");
+    // Port 0 twice is fine: two free ports.
+    assert_eq!(
+        serve(&[d, "http:0", "https:0"]).protocol,
+        Protocol::HttpAndHttps
+    );
+}
+
+#[test]
+fn cert_and_key() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let c = serve(&[d, "cert:/etc/app.pem", "key:/etc/app.key"]);
+    assert_eq!(c.cert, Some(PathBuf::from("/etc/app.pem")));
+    assert_eq!(c.key, Some(PathBuf::from("/etc/app.key")));
+    let c = serve(&[d, "--cert=/a.pem", "--key", "/a.key"]);
+    assert_eq!(c.cert, Some(PathBuf::from("/a.pem")));
+    assert_eq!(c.key, Some(PathBuf::from("/a.key")));
+    // Relative paths are made absolute against the current directory.
+    let c = serve(&[d, "cert:./certs/app.pem"]);
+    let cert = c.cert.unwrap();
+    assert!(cert.is_absolute(), "{cert:?}");
+    assert!(cert.ends_with("certs/app.pem"), "{cert:?}");
+    fails(&[d, "cert:"], "cert:");
+    fails(&[d, "key:"], "key:");
+}
+
+#[test]
+fn unknown_tokens() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let e = fails(&[d, "x:1"], "x:1");
+    assert!(e.message.contains("w:"), "{e}");
+    fails(&[d, "workers:2"], "workers:2");
+    fails(&["W:2", d], "W:2");
+}
+
+#[test]
+fn existing_path_with_a_colon_is_an_app_path() {
+    let f = Fixture::empty();
+    let odd = f.root.join("odd:app");
+    fs::create_dir(&odd).unwrap();
+    fs::write(odd.join("index.ts"), "").unwrap();
+    let c = serve(&[odd.to_str().unwrap()]);
+    assert_eq!(c.app_name, "odd:app");
+    assert_eq!(c.entry_kind, EntryKind::TypeScript);
+}
+
+// ---------------------------------------------------------------------------
+// Flags
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_value_flag_both_forms() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let cases: &[(&str, &str)] = &[
+        ("--max-queue", "0"),
+        ("--queue-timeout-ms", "150"),
+        ("--connect-timeout-ms", "50"),
+        ("--read-timeout-ms", "750"),
+        ("--hot-reload", "module"),
+        ("--reload", "process"),
+        ("--max-reloads", "3"),
+        ("--variant", "dev"),
+        ("--socket-prefix", "/tmp/ripx_test"),
+        ("--lb-policy", "rr"),
+        ("--upstream-max-idle", "0"),
+        ("--upstream-max-conns-per-socket", "4"),
+        ("--https-port", "8443"),
+        ("--cert", "/c.pem"),
+        ("--key", "/c.key"),
+        ("--header-timeout-ms", "1234"),
+        ("--stuck-grace-ms", "0"),
+        ("--stop-timeout-ms", "99"),
+    ];
+    for (flag, value) in cases {
+        let joined = format!("{flag}={value}");
+        let a = serve(&[d, &joined]);
+        let b = serve(&[flag, value, d]);
+        assert_eq!(a, b, "{flag}");
+        assert_ne!(a, serve(&[d]), "{flag} changed nothing");
+    }
+    let c = serve(&[
+        d,
+        "--max-queue=0",
+        "--queue-timeout-ms=150",
+        "--connect-timeout-ms=50",
+        "--read-timeout-ms=750",
+        "--hot-reload=module",
+        "--max-reloads=3",
+        "--variant=dev",
+        "--lb-policy=lc",
+        "--upstream-max-idle=0",
+        "--upstream-max-conns-per-socket=4",
+        "--header-timeout-ms=1234",
+        "--stuck-grace-ms=0",
+        "--stop-timeout-ms=99",
+        "--no-access-log",
+        "--json-logging",
+    ]);
+    assert_eq!(c.max_queue, 0);
+    assert_eq!(c.queue_timeout, Duration::from_millis(150));
+    assert_eq!(c.connect_timeout, Duration::from_millis(50));
+    assert_eq!(c.read_timeout, Duration::from_millis(750));
+    assert_eq!(c.hot_reload, HotReload::Module);
+    assert_eq!(c.max_reloads, 3);
+    assert_eq!(c.variant, "dev");
+    assert_eq!(c.socket_prefix, PathBuf::from("/tmp/rip_dev_api"));
+    assert_eq!(c.lb_policy, LbPolicy::LeastConnections);
+    assert_eq!(c.upstream_max_idle, 0);
+    assert_eq!(c.upstream_max_conns_per_socket, 4);
+    assert_eq!(c.header_timeout, Duration::from_millis(1234));
+    assert_eq!(c.stuck_grace, Duration::ZERO);
+    assert_eq!(c.stop_timeout, Duration::from_millis(99));
+    assert!(!c.access_log);
+    assert!(c.json_logging);
+}
+
+#[test]
+fn enum_values() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    for (v, want) in [
+        ("lifo", LbPolicy::Lifo),
+        ("rr", LbPolicy::RoundRobin),
+        ("lc", LbPolicy::LeastConnections),
+    ] {
+        assert_eq!(serve(&[d, &format!("--lb-policy={v}")]).lb_policy, want);
+        assert_eq!(want.as_str(), v);
+    }
+    for (v, want) in [
+        ("none", HotReload::None),
+        ("process", HotReload::Process),
+        ("module", HotReload::Module),
+    ] {
+        assert_eq!(serve(&[d, &format!("--hot-reload={v}")]).hot_reload, want);
+        assert_eq!(want.to_string(), v);
+    }
+    assert_eq!(
+        serve(&[d, "--hot-reload=module", "--no-hot-reload"]).hot_reload,
+        HotReload::None
+    );
+    fails(&[d, "--lb-policy=random"], "--lb-policy=random");
+    fails(&[d, "--lb-policy", "random"], "--lb-policy random");
+    let e = fails(&[d, "--hot-reload=sometimes"], "--hot-reload=sometimes");
+    assert!(e.message.contains("none, process or module"), "{e}");
+    fails(&[d, "--reload=yes"], "--reload=yes");
+}
+
+#[test]
+fn socket_prefix_flag() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let c = serve(&[d, "--socket-prefix=/tmp/custom_x", "--variant=dev"]);
+    assert_eq!(c.socket_prefix, PathBuf::from("/tmp/custom_x"));
+    assert_eq!(c.variant, "dev");
+    assert_eq!(c.control_socket(), PathBuf::from("/tmp/custom_x.ctl.sock"));
+    let rel = serve(&[d, "--socket-prefix=run/app"]).socket_prefix;
+    assert!(rel.is_absolute() && rel.ends_with("run/app"), "{rel:?}");
+    fails(
+        &[d, "--socket-prefix=/tmp/dir/"],
+        "--socket-prefix=/tmp/dir/",
+    );
+    let long = format!("--socket-prefix=/tmp/{}", "x".repeat(120));
+    let e = fails(&[d, &long], &long);
+    assert!(e.message.contains("bytes"), "{e}");
+    fails(&[d, "--variant=a/b"], "--variant=a/b");
+    fails(&[d, "--variant", ""], "--variant");
+}
+
+#[test]
+fn long_app_name_needs_a_prefix() {
+    let f = Fixture::empty();
+    let long = f.root.join("a".repeat(100));
+    fs::create_dir(&long).unwrap();
+    fs::write(long.join("index.rip"), "").unwrap();
+    let p = long.to_str().unwrap();
+    let e = fails(&[p], p);
+    assert!(e.message.contains("--socket-prefix"), "{e}");
+    let c = serve(&[p, "--socket-prefix=/tmp/short"]);
+    assert_eq!(c.socket_prefix, PathBuf::from("/tmp/short"));
+}
+
+#[test]
+fn flag_errors() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let e = fails(&[d, "--max-queue=abc"], "--max-queue=abc");
+    assert!(e.message.contains("non-negative integer"), "{e}");
+    assert_eq!(
+        e.to_string().lines().count(),
+        1,
+        "Display must be one line: {e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("rip-server: --max-queue=abc: expected"),
+        "{e}"
+    );
+    fails(&[d, "--max-queue", "abc"], "--max-queue abc");
+    fails(&[d, "--max-queue=-1"], "--max-queue=-1");
+    fails(&[d, "--max-queue=1000001"], "--max-queue=1000001");
+    fails(&[d, "--queue-timeout-ms=0"], "--queue-timeout-ms=0");
+    fails(&[d, "--read-timeout-ms=1.5"], "--read-timeout-ms=1.5");
+    fails(&[d, "--connect-timeout-ms= 5"], "--connect-timeout-ms= 5");
+    fails(
+        &[d, "--read-timeout-ms=99999999999999999999"],
+        "--read-timeout-ms=99999999999999999999",
+    );
+    fails(&[d, "--max-reloads=x"], "--max-reloads=x");
+    fails(&[d, "--upstream-max-idle=1025"], "--upstream-max-idle=1025");
+    fails(
+        &[d, "--upstream-max-conns-per-socket=0"],
+        "--upstream-max-conns-per-socket=0",
+    );
+    // Unknown flags.
+    let e = fails(&[d, "--nope"], "--nope");
+    assert!(e.message.contains("unknown flag"), "{e}");
+    fails(&[d, "--nope=3"], "--nope=3");
+    fails(&[d, "-x"], "-x");
+    fails(&["--max-queue-x=1", d], "--max-queue-x=1");
+    // Missing values.
+    let e = fails(&[d, "--max-queue"], "--max-queue");
+    assert!(e.message.contains("value"), "{e}");
+    fails(&[d, "--max-queue", "--json-logging"], "--max-queue");
+    fails(&[d, "--max-queue="], "--max-queue=");
+    // Boolean flags take no value.
+    fails(&[d, "--json-logging=yes"], "--json-logging=yes");
+    fails(&[d, "--no-access-log=1"], "--no-access-log=1");
+}
+
+// ---------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------
+
+#[test]
+fn env_fallback() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let env = [
+        ("PORT", "7001"),
+        ("RIP_MAX_QUEUE", "12"),
+        ("RIP_QUEUE_TIMEOUT_MS", "13"),
+        ("RIP_CONNECT_TIMEOUT_MS", "14"),
+        ("RIP_READ_TIMEOUT_MS", "15"),
+        ("RIP_HOT_RELOAD", "process"),
+        ("RIP_MAX_RELOADS", "16"),
+        ("RIP_VARIANT", "staging"),
+    ];
+    let c = serve_env(&[d], &env);
+    assert_eq!(c.http_port, 7001);
+    assert_eq!(c.max_queue, 12);
+    assert_eq!(c.queue_timeout, Duration::from_millis(13));
+    assert_eq!(c.connect_timeout, Duration::from_millis(14));
+    assert_eq!(c.read_timeout, Duration::from_millis(15));
+    assert_eq!(c.hot_reload, HotReload::Process);
+    assert_eq!(c.max_reloads, 16);
+    assert_eq!(c.variant, "staging");
+    assert_eq!(c.socket_prefix, PathBuf::from("/tmp/rip_staging_api"));
+    assert_eq!(c.protocol, Protocol::Http);
+}
+
+#[test]
+fn flag_beats_env() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let env = [
+        ("PORT", "7001"),
+        ("RIP_MAX_QUEUE", "12"),
+        ("RIP_QUEUE_TIMEOUT_MS", "13"),
+        ("RIP_CONNECT_TIMEOUT_MS", "14"),
+        ("RIP_READ_TIMEOUT_MS", "15"),
+        ("RIP_HOT_RELOAD", "process"),
+        ("RIP_MAX_RELOADS", "16"),
+        ("RIP_VARIANT", "staging"),
+    ];
+    let c = serve_env(
+        &[
+            d,
+            "http:9001",
+            "--max-queue=22",
+            "--queue-timeout-ms=23",
+            "--connect-timeout-ms=24",
+            "--read-timeout-ms=25",
+            "--reload=module",
+            "r:1,26r",
+            "--variant=prod",
+        ],
+        &env,
+    );
+    assert_eq!(c.http_port, 9001);
+    assert_eq!(c.max_queue, 22);
+    assert_eq!(c.queue_timeout, Duration::from_millis(23));
+    assert_eq!(c.connect_timeout, Duration::from_millis(24));
+    assert_eq!(c.read_timeout, Duration::from_millis(25));
+    assert_eq!(c.hot_reload, HotReload::Module);
+    assert_eq!(c.max_reloads, 26);
+    assert_eq!(c.variant, "prod");
+    assert_eq!(serve_env(&[d, "--max-reloads=27"], &env).max_reloads, 27);
+    assert_eq!(
+        serve_env(&[d, "--no-hot-reload"], &env).hot_reload,
+        HotReload::None
+    );
+}
+
+#[test]
+fn shadowed_bad_env_is_ignored_and_empty_env_is_unset() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let c = serve_env(
+        &[d, "--max-queue=5", "http:1"],
+        &[("RIP_MAX_QUEUE", "abc"), ("PORT", "x")],
+    );
+    assert_eq!((c.max_queue, c.http_port), (5, 1));
+    let c = serve_env(&[d], &[("RIP_MAX_QUEUE", ""), ("PORT", "")]);
+    assert_eq!((c.max_queue, c.http_port), (8192, 5002));
+}
+
+#[test]
+fn legacy_reload_env() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    assert_eq!(
+        serve_env(&[d], &[("RIP_RELOAD", "module")]).hot_reload,
+        HotReload::Module
+    );
+    assert_eq!(
+        serve_env(
+            &[d],
+            &[("RIP_RELOAD", "module"), ("RIP_HOT_RELOAD", "process")]
+        )
+        .hot_reload,
+        HotReload::Process
+    );
+}
+
+#[test]
+fn malformed_env_names_the_variable() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let e = fails_env(&[d], &[("RIP_MAX_QUEUE", "abc")], "RIP_MAX_QUEUE=abc");
+    assert!(e.message.contains("non-negative integer"), "{e}");
+    fails_env(&[d], &[("PORT", "99999")], "PORT=99999");
+    fails_env(
+        &[d],
+        &[("RIP_QUEUE_TIMEOUT_MS", "soon")],
+        "RIP_QUEUE_TIMEOUT_MS=soon",
+    );
+    fails_env(
+        &[d],
+        &[("RIP_CONNECT_TIMEOUT_MS", "-1")],
+        "RIP_CONNECT_TIMEOUT_MS=-1",
+    );
+    fails_env(
+        &[d],
+        &[("RIP_READ_TIMEOUT_MS", "1e3")],
+        "RIP_READ_TIMEOUT_MS=1e3",
+    );
+    fails_env(&[d], &[("RIP_HOT_RELOAD", "on")], "RIP_HOT_RELOAD=on");
+    fails_env(&[d], &[("RIP_MAX_RELOADS", "many")], "RIP_MAX_RELOADS=many");
+    fails_env(&[d], &[("RIP_VARIANT", "a b")], "RIP_VARIANT=a b");
+    fails_env(&[d], &[("RIP_RELOAD", "x")], "RIP_RELOAD=x");
+}
+
+// ---------------------------------------------------------------------------
+// App path and entry resolution
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rip_wins_over_ts() {
+    let f = Fixture::empty();
+    f.file("index.ts", false);
+    f.file("index.rip", false);
+    f.file("index", true);
+    let c = serve(&[f.dir()]);
+    assert_eq!(c.entry, f.app.join("index.rip"));
+    assert_eq!(c.entry_kind, EntryKind::Rip);
+}
+
+#[test]
+fn ts_wins_over_executable_index() {
+    let f = Fixture::empty();
+    f.file("index.ts", false);
+    f.file("index", true);
+    let c = serve(&[f.dir()]);
+    assert_eq!(c.entry, f.app.join("index.ts"));
+    assert_eq!(c.entry_kind, EntryKind::TypeScript);
+}
+
+#[test]
+fn executable_index() {
+    let f = Fixture::empty();
+    f.file("index", true);
+    let c = serve(&[f.dir()]);
+    assert_eq!(c.entry, f.app.join("index"));
+    assert_eq!(c.entry_kind, EntryKind::Executable);
+    assert_eq!(c.app_dir, f.app);
+}
+
+#[test]
+fn dir_without_entry_lists_probes() {
+    let f = Fixture::empty();
+    let e = fails(&[f.dir()], f.dir());
+    for probe in ["index.rip", "index.ts", "index"] {
+        assert!(e.message.contains(probe), "{e}");
+    }
+    // A non-executable `index` does not count, and the error says why.
+    f.file("index", false);
+    let e = fails(&[f.dir()], f.dir());
+    assert!(e.message.contains("not executable"), "{e}");
+    // A directory named index.rip does not count either.
+    fs::create_dir(f.app.join("index.rip")).unwrap();
+    fails(&[f.dir()], f.dir());
+}
+
+#[test]
+fn file_app_path() {
+    let f = Fixture::empty();
+    let main = f.file("main.rip", false);
+    f.file("index.ts", false);
+    let c = serve(&[main.to_str().unwrap()]);
+    assert_eq!(c.app_dir, f.app);
+    assert_eq!(c.app_name, "api");
+    assert_eq!(c.entry, main);
+    assert_eq!(c.entry_kind, EntryKind::Rip);
+
+    let ts = f.file("server.ts", false);
+    assert_eq!(
+        serve(&[ts.to_str().unwrap()]).entry_kind,
+        EntryKind::TypeScript
+    );
+
+    let exe = f.file("worker.py", true);
+    let c = serve(&[exe.to_str().unwrap()]);
+    assert_eq!(c.entry_kind, EntryKind::Executable);
+    assert_eq!(c.entry, exe);
+
+    // An executable file is a worker program, whatever its name.
+    let exe_rip = f.file("run.rip", true);
+    assert_eq!(
+        serve(&[exe_rip.to_str().unwrap()]).entry_kind,
+        EntryKind::Executable
+    );
+
+    let txt = f.file("notes.txt", false);
+    let p = txt.to_str().unwrap();
+    let e = fails(&[p], p);
+    assert!(e.message.contains("not executable and not .rip/.ts"), "{e}");
+}
+
+#[test]
+fn app_paths_are_canonical() {
+    let f = Fixture::rip();
+    let dotted = format!("{}/../api/.", f.dir());
+    let c = serve(&[&dotted]);
+    assert_eq!(c.app_dir, f.app);
+    assert_eq!(c.app_name, "api");
+    assert!(c.entry.is_absolute());
+}
+
+#[test]
+fn nonexistent_app_path() {
+    let f = Fixture::empty();
+    let missing = f.root.join("nope");
+    let p = missing.to_str().unwrap();
+    let e = fails(&[p], p);
+    assert!(e.message.contains("no such file or directory"), "{e}");
+    fails(
+        &["apps/definitely/not/here", "w:2"],
+        "apps/definitely/not/here",
+    );
+}
+
+#[test]
+fn missing_and_extra_app_paths() {
+    let e = fails(&[], "<app-path>");
+    assert!(e.message.contains("app-path"), "{e}");
+    fails(&["w:2", "--json-logging"], "<app-path>");
+    let f = Fixture::rip();
+    let e = fails(&[f.dir(), "other"], "other");
+    assert!(e.message.contains("one app path"), "{e}");
+    fails(&[f.dir(), "--", "x"], "x");
+}
+
+#[test]
+fn builtin_hello() {
+    let c = serve(&["builtin:hello", "w:2", "http:0"]);
+    assert_eq!(c.entry_kind, EntryKind::Builtin);
+    assert_eq!(c.app_name, "hello");
+    assert_eq!(c.entry, PathBuf::from("builtin:hello"));
+    assert_eq!(
+        c.app_dir,
+        fs::canonicalize(std::env::current_dir().unwrap()).unwrap()
+    );
+    assert_eq!(c.socket_prefix, PathBuf::from("/tmp/rip_server_hello"));
+    assert_eq!((c.workers, c.http_port), (2, 0));
+    assert_eq!(serve(&["http:0", "builtin:hello"]).app_name, "hello");
+    let e = fails(&["builtin:other"], "builtin:other");
+    assert!(e.message.contains("builtin:hello"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// Subcommands
+// ---------------------------------------------------------------------------
+
+fn target(prefix: &str) -> Target {
+    Target {
+        socket_prefix: PathBuf::from(prefix),
+    }
+}
+
+#[test]
+fn status_restart_stop_targets() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    assert_eq!(
+        run(&["status", d]).unwrap(),
+        Command::Status(target("/tmp/rip_server_api"))
+    );
+    assert_eq!(
+        run(&["restart", d]).unwrap(),
+        Command::Restart(target("/tmp/rip_server_api"))
+    );
+    assert_eq!(
+        run(&["stop", d]).unwrap(),
+        Command::Stop(target("/tmp/rip_server_api"))
+    );
+    // A file app path names its directory.
+    let main = f.app.join("index.rip");
+    assert_eq!(
+        run(&["stop", main.to_str().unwrap()]).unwrap(),
+        Command::Stop(target("/tmp/rip_server_api"))
+    );
+    // Variant from flag or env; flag wins.
+    assert_eq!(
+        run(&["status", "--variant=dev", d]).unwrap(),
+        Command::Status(target("/tmp/rip_dev_api"))
+    );
+    assert_eq!(
+        run_env(&["status", d], &[("RIP_VARIANT", "qa")]).unwrap(),
+        Command::Status(target("/tmp/rip_qa_api"))
+    );
+    assert_eq!(
+        run_env(&["status", d, "--variant", "dev"], &[("RIP_VARIANT", "qa")]).unwrap(),
+        Command::Status(target("/tmp/rip_dev_api"))
+    );
+    // --socket-prefix wins over everything.
+    assert_eq!(
+        run(&["stop", "--socket-prefix", "/tmp/p1", d]).unwrap(),
+        Command::Stop(target("/tmp/p1"))
+    );
+    assert_eq!(
+        run(&["stop", "--socket-prefix=/tmp/p1"]).unwrap(),
+        Command::Stop(target("/tmp/p1"))
+    );
+    assert_eq!(
+        run(&["status", "builtin:hello"]).unwrap(),
+        Command::Status(target("/tmp/rip_server_hello"))
+    );
+    // A path that is gone still names its app.
+    assert_eq!(
+        run(&["stop", "/nowhere/apps/gone"]).unwrap(),
+        Command::Stop(target("/tmp/rip_server_gone"))
+    );
+    let Command::Stop(t) = run(&["stop", "--socket-prefix=/tmp/p2"]).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(t.control_socket(), PathBuf::from("/tmp/p2.ctl.sock"));
+}
+
+#[test]
+fn subcommand_errors() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    for sub in ["status", "restart", "stop"] {
+        let e = fails(&[sub], sub);
+        assert!(
+            e.message
+                .contains("expected an app path or --socket-prefix"),
+            "{e}"
+        );
+        fails(&[sub, d, "w:2"], "w:2");
+        fails(&[sub, "http:5002", d], "http:5002");
+        fails(&[sub, d, "--json-logging"], "--json-logging");
+        fails(&[sub, "--socket-prefix"], "--socket-prefix");
+        fails(&[sub, d, "--variant=x/y"], "--variant=x/y");
+        fails_env(&[sub, d], &[("RIP_VARIANT", "x y")], "RIP_VARIANT=x y");
+    }
+    fails(&["scale"], "scale");
+    fails(&["scale", d], "scale");
+    fails(&["scale", "+1", "-1", d], "-1");
+    fails(&["scale", "0", d], "0");
+    fails(&["scale", "+0", d], "+0");
+    fails(&["scale", "-2000", d], "-2000");
+    fails(&["scale", "+1"], "scale");
+}
+
+#[test]
+fn scale() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let t = target("/tmp/rip_server_api");
+    assert_eq!(
+        run(&["scale", "+1", d]).unwrap(),
+        Command::Scale {
+            target: t.clone(),
+            change: ScaleChange::By(1)
+        }
+    );
+    assert_eq!(
+        run(&["scale", d, "-1"]).unwrap(),
+        Command::Scale {
+            target: t.clone(),
+            change: ScaleChange::By(-1)
+        }
+    );
+    assert_eq!(
+        run(&["scale", "4", "--socket-prefix=/tmp/p"]).unwrap(),
+        Command::Scale {
+            target: target("/tmp/p"),
+            change: ScaleChange::To(4)
+        }
+    );
+    assert_eq!(
+        run(&["scale", "--variant=dev", "-3", d]).unwrap(),
+        Command::Scale {
+            target: target("/tmp/rip_dev_api"),
+            change: ScaleChange::By(-3)
+        }
+    );
+}
+
+#[test]
+fn worker_subcommand() {
+    assert_eq!(
+        run(&["worker", "--builtin"]).unwrap(),
+        Command::Worker(WorkerArgs { socket: None })
+    );
+    assert_eq!(
+        run(&["worker", "--builtin", "--socket", "/tmp/w.0.sock"]).unwrap(),
+        Command::Worker(WorkerArgs {
+            socket: Some(PathBuf::from("/tmp/w.0.sock"))
+        })
+    );
+    assert_eq!(
+        run(&["worker", "--socket=/tmp/w.1.sock", "--builtin"]).unwrap(),
+        Command::Worker(WorkerArgs {
+            socket: Some(PathBuf::from("/tmp/w.1.sock"))
+        })
+    );
+    fails(&["worker"], "worker");
+    fails(&["worker", "--builtin", "--nope"], "--nope");
+    fails(&["worker", "--builtin", "--socket"], "--socket");
+}
+
+// ---------------------------------------------------------------------------
+// Help and version
+// ---------------------------------------------------------------------------
+
+#[test]
+fn help_anywhere() {
+    for list in [
+        &["-h"][..],
+        &["--help"],
+        &["help"],
+        &["apps/missing", "--help"],
+        &["w:0", "-h"],
+        &["status", "--help"],
+    ] {
+        match run(list) {
+            Ok(Command::Help(text)) => assert!(text.contains("USAGE"), "{list:?}"),
+            other => panic!("{list:?}: {other:?}"),
+        }
+    }
+    for list in [&["-V"][..], &["--version"], &["apps/x", "--version"]] {
+        match run(list) {
+            Ok(Command::Version(v)) => {
+                assert!(v.starts_with("rip-server "), "{v}");
+                assert!(!v.contains('\n'));
+            }
+            other => panic!("{list:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn help_lists_everything() {
+    let Command::Help(text) = run(&["--help"]).unwrap() else {
+        unreachable!()
+    };
+    let must = [
+        // tokens
+        "w:<N|auto>",
+        "r:<N>[,<S>s][,<R>r]",
+        "http:<port>",
+        "https:<port>",
+        "cert:<path>",
+        "key:<path>",
+        "protocol:",
+        "http+https",
+        "builtin:hello",
+        // flags
+        "--max-queue",
+        "--queue-timeout-ms",
+        "--connect-timeout-ms",
+        "--read-timeout-ms",
+        "--hot-reload",
+        "--reload",
+        "--no-hot-reload",
+        "--max-reloads",
+        "--json-logging",
+        "--no-access-log",
+        "--variant",
+        "--socket-prefix",
+        "--lb-policy",
+        "lifo",
+        "--upstream-max-idle",
+        "--upstream-max-conns-per-socket",
+        "--https-port",
+        "--cert",
+        "--key",
+        "--header-timeout-ms",
+        "--stuck-grace-ms",
+        "--stop-timeout-ms",
+        "--help",
+        "--version",
+        // env
+        "PORT",
+        "RIP_MAX_QUEUE",
+        "RIP_QUEUE_TIMEOUT_MS",
+        "RIP_CONNECT_TIMEOUT_MS",
+        "RIP_READ_TIMEOUT_MS",
+        "RIP_HOT_RELOAD",
+        "RIP_MAX_RELOADS",
+        "RIP_VARIANT",
+        // subcommands
+        "status",
+        "restart",
+        "stop",
+        "scale",
+        // defaults
+        "5002",
+        "8192",
+        "2000",
+        "200",
+        "5000",
+        "10000",
+        "/tmp/rip_<variant>_<app>",
+        "[default: auto]",
+        "index.rip",
+        "index.ts",
+    ];
+    for m in must {
+        assert!(text.contains(m), "help lacks {m:?}:\n{text}");
+    }
+    // The hidden worker subcommand stays hidden.
+    assert!(!text.contains("--builtin"));
+}
