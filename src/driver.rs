@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::core::balancer::{Action, Balancer, RequestMeta, WorkerEvent, WorkerInfo};
-use crate::core::supervisor::{SpawnId, Supervisor, SupervisorAction};
+use crate::core::balancer::{Action, RequestMeta, WorkerEvent, WorkerInfo};
+use crate::core::node::{Node, Output};
+use crate::core::supervisor::{SpawnId, SupervisorAction};
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
 use crate::proto::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
@@ -216,8 +217,7 @@ pub struct Identity {
 
 /// The state owned by the driver task.
 pub struct Driver<S: Spawner> {
-    balancer: Balancer,
-    supervisor: Supervisor,
+    node: Node,
     spawner: S,
     clock: Clock,
     identity: Identity,
@@ -229,8 +229,6 @@ pub struct Driver<S: Spawner> {
     conns: BTreeMap<Pid, WorkerConn>,
     /// Spawn tokens in flight, to map a spawn to its pid.
     spawned: BTreeMap<Pid, SpawnId>,
-    stop_requested: bool,
-    stop_sent: bool,
     stopped: bool,
     started: Time,
 }
@@ -242,13 +240,7 @@ struct WorkerConn {
 
 impl<S: Spawner> Driver<S> {
     /// Builds the driver and its handle.
-    pub fn new(
-        balancer: Balancer,
-        supervisor: Supervisor,
-        spawner: S,
-        clock: Clock,
-        identity: Identity,
-    ) -> Driver<S> {
+    pub fn new(node: Node, spawner: S, clock: Clock, identity: Identity) -> Driver<S> {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = DriverHandle {
             tx,
@@ -256,8 +248,7 @@ impl<S: Spawner> Driver<S> {
         };
         let started = clock.now();
         Driver {
-            balancer,
-            supervisor,
+            node,
             spawner,
             clock,
             identity,
@@ -266,8 +257,6 @@ impl<S: Spawner> Driver<S> {
             pending: BTreeMap::new(),
             conns: BTreeMap::new(),
             spawned: BTreeMap::new(),
-            stop_requested: false,
-            stop_sent: false,
             stopped: false,
             started,
         }
@@ -311,8 +300,7 @@ impl<S: Spawner> Driver<S> {
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
                     let now = self.clock.now();
-                    self.balancer.handle_timeout(now);
-                    self.supervisor.handle_timeout(now);
+                    self.node.handle_timeout(now);
                     self.process_outputs(now);
                 }
             }
@@ -321,54 +309,52 @@ impl<S: Spawner> Driver<S> {
     }
 
     fn next_deadline(&self) -> Option<Time> {
-        [self.balancer.poll_timeout(), self.supervisor.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        self.node.poll_timeout()
     }
 
     fn handle_msg(&mut self, msg: Msg, now: Time) {
+        self.node.tick(now);
         match msg {
             Msg::Arrive { id, meta, tx } => {
                 self.pending.insert(id, tx);
-                self.balancer.handle_request(id, meta, now);
+                self.node.balancer.handle_request(id, meta, now);
             }
             Msg::Head { id } => {
-                self.balancer.handle_response_head(id, now);
+                self.node.balancer.handle_response_head(id, now);
                 // The request task needs nothing more from the driver.
                 self.pending.remove(&id);
             }
             Msg::Complete { id, clean, conn } => {
-                if let Some(pid) = self.balancer.worker_of(id)
+                if let Some(pid) = self.node.balancer.worker_of(id)
                     && let Some(wc) = self.conns.get_mut(&pid)
                 {
                     wc.idle = conn;
                 }
                 self.pending.remove(&id);
-                self.balancer.handle_complete(id, clean, now);
+                self.node.balancer.handle_complete(id, clean, now);
             }
-            Msg::Busy { id } => self.balancer.handle_busy(id, now),
+            Msg::Busy { id } => self.node.balancer.handle_busy(id, now),
             Msg::ConnectFailed { id } => {
-                if let Some(pid) = self.balancer.worker_of(id)
+                if let Some(pid) = self.node.balancer.worker_of(id)
                     && let Some(wc) = self.conns.get_mut(&pid)
                 {
                     wc.idle = None;
                 }
-                self.balancer.handle_connect_failed(id, now);
+                self.node.balancer.handle_connect_failed(id, now);
             }
-            Msg::FailedAfterSend { id } => self.balancer.handle_failed_after_send(id, now),
+            Msg::FailedAfterSend { id } => self.node.balancer.handle_failed_after_send(id, now),
             Msg::ClientGone { id } => {
                 self.pending.remove(&id);
-                self.balancer.handle_client_gone(id, now);
+                self.node.balancer.handle_client_gone(id, now);
             }
             Msg::Unused { id, conn } => {
-                if let Some(pid) = self.balancer.worker_of(id)
+                if let Some(pid) = self.node.balancer.worker_of(id)
                     && let Some(wc) = self.conns.get_mut(&pid)
                 {
                     wc.idle = conn;
                 }
                 self.pending.remove(&id);
-                self.balancer.handle_dispatch_unused(id, now);
+                self.node.balancer.handle_dispatch_unused(id, now);
             }
             Msg::Worker { message, reply } => {
                 let answer = self.worker_message(message, now);
@@ -377,8 +363,7 @@ impl<S: Spawner> Driver<S> {
             Msg::Exited { pid } => {
                 self.spawned.remove(&pid);
                 self.spawner.exited(pid);
-                self.balancer.handle_exit(pid, now);
-                self.supervisor.handle_exit(pid, now);
+                self.node.handle_exit(pid, now);
             }
             Msg::Admin { command, reply } => {
                 let result = self.admin(command, now);
@@ -417,7 +402,7 @@ impl<S: Spawner> Driver<S> {
                         "socket {socket:?} does not exist or is not a socket"
                     ));
                 }
-                if self.stop_requested {
+                if self.node.is_stopping() {
                     return Reply::error("server is stopping");
                 }
                 let info = WorkerInfo {
@@ -426,13 +411,13 @@ impl<S: Spawner> Driver<S> {
                     version: Version(version.unwrap_or(0)),
                     socket,
                 };
-                match self.balancer.handle_join(info.clone(), now) {
+                let address: Arc<str> = info.socket.as_str().into();
+                match self.node.handle_join(info, now) {
                     Ok(()) => {
                         self.conns.entry(Pid(pid)).or_insert(WorkerConn {
-                            address: info.socket.into(),
+                            address,
                             idle: None,
                         });
-                        self.supervisor.handle_ready(Pid(pid), now);
                         Reply::ok()
                     }
                     Err(e) => Reply::error(format!("join refused: {e:?}")),
@@ -448,47 +433,45 @@ impl<S: Spawner> Driver<S> {
                 }
                 let pid = match pid {
                     Some(p) => Pid(p),
-                    None => match self.balancer.pid_for_slot(Slot(worker_id)) {
+                    None => match self.node.balancer.pid_for_slot(Slot(worker_id)) {
                         Some(p) => p,
                         None => {
                             return Reply::error(format!("no worker {worker_id} is registered"));
                         }
                     },
                 };
-                if self.balancer.worker_socket(pid).is_none() {
+                if self.node.balancer.worker_socket(pid).is_none() {
                     return Reply::error(format!("no worker with pid {} is registered", pid.0));
                 }
-                self.balancer.handle_quit(pid, now);
-                self.supervisor.handle_quit(pid, now);
+                self.node.handle_quit(pid, now);
                 Reply::ok()
             }
         }
     }
 
     fn admin(&mut self, command: Admin, now: Time) -> Result<(), String> {
-        if self.stop_requested && !matches!(command, Admin::Stop) {
+        if self.node.is_stopping() && !matches!(command, Admin::Stop) {
             return Err("server is stopping".into());
         }
         match command {
-            Admin::RollingRestart => self.supervisor.rolling_restart(now).map_err(str::to_owned),
+            Admin::RollingRestart => self
+                .node
+                .supervisor
+                .rolling_restart(now)
+                .map_err(str::to_owned),
             Admin::ScaleBy(delta) => {
-                self.supervisor.scale_by(delta, now);
-                self.balancer
-                    .set_desired_workers(self.supervisor.desired(), now);
+                self.node.scale_by(delta, now);
                 Ok(())
             }
             Admin::ScaleTo(n) => {
-                self.supervisor.scale_to(n, now);
-                self.balancer
-                    .set_desired_workers(self.supervisor.desired(), now);
+                self.node.scale_to(n, now);
                 Ok(())
             }
             Admin::Stop => {
-                if !self.stop_requested {
+                if !self.node.is_stopping() {
                     tracing::info!("graceful stop: finishing queued and in-flight requests");
                 }
-                self.stop_requested = true;
-                self.balancer.begin_stop(now);
+                self.node.begin_stop(now);
                 Ok(())
             }
         }
@@ -496,38 +479,26 @@ impl<S: Spawner> Driver<S> {
 
     /// Carries out everything the core decided, until it has nothing more.
     fn process_outputs(&mut self, now: Time) {
-        loop {
-            let mut progressed = false;
-            while let Some(action) = self.balancer.poll_action() {
-                progressed = true;
-                self.carry_out(action);
-            }
-            while let Some(event) = self.balancer.poll_worker_event() {
-                progressed = true;
-                match event {
-                    WorkerEvent::Served { pid, count } => {
-                        self.supervisor.handle_served(pid, count, now)
-                    }
+        self.node.tick(now);
+        while let Some(output) = self.node.poll() {
+            match output {
+                Output::Request(action) => self.carry_out(action),
+                Output::Event(event) => match event {
                     WorkerEvent::Stuck { pid } => {
                         tracing::warn!(
                             pid = pid.0,
                             "worker passed the read timeout; treating it as stuck"
-                        );
-                        self.supervisor.handle_stuck(pid, now)
+                        )
                     }
-                    WorkerEvent::Unstuck { pid } => self.supervisor.handle_unstuck(pid, now),
-                    WorkerEvent::Idle { pid } => self.supervisor.handle_idle(pid, now),
                     WorkerEvent::Removed { pid } => {
                         self.conns.remove(&pid);
                     }
                     WorkerEvent::VersionActivated { version } => {
                         tracing::info!(version = version.0, "version now takes new requests");
                     }
-                }
-            }
-            while let Some(action) = self.supervisor.poll_action() {
-                progressed = true;
-                match action {
+                    _ => {}
+                },
+                Output::Process(action) => match action {
                     SupervisorAction::Spawn {
                         spawn,
                         slot,
@@ -535,28 +506,20 @@ impl<S: Spawner> Driver<S> {
                     } => match self.spawner.spawn(slot, version, &self.handle) {
                         Ok(pid) => {
                             self.spawned.insert(pid, spawn);
-                            self.supervisor.handle_spawned(spawn, pid, now);
+                            self.node.supervisor.handle_spawned(spawn, pid, now);
                         }
                         Err(e) => {
                             tracing::error!(slot = slot.0, "could not start worker: {e}");
-                            self.supervisor.handle_spawn_failed(spawn, now);
+                            self.node.supervisor.handle_spawn_failed(spawn, now);
                         }
                     },
-                    SupervisorAction::Drain { pid } => self.balancer.handle_drain(pid, now),
+                    SupervisorAction::Drain { pid } => self.node.balancer.handle_drain(pid, now),
                     SupervisorAction::Terminate { pid } => {
                         self.spawner.signal(pid, Signal::Terminate)
                     }
                     SupervisorAction::Kill { pid } => self.spawner.signal(pid, Signal::Kill),
                     SupervisorAction::Stopped => self.stopped = true,
-                }
-            }
-            if self.stop_requested && !self.stop_sent && self.balancer.is_drained() {
-                self.stop_sent = true;
-                self.supervisor.stop(now);
-                progressed = true;
-            }
-            if !progressed {
-                break;
+                },
             }
         }
     }
@@ -590,7 +553,7 @@ impl<S: Spawner> Driver<S> {
                     }
                     self.pending.remove(&request);
                     let now = self.clock.now();
-                    self.balancer.handle_dispatch_unused(request, now);
+                    self.node.balancer.handle_dispatch_unused(request, now);
                 }
             }
             Action::Answer { request, answer } => {
@@ -610,10 +573,10 @@ impl<S: Spawner> Driver<S> {
     }
 
     fn status(&self, now: Time) -> serde_json::Value {
-        let lb = self.balancer.status();
-        let sup = self.supervisor.status(now);
+        let lb = self.node.balancer.status();
+        let sup = self.node.supervisor.status(now);
         let uptime = now.saturating_since(self.started).as_secs_f64();
-        let healthy = lb.registered > 0 && !self.stop_requested;
+        let healthy = lb.registered > 0 && !self.node.is_stopping();
         serde_json::json!({
             "status": if healthy { "healthy" } else { "degraded" },
             "app": self.identity.app,
@@ -621,10 +584,10 @@ impl<S: Spawner> Driver<S> {
             "ports": self.identity.ports,
             "uptime": (uptime * 1000.0).round() / 1000.0,
             "version": lb.active_version,
-            "queue": { "depth": lb.queued, "max": self.balancer.config().max_queue },
+            "queue": { "depth": lb.queued, "max": self.node.balancer.config().max_queue },
             "inflight": lb.in_flight,
             "routable": lb.routable,
-            "stopping": self.stop_requested,
+            "stopping": self.node.is_stopping(),
             "pool": lb.workers,
             "supervisor": sup,
             "counters": lb.counters,

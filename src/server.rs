@@ -12,6 +12,7 @@ use crate::access_log::{AccessLog, Format};
 use crate::cli::{EntryKind, LbPolicy, Protocol, ServeConfig};
 use crate::clock::{Clock, wall_micros};
 use crate::core::balancer::{Balancer, BalancerConfig, Policy};
+use crate::core::node::Node;
 use crate::core::supervisor::{Supervisor, SupervisorConfig};
 use crate::driver::{Admin, Driver, DriverHandle, Identity};
 use crate::frontdoor::{FrontDoor, FrontDoorConfig};
@@ -135,7 +136,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         socket_prefix: config.socket_prefix.clone(),
         check_sockets: true,
     };
-    let driver = Driver::new(balancer, supervisor, spawner, clock, identity);
+    let driver = Driver::new(Node::new(balancer, supervisor), spawner, clock, identity);
     let handle = driver.handle();
 
     let access_log = config.access_log.then(|| {

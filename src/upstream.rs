@@ -96,7 +96,7 @@ impl Upstream {
         match self.sender.try_send_request(request).await {
             Ok(response) => Ok(response),
             Err(mut e) => match e.take_message() {
-                Some(request) => Err(SendError::Unsent(request)),
+                Some(request) => Err(SendError::Unsent(Box::new(request))),
                 None => Err(SendError::AfterSend(e.into_error())),
             },
         }
@@ -107,7 +107,7 @@ impl Upstream {
 #[derive(Debug)]
 pub enum SendError {
     /// Nothing was written; here is the request back.
-    Unsent(http::Request<UpstreamBody>),
+    Unsent(Box<http::Request<UpstreamBody>>),
     /// The request (or part of it) reached the worker before the failure.
     AfterSend(hyper::Error),
 }

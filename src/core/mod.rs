@@ -9,11 +9,13 @@
 //!   retry budgets and version routing.
 //! - [`supervisor::Supervisor`]: the manager's brain; desired worker count,
 //!   crash-loop backoff, recycling, rolling restarts, graceful stop.
+//! - [`node::Node`]: the two wired together, as the driver task runs them.
 
 pub mod answer;
 pub mod balancer;
 pub mod ids;
 pub mod invariants;
+pub mod node;
 pub mod supervisor;
 pub mod time;
 

@@ -403,11 +403,11 @@ impl<T: Transport> FrontDoor<T> {
                 Ok(response) => break (response, upstream),
                 Err(SendError::Unsent(back)) if !fresh => {
                     // A kept-alive connection had closed; try once on a new one.
-                    request = back;
+                    request = *back;
                 }
                 Err(SendError::Unsent(back)) => {
                     self.driver.connect_failed(id);
-                    let _ = tx.send(Exchanged::NotTaken(give_back(back)));
+                    let _ = tx.send(Exchanged::NotTaken(give_back(*back)));
                     return;
                 }
                 Err(SendError::AfterSend(e)) => {

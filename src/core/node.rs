@@ -1,0 +1,180 @@
+//! One app's whole core: the [`Balancer`] and the [`Supervisor`] wired
+//! together, still sans-IO.
+//!
+//! The balancer's news (a worker served a request, got stuck, drained) feeds
+//! the supervisor; the supervisor's `Drain` decisions feed the balancer; a
+//! requested stop becomes the supervisor's stop once the balancer has
+//! finished every queued and in-flight request. Everything that must leave
+//! the core (dispatch, answer, spawn, signal) comes out of [`Node::poll`].
+//! The driver task runs exactly this wiring, and so do the property tests.
+
+use std::collections::VecDeque;
+
+use super::balancer::{Action, Balancer, JoinError, WorkerEvent, WorkerInfo};
+use super::supervisor::{Supervisor, SupervisorAction};
+use super::{Pid, Time};
+
+/// Something the caller must carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Dispatch or answer a request.
+    Request(Action),
+    /// Spawn, signal, or report the stop finished (never `Drain`: the node
+    /// carries that out itself).
+    Process(SupervisorAction),
+    /// News worth logging or cleaning up after (`Removed` frees a worker's
+    /// connection).
+    Event(WorkerEvent),
+}
+
+/// The balancer and the supervisor of one app, wired together.
+#[derive(Debug)]
+pub struct Node {
+    /// The load balancer. Feed request inputs to it directly.
+    pub balancer: Balancer,
+    /// The supervisor. Feed process inputs to it directly.
+    pub supervisor: Supervisor,
+    outputs: VecDeque<Output>,
+    stop_requested: bool,
+    stop_sent: bool,
+    now: Time,
+}
+
+impl Node {
+    /// Wires a balancer and a supervisor.
+    pub fn new(balancer: Balancer, supervisor: Supervisor) -> Node {
+        Node {
+            balancer,
+            supervisor,
+            outputs: VecDeque::new(),
+            stop_requested: false,
+            stop_sent: false,
+            now: Time::ZERO,
+        }
+    }
+
+    /// Sets the time used to route news between the two halves. Call with
+    /// the `now` of every input, before draining [`Node::poll`].
+    pub fn tick(&mut self, now: Time) {
+        self.now = self.now.max(now);
+    }
+
+    /// A worker joined: it enters the pool and the supervisor counts it ready.
+    pub fn handle_join(&mut self, info: WorkerInfo, now: Time) -> Result<(), JoinError> {
+        self.tick(now);
+        let pid = info.pid;
+        self.balancer.handle_join(info, now)?;
+        self.supervisor.handle_ready(pid, now);
+        Ok(())
+    }
+
+    /// A worker quit on its own.
+    pub fn handle_quit(&mut self, pid: Pid, now: Time) {
+        self.tick(now);
+        self.balancer.handle_quit(pid, now);
+        self.supervisor.handle_quit(pid, now);
+    }
+
+    /// A worker process exited.
+    pub fn handle_exit(&mut self, pid: Pid, now: Time) {
+        self.tick(now);
+        self.balancer.handle_exit(pid, now);
+        self.supervisor.handle_exit(pid, now);
+    }
+
+    /// Changes the worker count by `delta` (SIGTTIN / SIGTTOU).
+    pub fn scale_by(&mut self, delta: i32, now: Time) {
+        self.tick(now);
+        self.supervisor.scale_by(delta, now);
+        self.balancer
+            .set_desired_workers(self.supervisor.desired(), now);
+    }
+
+    /// Sets the worker count.
+    pub fn scale_to(&mut self, n: u32, now: Time) {
+        self.tick(now);
+        self.supervisor.scale_to(n, now);
+        self.balancer
+            .set_desired_workers(self.supervisor.desired(), now);
+    }
+
+    /// Begins a graceful stop: no new requests; queued and in-flight ones
+    /// finish; then the workers stop and `Process(Stopped)` comes out.
+    pub fn begin_stop(&mut self, now: Time) {
+        self.tick(now);
+        self.stop_requested = true;
+        self.balancer.begin_stop(now);
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.stop_requested
+    }
+
+    /// Fires both halves' deadlines.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.tick(now);
+        self.balancer.handle_timeout(now);
+        self.supervisor.handle_timeout(now);
+    }
+
+    /// The earliest deadline of either half.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        [self.balancer.poll_timeout(), self.supervisor.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next thing to carry out. Drain until `None` after every input.
+    #[must_use]
+    pub fn poll(&mut self) -> Option<Output> {
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return Some(output);
+            }
+            if !self.route() {
+                return None;
+            }
+        }
+    }
+
+    /// Moves news between the halves; true if anything moved.
+    fn route(&mut self) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        while let Some(action) = self.balancer.poll_action() {
+            moved = true;
+            self.outputs.push_back(Output::Request(action));
+        }
+        while let Some(event) = self.balancer.poll_worker_event() {
+            moved = true;
+            match event {
+                WorkerEvent::Served { pid, count } => {
+                    self.supervisor.handle_served(pid, count, now)
+                }
+                WorkerEvent::Stuck { pid } => self.supervisor.handle_stuck(pid, now),
+                WorkerEvent::Unstuck { pid } => self.supervisor.handle_unstuck(pid, now),
+                WorkerEvent::Idle { pid } => self.supervisor.handle_idle(pid, now),
+                WorkerEvent::Removed { .. } | WorkerEvent::VersionActivated { .. } => {}
+            }
+            if !matches!(event, WorkerEvent::Served { .. }) {
+                self.outputs.push_back(Output::Event(event));
+            }
+        }
+        while let Some(action) = self.supervisor.poll_action() {
+            moved = true;
+            match action {
+                SupervisorAction::Drain { pid } => self.balancer.handle_drain(pid, now),
+                other => self.outputs.push_back(Output::Process(other)),
+            }
+        }
+        if self.stop_requested && !self.stop_sent && self.balancer.is_drained() {
+            self.stop_sent = true;
+            self.supervisor.stop(now);
+            moved = true;
+        }
+        moved
+    }
+}
