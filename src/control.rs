@@ -47,10 +47,9 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -72,11 +71,7 @@ struct ScaleRequest {
     to: Option<u32>,
 }
 
-async fn handle(
-    driver: DriverHandle,
-    on_stop: OnStop,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn handle(driver: DriverHandle, on_stop: OnStop, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, proto::MAX_CONTROL_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -100,31 +95,24 @@ async fn handle(
                 reply(status, &answer)
             }
         },
-        (&Method::GET, "/status") => {
-            json_response(StatusCode::OK, driver.status().await.to_string())
-        }
+        (&Method::GET, "/status") => json_response(StatusCode::OK, driver.status().await.to_string()),
         (&Method::POST, "/restart") => admin(&driver, Admin::RollingRestart).await,
         (&Method::POST, "/stop") => {
             on_stop();
             reply(StatusCode::OK, &Reply::ok())
         }
         (&Method::POST, "/scale") => match serde_json::from_slice::<ScaleRequest>(&body) {
-            Ok(ScaleRequest {
-                by: Some(by),
-                to: None,
-            }) if by != 0 && by.abs() <= 1024 => admin(&driver, Admin::ScaleBy(by)).await,
-            Ok(ScaleRequest {
-                by: None,
-                to: Some(to),
-            }) if (1..=1024).contains(&to) => admin(&driver, Admin::ScaleTo(to)).await,
+            Ok(ScaleRequest { by: Some(by), to: None }) if by != 0 && by.abs() <= 1024 => {
+                admin(&driver, Admin::ScaleBy(by)).await
+            }
+            Ok(ScaleRequest { by: None, to: Some(to) }) if (1..=1024).contains(&to) => {
+                admin(&driver, Admin::ScaleTo(to)).await
+            }
             Ok(_) => error(
                 StatusCode::BAD_REQUEST,
                 "expected {\"by\": ±1..1024} or {\"to\": 1..1024}",
             ),
-            Err(e) => error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid scale request: {e}"),
-            ),
+            Err(e) => error(StatusCode::BAD_REQUEST, format!("invalid scale request: {e}")),
         },
         (_, proto::WORKER_PATH | "/status" | "/restart" | "/stop" | "/scale") => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -142,12 +130,7 @@ async fn admin(driver: &DriverHandle, command: Admin) -> Response<Full<Bytes>> {
 }
 
 /// Serves the control socket until `shutdown` resolves.
-pub async fn run(
-    listener: UnixListener,
-    driver: DriverHandle,
-    on_stop: OnStop,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn run(listener: UnixListener, driver: DriverHandle, on_stop: OnStop, shutdown: impl Future<Output = ()>) {
     let own_uid = rustix::process::geteuid().as_raw();
     tokio::pin!(shutdown);
     loop {
@@ -174,10 +157,7 @@ pub async fn run(
                 let on_stop = on_stop.clone();
                 async move {
                     if !peer_ok {
-                        return Ok::<_, Infallible>(error(
-                            StatusCode::FORBIDDEN,
-                            "peer is not the server's user",
-                        ));
+                        return Ok::<_, Infallible>(error(StatusCode::FORBIDDEN, "peer is not the server's user"));
                     }
                     Ok::<_, Infallible>(handle(driver, on_stop, request).await)
                 }
@@ -193,12 +173,7 @@ pub async fn run(
 
 /// Sends one request to a control socket and returns the status and body
 /// (used by `rip-server status|restart|stop|scale`).
-pub async fn request(
-    socket: &Path,
-    method: Method,
-    path: &str,
-    body: Option<String>,
-) -> io::Result<(u16, String)> {
+pub async fn request(socket: &Path, method: Method, path: &str, body: Option<String>) -> io::Result<(u16, String)> {
     let stream = tokio::net::UnixStream::connect(socket).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -213,10 +188,7 @@ pub async fn request(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(io::Error::other)?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(io::Error::other)?;
+    let response = sender.send_request(request).await.map_err(io::Error::other)?;
     let status = response.status().as_u16();
     let bytes = response
         .into_body()

@@ -48,12 +48,7 @@ pub enum Signal {
 pub trait Spawner: Send + 'static {
     /// Starts the worker of `slot` at `version`; its exit must later be
     /// reported with [`DriverHandle::process_exited`].
-    fn spawn(
-        &mut self,
-        slot: Slot,
-        version: Version,
-        handle: &DriverHandle,
-    ) -> std::io::Result<Pid>;
+    fn spawn(&mut self, slot: Slot, version: Version, handle: &DriverHandle) -> std::io::Result<Pid>;
     /// Sends a signal to a worker process.
     fn signal(&mut self, pid: Pid, signal: Signal);
     /// A worker process exited (after the driver learned of it).
@@ -179,8 +174,7 @@ impl DriverHandle {
     pub async fn worker_message(&self, message: WorkerMessage) -> Reply {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Worker { message, reply });
-        rx.await
-            .unwrap_or_else(|_| Reply::error("server is stopping"))
+        rx.await.unwrap_or_else(|_| Reply::error("server is stopping"))
     }
 
     /// A worker process exited (reaped).
@@ -192,8 +186,7 @@ impl DriverHandle {
     pub async fn admin(&self, command: Admin) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Admin { command, reply });
-        rx.await
-            .unwrap_or_else(|_| Err("server is stopping".into()))
+        rx.await.unwrap_or_else(|_| Err("server is stopping".into()))
     }
 
     /// The `/status` document.
@@ -391,16 +384,11 @@ impl<S: Spawner> Driver<S> {
                     ));
                 }
                 let prefix = format!("{}.", self.identity.socket_prefix.display());
-                if !socket.starts_with(&prefix) || socket.contains("/../") || socket.contains('\0')
-                {
-                    return Reply::error(format!(
-                        "socket {socket:?} is not under the server's prefix {prefix:?}"
-                    ));
+                if !socket.starts_with(&prefix) || socket.contains("/../") || socket.contains('\0') {
+                    return Reply::error(format!("socket {socket:?} is not under the server's prefix {prefix:?}"));
                 }
                 if self.identity.check_sockets && !is_socket(&socket) {
-                    return Reply::error(format!(
-                        "socket {socket:?} does not exist or is not a socket"
-                    ));
+                    return Reply::error(format!("socket {socket:?} does not exist or is not a socket"));
                 }
                 if self.node.is_stopping() {
                     return Reply::error("server is stopping");
@@ -414,20 +402,13 @@ impl<S: Spawner> Driver<S> {
                 let address: Arc<str> = info.socket.as_str().into();
                 match self.node.handle_join(info, now) {
                     Ok(()) => {
-                        self.conns.entry(Pid(pid)).or_insert(WorkerConn {
-                            address,
-                            idle: None,
-                        });
+                        self.conns.entry(Pid(pid)).or_insert(WorkerConn { address, idle: None });
                         Reply::ok()
                     }
                     Err(e) => Reply::error(format!("join refused: {e:?}")),
                 }
             }
-            WorkerMessage::Quit {
-                app,
-                worker_id,
-                pid,
-            } => {
+            WorkerMessage::Quit { app, worker_id, pid } => {
                 if app != self.identity.app {
                     return Reply::error(format!("app {app:?} is not served here"));
                 }
@@ -454,11 +435,7 @@ impl<S: Spawner> Driver<S> {
             return Err("server is stopping".into());
         }
         match command {
-            Admin::RollingRestart => self
-                .node
-                .supervisor
-                .rolling_restart(now)
-                .map_err(str::to_owned),
+            Admin::RollingRestart => self.node.supervisor.rolling_restart(now).map_err(str::to_owned),
             Admin::ScaleBy(delta) => {
                 self.node.scale_by(delta, now);
                 Ok(())
@@ -485,10 +462,7 @@ impl<S: Spawner> Driver<S> {
                 Output::Request(action) => self.carry_out(action),
                 Output::Event(event) => match event {
                     WorkerEvent::Stuck { pid } => {
-                        tracing::warn!(
-                            pid = pid.0,
-                            "worker passed the read timeout; treating it as stuck"
-                        )
+                        tracing::warn!(pid = pid.0, "worker passed the read timeout; treating it as stuck")
                     }
                     WorkerEvent::Removed { pid } => {
                         self.conns.remove(&pid);
@@ -499,24 +473,20 @@ impl<S: Spawner> Driver<S> {
                     _ => {}
                 },
                 Output::Process(action) => match action {
-                    SupervisorAction::Spawn {
-                        spawn,
-                        slot,
-                        version,
-                    } => match self.spawner.spawn(slot, version, &self.handle) {
-                        Ok(pid) => {
-                            self.spawned.insert(pid, spawn);
-                            self.node.supervisor.handle_spawned(spawn, pid, now);
+                    SupervisorAction::Spawn { spawn, slot, version } => {
+                        match self.spawner.spawn(slot, version, &self.handle) {
+                            Ok(pid) => {
+                                self.spawned.insert(pid, spawn);
+                                self.node.supervisor.handle_spawned(spawn, pid, now);
+                            }
+                            Err(e) => {
+                                tracing::error!(slot = slot.0, "could not start worker: {e}");
+                                self.node.supervisor.handle_spawn_failed(spawn, now);
+                            }
                         }
-                        Err(e) => {
-                            tracing::error!(slot = slot.0, "could not start worker: {e}");
-                            self.node.supervisor.handle_spawn_failed(spawn, now);
-                        }
-                    },
-                    SupervisorAction::Drain { pid } => self.node.balancer.handle_drain(pid, now),
-                    SupervisorAction::Terminate { pid } => {
-                        self.spawner.signal(pid, Signal::Terminate)
                     }
+                    SupervisorAction::Drain { pid } => self.node.balancer.handle_drain(pid, now),
+                    SupervisorAction::Terminate { pid } => self.spawner.signal(pid, Signal::Terminate),
                     SupervisorAction::Kill { pid } => self.spawner.signal(pid, Signal::Kill),
                     SupervisorAction::Stopped => self.stopped = true,
                 },
@@ -526,11 +496,7 @@ impl<S: Spawner> Driver<S> {
 
     fn carry_out(&mut self, action: Action) {
         match action {
-            Action::Dispatch {
-                request,
-                pid,
-                attempt,
-            } => {
+            Action::Dispatch { request, pid, attempt } => {
                 let Some(tx) = self.pending.get(&request) else {
                     return;
                 };
@@ -543,9 +509,7 @@ impl<S: Spawner> Driver<S> {
                     address: wc.address.clone(),
                     conn: wc.idle.take(),
                 };
-                if let Err(mpsc::error::SendError(Decision::Dispatch { conn, .. })) =
-                    tx.send(decision)
-                {
+                if let Err(mpsc::error::SendError(Decision::Dispatch { conn, .. })) = tx.send(decision) {
                     // The request task is gone; it will never report an
                     // outcome, so the exchange ends here.
                     if let Some(wc) = self.conns.get_mut(&pid) {

@@ -39,10 +39,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(config) => {
             init_tracing();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("rip-server: cannot start the runtime: {e}");
@@ -81,10 +78,7 @@ fn init_tracing() {
 
 fn admin(target: &Target, method: Method, path: &str, body: Option<String>) -> ExitCode {
     let socket = target.control_socket();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rip-server: cannot start the runtime: {e}");
@@ -101,10 +95,7 @@ fn admin(target: &Target, method: Method, path: &str, body: Option<String>) -> E
             }
         }
         Err(e) => {
-            eprintln!(
-                "rip-server: {}: no server answers there: {e}",
-                socket.display()
-            );
+            eprintln!("rip-server: {}: no server answers there: {e}", socket.display());
             ExitCode::FAILURE
         }
     }

@@ -94,10 +94,7 @@ pub fn remove_stale_socket(path: &Path) -> io::Result<()> {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!(
-                "{} exists and is not a socket; refusing to remove it",
-                path.display()
-            ),
+            format!("{} exists and is not a socket; refusing to remove it", path.display()),
         )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -129,8 +126,7 @@ impl Spawner for ProcessSpawner {
             .env("RIP_VERSION", version.0.to_string())
             .env(
                 "RIP_MAX_REQUESTS",
-                s.max_requests
-                    .map_or_else(|| "0".to_owned(), |n| n.to_string()),
+                s.max_requests.map_or_else(|| "0".to_owned(), |n| n.to_string()),
             )
             .env("RIP_MAX_RELOADS", s.max_reloads.to_string())
             .env("RIP_HOT_RELOAD", s.hot_reload)
@@ -161,12 +157,7 @@ impl Spawner for ProcessSpawner {
             let _ = remove_stale_socket(&socket);
             handle.process_exited(pid);
         });
-        tracing::debug!(
-            pid = pid.0,
-            slot = slot.0,
-            version = version.0,
-            "worker started"
-        );
+        tracing::debug!(pid = pid.0, slot = slot.0, version = version.0, "worker started");
         Ok(pid)
     }
 

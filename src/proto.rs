@@ -55,10 +55,7 @@ pub struct Reply {
 impl Reply {
     /// `{"ok":true}`.
     pub fn ok() -> Reply {
-        Reply {
-            ok: true,
-            error: None,
-        }
+        Reply { ok: true, error: None }
     }
 
     /// `{"ok":false,"error":...}`.
@@ -73,10 +70,7 @@ impl Reply {
 /// Parses a control body, naming what is wrong when it cannot.
 pub fn parse_worker_message(body: &[u8]) -> Result<WorkerMessage, String> {
     if body.len() > MAX_CONTROL_BODY {
-        return Err(format!(
-            "body of {} bytes exceeds {MAX_CONTROL_BODY}",
-            body.len()
-        ));
+        return Err(format!("body of {} bytes exceeds {MAX_CONTROL_BODY}", body.len()));
     }
     serde_json::from_slice(body).map_err(|e| format!("invalid worker message: {e}"))
 }
@@ -121,11 +115,7 @@ mod tests {
             br#"{"op":"join","app":"a","workerId":-1,"pid":1,"socket":"s"}"#,
             br#"{"op":"quit","app":"a"}"#,
         ] {
-            assert!(
-                parse_worker_message(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(parse_worker_message(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

@@ -22,9 +22,7 @@ use crate::transport::UnixTransport;
 /// Checks what can be checked before anything starts.
 pub fn preflight(config: &ServeConfig) -> Result<WorkerProgram, String> {
     if config.protocol != Protocol::Http || config.https_port.is_some() {
-        return Err(
-            "rip-server: https: HTTPS is not available in this version; use http:<port>".into(),
-        );
+        return Err("rip-server: https: HTTPS is not available in this version; use http:<port>".into());
     }
     match config.entry_kind {
         EntryKind::Builtin => Ok(WorkerProgram::Builtin),
@@ -63,13 +61,11 @@ async fn claim_sockets(config: &ServeConfig) -> Result<(), String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("rip-server: {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("rip-server: {}: {e}", dir.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(&format!("{base}.")) && name.ends_with(".sock") {
-            crate::manager::remove_stale_socket(&entry.path())
-                .map_err(|e| format!("rip-server: {e}"))?;
+            crate::manager::remove_stale_socket(&entry.path()).map_err(|e| format!("rip-server: {e}"))?;
         }
     }
     Ok(())
@@ -93,8 +89,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         .map_err(|e| format!("rip-server: http:{}: cannot listen: {e}", config.http_port))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let control_path = config.control_socket();
-    let control_listener = crate::control::bind(&control_path)
-        .map_err(|e| format!("rip-server: {}: {e}", control_path.display()))?;
+    let control_listener =
+        crate::control::bind(&control_path).map_err(|e| format!("rip-server: {}: {e}", control_path.display()))?;
 
     let clock = Clock::start();
     let now = clock.now();
@@ -179,8 +175,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             });
         })
     };
-    install_signals(handle.clone(), begin_stop.clone())
-        .map_err(|e| format!("rip-server: signals: {e}"))?;
+    install_signals(handle.clone(), begin_stop.clone()).map_err(|e| format!("rip-server: signals: {e}"))?;
 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -194,11 +189,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         begin_stop,
         stopped(done_rx),
     ));
-    tokio::spawn(crate::frontdoor::run(
-        listener,
-        front_door,
-        stopped(stop_rx.clone()),
-    ));
+    tokio::spawn(crate::frontdoor::run(listener, front_door, stopped(stop_rx.clone())));
 
     println!(
         "rip-server: app {} with {} workers on http://localhost:{port}",
@@ -212,10 +203,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn install_signals(
-    handle: DriverHandle,
-    begin_stop: crate::control::OnStop,
-) -> std::io::Result<()> {
+fn install_signals(handle: DriverHandle, begin_stop: crate::control::OnStop) -> std::io::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

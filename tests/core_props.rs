@@ -5,9 +5,7 @@
 //! `PROPTEST_CASES=5000 cargo test --test core_props` runs a longer sweep.
 
 use proptest::prelude::*;
-use rip_server::core::balancer::{
-    Action, Balancer, BalancerConfig, Policy, RequestMeta, WorkerInfo,
-};
+use rip_server::core::balancer::{Action, Balancer, BalancerConfig, Policy, RequestMeta, WorkerInfo};
 use rip_server::core::invariants::{Ending, Observer};
 use rip_server::core::{Answer, Pid, RequestId, Slot, Time, Version};
 use std::time::Duration;
@@ -111,16 +109,10 @@ impl Harness {
         self.observer.before(&self.lb);
         let now = self.now;
         match *op {
-            Op::Arrive {
-                idempotent,
-                replayable,
-            } => {
+            Op::Arrive { idempotent, replayable } => {
                 let id = RequestId(self.next_request);
                 self.next_request += 1;
-                let meta = RequestMeta {
-                    idempotent,
-                    replayable,
-                };
+                let meta = RequestMeta { idempotent, replayable };
                 self.observer.on_request(id, meta, now);
                 self.requests.push(id);
                 self.lb.handle_request(id, meta, now);
@@ -213,10 +205,7 @@ impl Harness {
         while let Some(action) = self.lb.poll_action() {
             self.observer.on_action(&action, &self.lb, self.now);
             if let Action::Dispatch { request, .. } = action {
-                self.exchanges.push(Exchange {
-                    request,
-                    head: false,
-                });
+                self.exchanges.push(Exchange { request, head: false });
             }
             if let Action::Answer {
                 answer: Answer::QueueFull,
@@ -238,10 +227,7 @@ impl Harness {
     fn settle(&mut self) -> Result<(), TestCaseError> {
         for _ in 0..1000 {
             if !self.exchanges.is_empty() {
-                self.step(&Op::Complete {
-                    which: 0,
-                    clean: true,
-                })?;
+                self.step(&Op::Complete { which: 0, clean: true })?;
                 continue;
             }
             match self.lb.poll_timeout() {

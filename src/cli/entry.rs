@@ -45,9 +45,7 @@ pub fn resolve_app(word: &str) -> Result<ResolvedApp, CliError> {
         }
         let dir = std::env::current_dir()
             .and_then(fs::canonicalize)
-            .map_err(|e| {
-                CliError::new(word, format!("expected a usable current directory ({e})"))
-            })?;
+            .map_err(|e| CliError::new(word, format!("expected a usable current directory ({e})")))?;
         return Ok(ResolvedApp {
             app_name: "hello".to_string(),
             app_dir: dir,
@@ -96,10 +94,7 @@ pub fn resolve_app(word: &str) -> Result<ResolvedApp, CliError> {
         ));
     }
     if !meta.is_file() {
-        return Err(CliError::new(
-            word,
-            "expected a directory or a regular file",
-        ));
+        return Err(CliError::new(word, "expected a directory or a regular file"));
     }
     let Some(file_name) = path.file_name() else {
         return Err(CliError::new(word, "expected a file name"));
@@ -150,8 +145,9 @@ pub fn target_app_name(word: &str) -> Result<String, CliError> {
             canonical(word, parent)?
         }
         Ok(_) => canonical(word, path)?,
-        Err(_) => std::path::absolute(path)
-            .map_err(|e| CliError::new(word, format!("expected a usable app path ({e})")))?,
+        Err(_) => {
+            std::path::absolute(path).map_err(|e| CliError::new(word, format!("expected a usable app path ({e})")))?
+        }
     };
     app_name(word, &dir)
 }

@@ -91,11 +91,7 @@ EXAMPLES:
 
 /// The full `--help` text: every token, flag, variable, subcommand and default.
 pub fn help_text() -> String {
-    let mut out = format!(
-        "{}\n{}",
-        version_text(),
-        HEAD.replace("MAXW", &MAX_WORKERS.to_string())
-    );
+    let mut out = format!("{}\n{}", version_text(), HEAD.replace("MAXW", &MAX_WORKERS.to_string()));
     for f in FLAGS {
         let left = match f.value {
             Some(v) => format!("{}=<{v}>", f.name),
@@ -110,10 +106,7 @@ pub fn help_text() -> String {
             right.push_str(&format!(" ({min}..={MAX_DURATION_MS})"));
         }
         if !f.default.is_empty() {
-            right.push_str(&format!(
-                " [default:\u{1}{}]",
-                f.default.replace(' ', "\u{1}")
-            ));
+            right.push_str(&format!(" [default:\u{1}{}]", f.default.replace(' ', "\u{1}")));
         }
         if let Some(env) = f.env {
             right.push_str(&format!(" [env:\u{1}{env}]"));
@@ -131,9 +124,7 @@ pub fn help_text() -> String {
             let _ = writeln!(envs, "    {env:<23} {} [default: {}]", f.name, f.default);
         }
     }
-    let tail = TAIL
-        .replace("ENVS\n", &envs)
-        .replace("MAXW", &MAX_WORKERS.to_string());
+    let tail = TAIL.replace("ENVS\n", &envs).replace("MAXW", &MAX_WORKERS.to_string());
     out.push_str(&tail);
     out
 }

@@ -128,12 +128,7 @@ impl CliError {
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "rip-server: {}: {}",
-            one_line(&self.word),
-            one_line(&self.message)
-        )
+        write!(f, "rip-server: {}: {}", one_line(&self.word), one_line(&self.message))
     }
 }
 
@@ -432,9 +427,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 /// `w:auto`: the number of available CPU cores, clamped to `MIN_WORKERS..=MAX_WORKERS`.
 pub fn auto_workers() -> u32 {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    u32::try_from(n)
-        .unwrap_or(MAX_WORKERS)
-        .clamp(MIN_WORKERS, MAX_WORKERS)
+    u32::try_from(n).unwrap_or(MAX_WORKERS).clamp(MIN_WORKERS, MAX_WORKERS)
 }
 
 // ---------------------------------------------------------------------------
@@ -474,16 +467,10 @@ impl Env<'_> {
     }
 
     /// Reads and parses a variable; a malformed value is an error naming `NAME=value`.
-    fn parse<T>(
-        &self,
-        name: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, CliError> {
+    fn parse<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, CliError> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => parse(&v)
-                .map(Some)
-                .map_err(|m| CliError::new(format!("{name}={v}"), m)),
+            Some(v) => parse(&v).map(Some).map_err(|m| CliError::new(format!("{name}={v}"), m)),
         }
     }
 }
@@ -747,22 +734,10 @@ impl<'a> Words<'a> {
 
     /// The value of a flag: after `=`, or the next word.
     /// Returns the value and the word(s) to name in an error.
-    fn value(
-        &mut self,
-        name: &str,
-        inline: Option<&'a str>,
-    ) -> Result<(&'a str, String), CliError> {
-        let missing = || {
-            CliError::new(
-                name,
-                format!("expected a value: {name}=<value> or {name} <value>"),
-            )
-        };
+    fn value(&mut self, name: &str, inline: Option<&'a str>) -> Result<(&'a str, String), CliError> {
+        let missing = || CliError::new(name, format!("expected a value: {name}=<value> or {name} <value>"));
         match inline {
-            Some("") => Err(CliError::new(
-                format!("{name}="),
-                "expected a value after '='",
-            )),
+            Some("") => Err(CliError::new(format!("{name}="), "expected a value after '='")),
             Some(v) => Ok((v, format!("{name}={v}"))),
             None => match self.words.get(self.next) {
                 Some(v) if !v.is_empty() && !v.starts_with("--") => {
@@ -812,13 +787,11 @@ fn parse_max_queue(s: &str) -> Result<usize, String> {
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
-    parse_uint_in(s, 1, MAX_DURATION_MS, "a whole number of milliseconds")
-        .map(Duration::from_millis)
+    parse_uint_in(s, 1, MAX_DURATION_MS, "a whole number of milliseconds").map(Duration::from_millis)
 }
 
 fn parse_ms_or_zero(s: &str) -> Result<Duration, String> {
-    parse_uint_in(s, 0, MAX_DURATION_MS, "a whole number of milliseconds")
-        .map(Duration::from_millis)
+    parse_uint_in(s, 0, MAX_DURATION_MS, "a whole number of milliseconds").map(Duration::from_millis)
 }
 
 fn parse_u32_in(s: &str, min: u32, max: u32, what: &str) -> Result<u32, String> {
@@ -874,9 +847,7 @@ fn parse_path(s: &str) -> Result<PathBuf, String> {
 /// A socket prefix: absolute, not a directory, short enough for socket names.
 fn parse_socket_prefix(s: &str) -> Result<PathBuf, String> {
     if s.is_empty() || s.ends_with('/') {
-        return Err(
-            "expected a path prefix such as /tmp/rip_server_myapp (not a directory)".to_string(),
-        );
+        return Err("expected a path prefix such as /tmp/rip_server_myapp (not a directory)".to_string());
     }
     let p = parse_path(s)?;
     check_prefix_len(&p)?;
@@ -1002,15 +973,12 @@ fn parse_serve(args: &[String], env: &Env<'_>) -> Result<ServeConfig, CliError> 
         }
         if let Some(result) = parse_digits(word) {
             // A bare integer is the HTTPS port.
-            let port = result
-                .ok()
-                .and_then(|n| u16::try_from(n).ok())
-                .ok_or_else(|| {
-                    CliError::new(
-                        word,
-                        "expected a port number 0..=65535 (a bare integer is the HTTPS port)",
-                    )
-                })?;
+            let port = result.ok().and_then(|n| u16::try_from(n).ok()).ok_or_else(|| {
+                CliError::new(
+                    word,
+                    "expected a port number 0..=65535 (a bare integer is the HTTPS port)",
+                )
+            })?;
             seen.https_port = Some((port, word.to_string()));
             continue;
         }
@@ -1084,10 +1052,7 @@ fn serve_flag<'a>(seen: &mut Seen, words: &mut Words<'a>, word: &'a str) -> Resu
     };
     if spec.value.is_none() {
         if inline.is_some() {
-            return Err(CliError::new(
-                word,
-                format!("expected {name} without a value"),
-            ));
+            return Err(CliError::new(word, format!("expected {name} without a value")));
         }
         match spec.id {
             FlagId::JsonLogging => seen.json_logging = true,
@@ -1112,20 +1077,14 @@ fn serve_flag<'a>(seen: &mut Seen, words: &mut Words<'a>, word: &'a str) -> Resu
         }
         FlagId::LbPolicy => seen.lb_policy = Some(parse_lb_policy(value).map_err(err)?),
         FlagId::UpstreamMaxIdle => {
-            seen.upstream_max_idle = Some(
-                parse_u32_in(value, 0, MAX_UPSTREAM_CONNS, "a non-negative integer")
-                    .map_err(err)?,
-            );
+            seen.upstream_max_idle =
+                Some(parse_u32_in(value, 0, MAX_UPSTREAM_CONNS, "a non-negative integer").map_err(err)?);
         }
         FlagId::UpstreamMaxConnsPerSocket => {
-            seen.upstream_max_conns_per_socket = Some(
-                parse_u32_in(value, 1, MAX_UPSTREAM_CONNS, "a non-negative integer")
-                    .map_err(err)?,
-            );
+            seen.upstream_max_conns_per_socket =
+                Some(parse_u32_in(value, 1, MAX_UPSTREAM_CONNS, "a non-negative integer").map_err(err)?);
         }
-        FlagId::HttpsPort => {
-            seen.https_port = Some((parse_port(value).map_err(err)?, shown.clone()))
-        }
+        FlagId::HttpsPort => seen.https_port = Some((parse_port(value).map_err(err)?, shown.clone())),
         FlagId::Cert => seen.cert = Some(parse_path(value).map_err(err)?),
         FlagId::Key => seen.key = Some(parse_path(value).map_err(err)?),
         FlagId::HeaderTimeoutMs => seen.header_timeout = Some(parse_ms(value).map_err(err)?),
@@ -1153,9 +1112,7 @@ fn finish_serve(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
     };
     let max_queue = match seen.max_queue {
         Some(v) => v,
-        None => env
-            .parse(ENV_MAX_QUEUE, parse_max_queue)?
-            .unwrap_or(DEFAULT_MAX_QUEUE),
+        None => env.parse(ENV_MAX_QUEUE, parse_max_queue)?.unwrap_or(DEFAULT_MAX_QUEUE),
     };
     let queue_timeout = or_env(
         seen.queue_timeout,
@@ -1203,10 +1160,7 @@ fn finish_serve(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
 
     // Ports and protocol.
     let http_explicit = seen.http_port.is_some() || http_from_env.is_some();
-    let http_port = seen
-        .http_port
-        .or(http_from_env)
-        .unwrap_or(DEFAULT_HTTP_PORT);
+    let http_port = seen.http_port.or(http_from_env).unwrap_or(DEFAULT_HTTP_PORT);
     let https_port = seen.https_port.as_ref().map(|(p, _)| *p);
     let protocol = match &seen.protocol {
         Some((p, word)) => {
@@ -1321,9 +1275,7 @@ fn parse_target_words(
             {
                 return Err(CliError::new(
                     word,
-                    format!(
-                        "not accepted by {sub}; expected an app path, --socket-prefix=PATH or --variant=NAME"
-                    ),
+                    format!("not accepted by {sub}; expected an app path, --socket-prefix=PATH or --variant=NAME"),
                 ));
             }
             if word.starts_with('-') && word.len() > 1 {
@@ -1340,9 +1292,7 @@ fn parse_target_words(
                     _ => {
                         return Err(CliError::new(
                             word,
-                            format!(
-                                "unknown flag for {sub}; expected --socket-prefix=PATH or --variant=NAME"
-                            ),
+                            format!("unknown flag for {sub}; expected --socket-prefix=PATH or --variant=NAME"),
                         ));
                     }
                 }
@@ -1356,10 +1306,7 @@ fn parse_target_words(
             ));
         }
         if word.is_empty() {
-            return Err(CliError::new(
-                "''",
-                format!("expected an app path for {sub}"),
-            ));
+            return Err(CliError::new("''", format!("expected an app path for {sub}")));
         }
         app = Some(word);
     }
@@ -1367,10 +1314,7 @@ fn parse_target_words(
         return Ok(Target { socket_prefix: p });
     }
     let Some(app) = app else {
-        return Err(CliError::new(
-            sub,
-            "expected an app path or --socket-prefix",
-        ));
+        return Err(CliError::new(sub, "expected an app path or --socket-prefix"));
     };
     let variant = match variant {
         Some(v) => v,
@@ -1426,9 +1370,7 @@ fn parse_scale_change(word: &str) -> Option<Result<ScaleChange, String>> {
         (0, Ok(n)) if (1..=max).contains(&n) => Ok(ScaleChange::To(n as u32)),
         (0, _) => Err(format!("expected a worker count 1..={MAX_WORKERS}")),
         (s, Ok(n)) if (1..=max).contains(&n) => Ok(ScaleChange::By((s * n as i64) as i32)),
-        _ => Err(format!(
-            "expected a change of 1..={MAX_WORKERS} workers (+N or -N)"
-        )),
+        _ => Err(format!("expected a change of 1..={MAX_WORKERS} workers (+N or -N)")),
     })
 }
 
@@ -1449,10 +1391,7 @@ fn parse_worker(args: &[String]) -> Result<WorkerArgs, CliError> {
                 socket = Some(parse_path(v).map_err(|m| CliError::new(shown, m))?);
             }
             _ => {
-                return Err(CliError::new(
-                    word,
-                    "expected worker --builtin [--socket PATH]",
-                ));
+                return Err(CliError::new(word, "expected worker --builtin [--socket PATH]"));
             }
         }
     }
@@ -1487,14 +1426,8 @@ mod tests {
         );
         assert_eq!(parse_recycle("0").unwrap().requests, Some(None));
         assert_eq!(parse_recycle("0s").unwrap().age, Some(None));
-        assert_eq!(
-            parse_recycle("15m").unwrap().age,
-            Some(Some(Duration::from_secs(900)))
-        );
-        assert_eq!(
-            parse_recycle("2h").unwrap().age,
-            Some(Some(Duration::from_secs(7200)))
-        );
+        assert_eq!(parse_recycle("15m").unwrap().age, Some(Some(Duration::from_secs(900))));
+        assert_eq!(parse_recycle("2h").unwrap().age, Some(Some(Duration::from_secs(7200))));
         assert_eq!(parse_recycle("3r,100").unwrap().requests, Some(Some(100)));
         for bad in [
             "",
@@ -1524,10 +1457,7 @@ mod tests {
         assert!(matches!(parse_scale_change("0"), Some(Err(_))));
         assert!(matches!(parse_scale_change("+0"), Some(Err(_))));
         assert!(matches!(parse_scale_change("1025"), Some(Err(_))));
-        assert!(matches!(
-            parse_scale_change("-99999999999999999999"),
-            Some(Err(_))
-        ));
+        assert!(matches!(parse_scale_change("-99999999999999999999"), Some(Err(_))));
         assert_eq!(parse_scale_change("apps/x"), None);
         assert_eq!(parse_scale_change("--variant"), None);
         assert_eq!(parse_scale_change("+"), None);
@@ -1546,29 +1476,16 @@ mod tests {
     #[test]
     fn socket_names() {
         let p = Path::new("/tmp/rip_server_x");
-        assert_eq!(
-            control_socket_path(p),
-            Path::new("/tmp/rip_server_x.ctl.sock")
-        );
-        assert_eq!(
-            worker_socket_path(p, 3),
-            Path::new("/tmp/rip_server_x.3.sock")
-        );
-        assert_eq!(
-            default_socket_prefix("dev", "api"),
-            Path::new("/tmp/rip_dev_api")
-        );
+        assert_eq!(control_socket_path(p), Path::new("/tmp/rip_server_x.ctl.sock"));
+        assert_eq!(worker_socket_path(p, 3), Path::new("/tmp/rip_server_x.3.sock"));
+        assert_eq!(default_socket_prefix("dev", "api"), Path::new("/tmp/rip_dev_api"));
     }
 
     #[test]
     fn every_flag_is_unique_and_long() {
         for (i, f) in FLAGS.iter().enumerate() {
             assert!(f.name.starts_with("--") && !f.name.contains('='));
-            assert!(
-                FLAGS[i + 1..].iter().all(|g| g.name != f.name),
-                "{}",
-                f.name
-            );
+            assert!(FLAGS[i + 1..].iter().all(|g| g.name != f.name), "{}", f.name);
         }
     }
 
@@ -1578,15 +1495,9 @@ mod tests {
         let ms = |d: Duration| d.as_millis().to_string();
         assert_eq!(default_of("--max-queue"), DEFAULT_MAX_QUEUE.to_string());
         assert_eq!(default_of("--queue-timeout-ms"), ms(DEFAULT_QUEUE_TIMEOUT));
-        assert_eq!(
-            default_of("--connect-timeout-ms"),
-            ms(DEFAULT_CONNECT_TIMEOUT)
-        );
+        assert_eq!(default_of("--connect-timeout-ms"), ms(DEFAULT_CONNECT_TIMEOUT));
         assert_eq!(default_of("--read-timeout-ms"), ms(DEFAULT_READ_TIMEOUT));
-        assert_eq!(
-            default_of("--header-timeout-ms"),
-            ms(DEFAULT_HEADER_TIMEOUT)
-        );
+        assert_eq!(default_of("--header-timeout-ms"), ms(DEFAULT_HEADER_TIMEOUT));
         assert_eq!(default_of("--stuck-grace-ms"), ms(DEFAULT_STUCK_GRACE));
         assert_eq!(default_of("--stop-timeout-ms"), ms(DEFAULT_STOP_TIMEOUT));
         assert_eq!(default_of("--hot-reload"), DEFAULT_HOT_RELOAD.as_str());
@@ -1594,10 +1505,7 @@ mod tests {
         assert_eq!(default_of("--max-reloads"), DEFAULT_MAX_RELOADS.to_string());
         assert_eq!(default_of("--variant"), DEFAULT_VARIANT);
         assert_eq!(default_of("--lb-policy"), DEFAULT_LB_POLICY.as_str());
-        assert_eq!(
-            default_of("--upstream-max-idle"),
-            DEFAULT_UPSTREAM_MAX_IDLE.to_string()
-        );
+        assert_eq!(default_of("--upstream-max-idle"), DEFAULT_UPSTREAM_MAX_IDLE.to_string());
         assert_eq!(
             default_of("--upstream-max-conns-per-socket"),
             DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET.to_string()

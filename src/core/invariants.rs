@@ -15,6 +15,9 @@ use super::{Answer, Pid, RequestId, Time};
 
 /// Checks the balancer's internal consistency.
 pub fn check_balancer(b: &Balancer) -> Result<(), String> {
+    if let Some(message) = b.illegal_dispatch() {
+        return Err(format!("dispatch to an ineligible worker: {message}"));
+    }
     let config = b.config();
     let mut on_worker: BTreeMap<RequestId, Pid> = BTreeMap::new();
     let mut routable = 0;
@@ -50,10 +53,7 @@ pub fn check_balancer(b: &Balancer) -> Result<(), String> {
         if let Some(id) = w.in_flight
             && let Some(other) = on_worker.insert(id, w.pid)
         {
-            return Err(format!(
-                "{id:?} in flight on both {other:?} and {:?}",
-                w.pid
-            ));
+            return Err(format!("{id:?} in flight on both {other:?} and {:?}", w.pid));
         }
     }
     if routable != b.idle_len() {
@@ -63,11 +63,7 @@ pub fn check_balancer(b: &Balancer) -> Result<(), String> {
         ));
     }
     if b.queue_len() > config.max_queue {
-        return Err(format!(
-            "queue holds {} > max {}",
-            b.queue_len(),
-            config.max_queue
-        ));
+        return Err(format!("queue holds {} > max {}", b.queue_len(), config.max_queue));
     }
     if b.queue_len() > 0 && b.idle_len() > 0 {
         return Err(format!(
@@ -85,9 +81,7 @@ pub fn check_balancer(b: &Balancer) -> Result<(), String> {
         match b.request_worker(id) {
             Some((true, None)) => {}
             other => {
-                return Err(format!(
-                    "queued {id:?} is not in the queued phase: {other:?}"
-                ));
+                return Err(format!("queued {id:?} is not in the queued phase: {other:?}"));
             }
         }
     }
@@ -95,9 +89,7 @@ pub fn check_balancer(b: &Balancer) -> Result<(), String> {
         match b.request_worker(id) {
             Some((false, Some(pid))) => {
                 if on_worker.get(&id) != Some(&pid) {
-                    return Err(format!(
-                        "{id:?} says it is on {pid:?}, which does not have it"
-                    ));
+                    return Err(format!("{id:?} says it is on {pid:?}, which does not have it"));
                 }
             }
             Some((true, None)) => {}
@@ -148,6 +140,8 @@ pub struct Observer {
     next_order: u64,
     queue_len_before: usize,
     stopping_before: bool,
+    /// Workers eligible for a dispatch before the current step.
+    eligible_before: BTreeSet<Pid>,
     queue_timeout: Duration,
     read_timeout: Duration,
     max_queue: usize,
@@ -172,6 +166,11 @@ impl Observer {
     pub fn before(&mut self, b: &Balancer) {
         self.queue_len_before = b.queue_len();
         self.stopping_before = b.is_stopping();
+        self.eligible_before = b
+            .workers_view()
+            .filter(|w| !w.draining && !w.leaving && !w.stuck && Some(w.version) == b.active_version())
+            .map(|w| w.pid)
+            .collect();
     }
 
     fn fail(&mut self, message: String) {
@@ -236,11 +235,7 @@ impl Observer {
     /// Checks one drained action against the balancer's state after the step.
     pub fn on_action(&mut self, action: &Action, b: &Balancer, now: Time) {
         match *action {
-            Action::Dispatch {
-                request,
-                pid,
-                attempt,
-            } => self.on_dispatch(request, pid, attempt, b, now),
+            Action::Dispatch { request, pid, attempt } => self.on_dispatch(request, pid, attempt, b, now),
             Action::Answer { request, answer } => self.on_answer(request, answer, now),
         }
     }
@@ -252,10 +247,7 @@ impl Observer {
         };
         let mut problems = Vec::new();
         if seen.ending.is_some() {
-            problems.push(format!(
-                "{id:?} dispatched after it ended ({:?})",
-                seen.ending
-            ));
+            problems.push(format!("{id:?} dispatched after it ended ({:?})", seen.ending));
         }
         if usize::from(attempt) != seen.dispatches.len() {
             problems.push(format!(
@@ -283,9 +275,7 @@ impl Observer {
                 && o < order
                 && self.requests.get(&earlier).is_some_and(|s| s.queued)
             {
-                self.fail(format!(
-                    "{id:?} dispatched before the earlier queued {earlier:?}"
-                ));
+                self.fail(format!("{id:?} dispatched before the earlier queued {earlier:?}"));
             }
             self.waiting_fresh.remove(&(order, id));
         }
@@ -295,17 +285,9 @@ impl Observer {
                 if w.in_flight != Some(id) {
                     self.fail(format!("{pid:?} got {id:?} but holds {:?}", w.in_flight));
                 }
-                if w.draining || w.leaving || w.stuck {
-                    self.fail(format!(
-                        "{id:?} dispatched to draining/leaving/stuck {pid:?}"
-                    ));
-                }
-                if Some(w.version) != b.active_version() {
-                    self.fail(format!(
-                        "{id:?} dispatched to stale {pid:?} {:?}",
-                        w.version
-                    ));
-                }
+                // Eligibility (version, draining, stuck) is checked by the
+                // balancer at the moment of dispatch: within one step a worker
+                // can get a request and then be drained or outdated.
             }
         }
     }
@@ -316,12 +298,8 @@ impl Observer {
             return;
         };
         let legal = match answer {
-            Answer::QueueFull => {
-                self.queue_len_before >= self.max_queue || (!seen.dispatches.is_empty())
-            }
-            Answer::NoCapacity => {
-                self.stopping_before || self.max_queue == 0 || seen.dispatches.len() >= 2
-            }
+            Answer::QueueFull => self.queue_len_before >= self.max_queue || (!seen.dispatches.is_empty()),
+            Answer::NoCapacity => self.stopping_before || self.max_queue == 0 || seen.dispatches.len() >= 2,
             Answer::QueueTimeout => now >= seen.arrived + self.queue_timeout,
             Answer::UpstreamTimeout => seen
                 .dispatches
@@ -363,10 +341,7 @@ impl Observer {
     /// has not ended.
     pub fn finish(&self, all_ended: bool) -> Result<(), String> {
         if let Some(v) = self.violations.first() {
-            return Err(format!(
-                "{} violation(s), first: {v}",
-                self.violations.len()
-            ));
+            return Err(format!("{} violation(s), first: {v}", self.violations.len()));
         }
         if all_ended && let Some((id, _)) = self.requests.iter().find(|(_, s)| s.ending.is_none()) {
             return Err(format!("{id:?} never ended"));

@@ -63,9 +63,24 @@ impl Node {
     pub fn handle_join(&mut self, info: WorkerInfo, now: Time) -> Result<(), JoinError> {
         self.tick(now);
         let pid = info.pid;
+        if self.is_leaving(pid, now) {
+            // Told to stop while it was booting: it never enters the pool.
+            return Err(JoinError::NotWanted(pid));
+        }
         self.balancer.handle_join(info, now)?;
         self.supervisor.handle_ready(pid, now);
         Ok(())
+    }
+
+    /// Whether the supervisor is retiring this process (joins are rare, so
+    /// reading the status snapshot is cheap enough).
+    fn is_leaving(&self, pid: Pid, now: Time) -> bool {
+        self.supervisor
+            .status(now)
+            .slots
+            .iter()
+            .flat_map(|slot| slot.processes.iter())
+            .any(|p| p.pid == Some(pid) && p.leaving.is_some())
     }
 
     /// A worker quit on its own.
@@ -86,16 +101,14 @@ impl Node {
     pub fn scale_by(&mut self, delta: i32, now: Time) {
         self.tick(now);
         self.supervisor.scale_by(delta, now);
-        self.balancer
-            .set_desired_workers(self.supervisor.desired(), now);
+        self.balancer.set_desired_workers(self.supervisor.desired(), now);
     }
 
     /// Sets the worker count.
     pub fn scale_to(&mut self, n: u32, now: Time) {
         self.tick(now);
         self.supervisor.scale_to(n, now);
-        self.balancer
-            .set_desired_workers(self.supervisor.desired(), now);
+        self.balancer.set_desired_workers(self.supervisor.desired(), now);
     }
 
     /// Begins a graceful stop: no new requests; queued and in-flight ones
@@ -151,9 +164,7 @@ impl Node {
         while let Some(event) = self.balancer.poll_worker_event() {
             moved = true;
             match event {
-                WorkerEvent::Served { pid, count } => {
-                    self.supervisor.handle_served(pid, count, now)
-                }
+                WorkerEvent::Served { pid, count } => self.supervisor.handle_served(pid, count, now),
                 WorkerEvent::Stuck { pid } => self.supervisor.handle_stuck(pid, now),
                 WorkerEvent::Unstuck { pid } => self.supervisor.handle_unstuck(pid, now),
                 WorkerEvent::Idle { pid } => self.supervisor.handle_idle(pid, now),

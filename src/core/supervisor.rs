@@ -184,9 +184,8 @@ pub struct SupervisorStatus {
     pub generation: Version,
     /// The rolling restart in progress.
     pub rolling: Option<RollStatus>,
-    /// How the last rolling restart ended: `"completed: v1 -> v2"`,
-    /// `"aborted: …"` or `"interrupted by stop"`.
-    pub last_roll: Option<String>,
+    /// How the last rolling restart ended.
+    pub last_roll: Option<LastRoll>,
     /// Slots with a recycling handover in progress.
     pub recycling: u32,
     /// A graceful stop has begun.
@@ -195,6 +194,53 @@ pub struct SupervisorStatus {
     pub stopped: bool,
     /// Every wanted slot, and every other slot that still has a process.
     pub slots: Vec<SlotStatus>,
+}
+
+/// How a rolling restart ended. Serialises as an object; reads as its
+/// `message` (`"completed: v1 -> v2"`, `"aborted: slot 1 v2 died before
+/// joining"`, `"interrupted: stop"`) through `Deref<Target = str>` and `Display`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastRoll {
+    /// `"completed"`, `"aborted"` or `"interrupted"`.
+    pub outcome: &'static str,
+    pub from: Version,
+    pub to: Version,
+    /// Why it did not complete.
+    pub reason: Option<String>,
+    /// When it ended, in milliseconds on the caller's clock.
+    pub at_ms: u64,
+    /// One line for humans.
+    pub message: String,
+}
+
+impl LastRoll {
+    fn new(roll: Roll, outcome: &'static str, reason: Option<String>, at: Time) -> LastRoll {
+        let message = match &reason {
+            None => format!("{outcome}: v{} -> v{}", roll.from.0, roll.to.0),
+            Some(r) => format!("{outcome}: {r}"),
+        };
+        LastRoll {
+            outcome,
+            from: roll.from,
+            to: roll.to,
+            reason,
+            at_ms: at.as_micros() / 1000,
+            message,
+        }
+    }
+}
+
+impl std::ops::Deref for LastRoll {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for LastRoll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Progress of a rolling restart.
@@ -287,10 +333,7 @@ enum ProcState {
     /// Started, not yet joined the balancer.
     Booting { deadline: Time },
     /// Joined and serving.
-    Ready {
-        since: Time,
-        stuck_since: Option<Time>,
-    },
+    Ready { since: Time, stuck_since: Option<Time> },
     /// Told the balancer to route nothing new to it; waiting for idle.
     Draining { stuck_since: Option<Time> },
     /// The worker quit on its own; waiting for its exit.
@@ -325,16 +368,11 @@ enum Due {
 impl ProcState {
     fn name(self) -> &'static str {
         match self {
-            ProcState::Spawning {
-                cancelled: false, ..
-            } => "spawning",
-            ProcState::Spawning {
-                cancelled: true, ..
-            } => "cancelled",
+            ProcState::Spawning { cancelled: false, .. } => "spawning",
+            ProcState::Spawning { cancelled: true, .. } => "cancelled",
             ProcState::Booting { .. } => "starting",
             ProcState::Ready {
-                stuck_since: Some(_),
-                ..
+                stuck_since: Some(_), ..
             } => "stuck",
             ProcState::Ready { .. } => "ready",
             ProcState::Draining { .. } => "draining",
@@ -362,9 +400,7 @@ impl ProcState {
                 *self = ProcState::Booting { deadline };
                 Ok(false)
             }
-            ProcState::Spawning {
-                cancelled: true, ..
-            } => {
+            ProcState::Spawning { cancelled: true, .. } => {
                 *self = ProcState::Stopping {
                     deadline: now + stop_timeout,
                 };
@@ -487,10 +523,7 @@ impl ProcState {
     fn exit_is_planned(self) -> bool {
         matches!(
             self,
-            ProcState::Draining { .. }
-                | ProcState::Quitting { .. }
-                | ProcState::Stopping { .. }
-                | ProcState::Killed
+            ProcState::Draining { .. } | ProcState::Quitting { .. } | ProcState::Stopping { .. } | ProcState::Killed
         )
     }
 
@@ -506,11 +539,7 @@ impl ProcState {
     fn can_hold_slot(self) -> bool {
         matches!(
             self,
-            ProcState::Spawning {
-                cancelled: false,
-                ..
-            } | ProcState::Booting { .. }
-                | ProcState::Ready { .. }
+            ProcState::Spawning { cancelled: false, .. } | ProcState::Booting { .. } | ProcState::Ready { .. }
         )
     }
 
@@ -523,15 +552,10 @@ impl ProcState {
             }
             | ProcState::Booting { deadline } => Some((deadline, Due::ReadyTimeout)),
             ProcState::Ready {
-                stuck_since: Some(t),
-                ..
+                stuck_since: Some(t), ..
             }
-            | ProcState::Draining {
-                stuck_since: Some(t),
-            } => Some((t + stuck_grace, Due::StuckGrace)),
-            ProcState::Quitting { deadline } | ProcState::Stopping { deadline } => {
-                Some((deadline, Due::StopTimeout))
-            }
+            | ProcState::Draining { stuck_since: Some(t) } => Some((t + stuck_grace, Due::StuckGrace)),
+            ProcState::Quitting { deadline } | ProcState::Stopping { deadline } => Some((deadline, Due::StopTimeout)),
             _ => None,
         }
     }
@@ -643,12 +667,9 @@ impl SlotState {
         match self {
             SlotState::Vacant => "vacant",
             SlotState::Backoff => "backoff",
+            SlotState::Occupied { replacement: None, .. } => "occupied",
             SlotState::Occupied {
-                replacement: None, ..
-            } => "occupied",
-            SlotState::Occupied {
-                replacement: Some(_),
-                ..
+                replacement: Some(_), ..
             } => "handover",
         }
     }
@@ -736,8 +757,7 @@ impl SlotState {
     fn on_primary_lost(&mut self) -> Result<(), Illegal> {
         match *self {
             SlotState::Occupied {
-                replacement: Some(r),
-                ..
+                replacement: Some(r), ..
             } => {
                 *self = SlotState::Occupied {
                     primary: r.spawn,
@@ -745,9 +765,7 @@ impl SlotState {
                 };
                 Ok(())
             }
-            SlotState::Occupied {
-                replacement: None, ..
-            } => {
+            SlotState::Occupied { replacement: None, .. } => {
                 *self = SlotState::Vacant;
                 Ok(())
             }
@@ -758,10 +776,7 @@ impl SlotState {
     /// Returns the processes that held the slot.
     fn on_unwanted(&mut self) -> Vec<SpawnId> {
         let held = match *self {
-            SlotState::Occupied {
-                primary,
-                replacement,
-            } => {
+            SlotState::Occupied { primary, replacement } => {
                 let mut v = vec![primary];
                 v.extend(replacement.map(|r| r.spawn));
                 v
@@ -827,7 +842,7 @@ pub struct Supervisor {
     /// The next unused generation number.
     next_version: u64,
     roll: Option<Roll>,
-    last_roll: Option<String>,
+    last_roll: Option<LastRoll>,
     stopping: bool,
     stopped_emitted: bool,
     slots: Vec<SlotEntry>,
@@ -959,7 +974,7 @@ impl Supervisor {
         if let Some(p) = self.procs.get(&spawn)
             && let ProcState::Spawning { cancelled, .. } = p.state
         {
-            self.detach(spawn, !cancelled, "spawn failed");
+            self.detach(spawn, !cancelled, "could not be spawned");
             self.remove(spawn);
         }
         self.advance(now);
@@ -1100,15 +1115,11 @@ impl Supervisor {
         }
         let to = Version(self.next_version);
         self.next_version += 1;
-        self.roll = Some(Roll {
-            from: self.current,
-            to,
-        });
+        self.roll = Some(Roll { from: self.current, to });
         // Booting recycling replacements would be replaced again: cancel them.
         for idx in 0..self.slots.len() {
             if let SlotState::Occupied {
-                replacement: Some(r),
-                ..
+                replacement: Some(r), ..
             } = self.slots[idx].state
                 && r.kind == Handover::Recycle
             {
@@ -1127,8 +1138,8 @@ impl Supervisor {
         self.observe(now);
         if !self.stopping {
             self.stopping = true;
-            if self.roll.take().is_some() {
-                self.last_roll = Some("interrupted by stop".to_string());
+            if let Some(roll) = self.roll.take() {
+                self.last_roll = Some(LastRoll::new(roll, "interrupted", Some("stop".to_string()), self.now));
             }
             for idx in 0..self.slots.len() {
                 for id in self.slots[idx].state.on_unwanted() {
@@ -1214,8 +1225,7 @@ impl Supervisor {
             let state = match (entry.state, primary) {
                 (SlotState::Occupied { .. }, Some(p)) => match p.state {
                     ProcState::Ready {
-                        stuck_since: Some(_),
-                        ..
+                        stuck_since: Some(_), ..
                     } => "stuck",
                     ProcState::Ready { .. } => "ready",
                     _ => "starting",
@@ -1245,8 +1255,7 @@ impl Supervisor {
                 served: primary.map(|p| p.served),
                 crashes: entry.crashes,
                 restarts: entry.spawns.saturating_sub(1),
-                next_attempt_in_ms: until
-                    .map(|t| t.as_micros().saturating_sub(now.as_micros()).div_ceil(1000)),
+                next_attempt_in_ms: until.map(|t| t.as_micros().saturating_sub(now.as_micros()).div_ceil(1000)),
                 backoff_ms: until.map(|_| millis(self.config.backoff_delay(entry.crashes))),
                 processes,
             });
@@ -1287,30 +1296,19 @@ impl Supervisor {
                 return Err(format!("{id:?} has {pid:?} but the pid index disagrees"));
             }
             if p.pid.is_none() != matches!(p.state, ProcState::Spawning { .. }) {
-                return Err(format!(
-                    "{id:?} in state {} with pid {:?}",
-                    p.state.name(),
-                    p.pid
-                ));
+                return Err(format!("{id:?} in state {} with pid {:?}", p.state.name(), p.pid));
             }
             if (p.slot.0 as usize) >= self.slots.len() {
                 return Err(format!("{id:?} belongs to unknown {:?}", p.slot));
             }
             if p.version.0 >= self.next_version {
-                return Err(format!(
-                    "{id:?} has {:?}, newer than any generation",
-                    p.version
-                ));
+                return Err(format!("{id:?} has {:?}, newer than any generation", p.version));
             }
             // Every process has exactly one role.
             let idx = p.slot.0 as usize;
             let entry = &self.slots[idx];
             let mut roles = entry.retiring.iter().filter(|&&r| r == id).count();
-            if let SlotState::Occupied {
-                primary,
-                replacement,
-            } = entry.state
-            {
+            if let SlotState::Occupied { primary, replacement } = entry.state {
                 roles += usize::from(primary == id);
                 roles += usize::from(replacement.is_some_and(|r| r.spawn == id));
             }
@@ -1340,9 +1338,7 @@ impl Supervisor {
                     return Err(format!("retiring {id:?} of {slot:?} is {}", p.state.name()));
                 }
                 if p.leave.is_none() {
-                    return Err(format!(
-                        "retiring {id:?} of {slot:?} has no reason to leave"
-                    ));
+                    return Err(format!("retiring {id:?} of {slot:?} has no reason to leave"));
                 }
             }
             match entry.state {
@@ -1356,10 +1352,7 @@ impl Supervisor {
                         return Err(format!("{slot:?} in backoff without a pending backoff"));
                     }
                 }
-                SlotState::Occupied {
-                    primary,
-                    replacement,
-                } => {
+                SlotState::Occupied { primary, replacement } => {
                     if !wanted {
                         return Err(format!("unwanted {slot:?} is occupied"));
                     }
@@ -1378,18 +1371,12 @@ impl Supervisor {
                             return Err(format!("{slot:?} replacement {:?} unknown", r.spawn));
                         };
                         if !rp.state.can_hold_slot() || rp.slot != slot || r.spawn == primary {
-                            return Err(format!(
-                                "{slot:?} replacement {:?} is {}",
-                                r.spawn,
-                                rp.state.name()
-                            ));
+                            return Err(format!("{slot:?} replacement {:?} is {}", r.spawn, rp.state.name()));
                         }
                         match r.kind {
                             Handover::Recycle => {
                                 if self.roll.is_some() {
-                                    return Err(format!(
-                                        "{slot:?} recycles during a rolling restart"
-                                    ));
+                                    return Err(format!("{slot:?} recycles during a rolling restart"));
                                 }
                                 if rp.state.is_ready() || !p.state.is_ready() {
                                     return Err(format!(
@@ -1404,15 +1391,10 @@ impl Supervisor {
                             }
                             Handover::Roll => {
                                 let Some(roll) = self.roll else {
-                                    return Err(format!(
-                                        "{slot:?} has a roll replacement and no roll"
-                                    ));
+                                    return Err(format!("{slot:?} has a roll replacement and no roll"));
                                 };
                                 if rp.version != roll.to {
-                                    return Err(format!(
-                                        "{slot:?} roll replacement at {:?}",
-                                        rp.version
-                                    ));
+                                    return Err(format!("{slot:?} roll replacement at {:?}", rp.version));
                                 }
                                 if !rp.state.is_ready() {
                                     roll_booting += 1;
@@ -1468,15 +1450,11 @@ impl Supervisor {
             if self.roll.is_some() {
                 return Err("rolling while stopping".to_string());
             }
-            if let Some((id, _)) = self.procs.iter().find(|(_, p)| {
-                matches!(
-                    p.state,
-                    ProcState::Spawning {
-                        cancelled: false,
-                        ..
-                    }
-                )
-            }) {
+            if let Some((id, _)) = self
+                .procs
+                .iter()
+                .find(|(_, p)| matches!(p.state, ProcState::Spawning { cancelled: false, .. }))
+            {
                 return Err(format!("{id:?} still wanted while stopping"));
             }
         }
@@ -1484,10 +1462,7 @@ impl Supervisor {
             return Err("a Spawn was queued after stop".to_string());
         }
         if self.stopped_emitted && !self.procs.is_empty() {
-            return Err(format!(
-                "Stopped emitted with {} processes left",
-                self.procs.len()
-            ));
+            return Err(format!("Stopped emitted with {} processes left", self.procs.len()));
         }
         if self.stopped_emitted != (self.stopping && self.procs.is_empty()) {
             return Err("Stopped not emitted although nothing is left".to_string());
@@ -1519,10 +1494,7 @@ impl Supervisor {
     /// The primary and replacement of a slot.
     fn members(&self, idx: usize) -> Vec<SpawnId> {
         match self.slots[idx].state {
-            SlotState::Occupied {
-                primary,
-                replacement,
-            } => {
+            SlotState::Occupied { primary, replacement } => {
                 let mut v = vec![primary];
                 v.extend(replacement.map(|r| r.spawn));
                 v
@@ -1537,8 +1509,7 @@ impl Supervisor {
         match entry.state {
             SlotState::Occupied { primary, .. } if primary == id => return Some(Role::Primary),
             SlotState::Occupied {
-                replacement: Some(r),
-                ..
+                replacement: Some(r), ..
             } if r.spawn == id => {
                 return Some(Role::Replacement(r.kind));
             }
@@ -1560,17 +1531,14 @@ impl Supervisor {
                 }),
                 ..
             }
-        ) || entry.retiring.iter().any(|id| {
-            self.procs
-                .get(id)
-                .is_some_and(|p| p.leave == Some(Leave::Recycled))
-        })
+        ) || entry
+            .retiring
+            .iter()
+            .any(|id| self.procs.get(id).is_some_and(|p| p.leave == Some(Leave::Recycled)))
     }
 
     fn recycles_in_progress(&self) -> u32 {
-        (0..self.slots.len())
-            .filter(|&idx| self.slot_recycling(idx))
-            .count() as u32
+        (0..self.slots.len()).filter(|&idx| self.slot_recycling(idx)).count() as u32
     }
 
     /// The slot has a ready process of generation `to` holding it.
@@ -1629,9 +1597,7 @@ impl Supervisor {
         };
         p.leave.get_or_insert(leave);
         match p.state {
-            ProcState::Spawning {
-                cancelled: false, ..
-            } => {
+            ProcState::Spawning { cancelled: false, .. } => {
                 let _ok = p.state.on_cancel();
             }
             ProcState::Booting { .. } => {
@@ -1683,16 +1649,12 @@ impl Supervisor {
             if entry.crashes == 0 {
                 continue;
             }
-            let stable = self
-                .members(idx)
-                .iter()
-                .any(|id| match self.procs[id].state {
-                    ProcState::Ready { since, .. } => {
-                        since >= entry.last_crash_at
-                            && self.now >= since + self.config.backoff_reset_after
-                    }
-                    _ => false,
-                });
+            let stable = self.members(idx).iter().any(|id| match self.procs[id].state {
+                ProcState::Ready { since, .. } => {
+                    since >= entry.last_crash_at && self.now >= since + self.config.backoff_reset_after
+                }
+                _ => false,
+            });
             if stable {
                 self.slots[idx].crashes = 0;
             }
@@ -1733,17 +1695,16 @@ impl Supervisor {
             && let Some(roll) = self.roll
             && roll.to == version
         {
-            self.abort_roll(format!("{what}: slot {} v{}", slot.0, version.0));
+            self.abort_roll(format!("slot {} v{} {what}", slot.0, version.0));
         }
     }
 
     fn abort_roll(&mut self, reason: String) {
         let Some(roll) = self.roll.take() else { return };
-        self.last_roll = Some(format!("aborted: {reason}"));
+        self.last_roll = Some(LastRoll::new(roll, "aborted", Some(reason), self.now));
         for idx in 0..self.slots.len() {
             if let SlotState::Occupied {
-                replacement: Some(r),
-                ..
+                replacement: Some(r), ..
             } = self.slots[idx].state
                 && r.kind == Handover::Roll
             {
@@ -1770,7 +1731,7 @@ impl Supervisor {
     fn process_exited(&mut self, id: SpawnId) {
         let Some(p) = self.procs.get(&id) else { return };
         let crash = !p.state.exit_is_planned();
-        self.detach(id, crash, "exited");
+        self.detach(id, crash, "died before joining");
         self.remove(id);
     }
 
@@ -1912,8 +1873,7 @@ impl Supervisor {
     fn finish_roll(&mut self, roll: Roll) {
         for idx in 0..self.slots.len() {
             if let SlotState::Occupied {
-                replacement: Some(r),
-                ..
+                replacement: Some(r), ..
             } = self.slots[idx].state
                 && r.kind == Handover::Roll
             {
@@ -1925,14 +1885,12 @@ impl Supervisor {
         }
         self.current = roll.to;
         self.roll = None;
-        self.last_roll = Some(format!("completed: v{} -> v{}", roll.from.0, roll.to.0));
+        self.last_roll = Some(LastRoll::new(roll, "completed", None, self.now));
     }
 
     fn start_recycles(&mut self) {
         let cfg = &self.config;
-        let mut budget = cfg
-            .max_concurrent_recycles
-            .saturating_sub(self.recycles_in_progress());
+        let mut budget = cfg.max_concurrent_recycles.saturating_sub(self.recycles_in_progress());
         let threshold = cfg.recycle_threshold();
         let max_age = cfg.max_age;
         for idx in 0..self.desired as usize {
@@ -2080,11 +2038,7 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match *a {
-                Spawn {
-                    spawn,
-                    slot,
-                    version,
-                } => Some((spawn, slot, version)),
+                Spawn { spawn, slot, version } => Some((spawn, slot, version)),
                 _ => None,
             })
             .collect()
@@ -2286,10 +2240,7 @@ mod tests {
         assert_eq!((a.len(), slot, version), (1, Slot(0), Version(1)));
         assert_eq!(h.s.status(h.now).recycling, 1);
         let (new, a) = h.spawned(new_spawn);
-        assert!(
-            a.is_empty(),
-            "the old worker keeps serving while the replacement boots"
-        );
+        assert!(a.is_empty(), "the old worker keeps serving while the replacement boots");
         assert_eq!(h.s.live_pids(), vec![old, new]);
         assert_eq!(h.ready(new), vec![Drain { pid: old }]);
         assert_eq!(h.slot(0).pid, Some(new));
@@ -2354,10 +2305,7 @@ mod tests {
         // Still one handover in progress until the old process exits.
         assert!(h.at(10_500).timeout().is_empty());
         let a = h.exit(olds[0]);
-        assert_eq!(
-            spawns(&a).iter().map(|s| s.1).collect::<Vec<_>>(),
-            vec![Slot(1)]
-        );
+        assert_eq!(spawns(&a).iter().map(|s| s.1).collect::<Vec<_>>(), vec![Slot(1)]);
     }
 
     #[test]
@@ -2372,10 +2320,7 @@ mod tests {
         let (new, _) = h.spawned(one_spawn(&a));
         let _ = h.served(old, 10);
         h.s.handle_quit(old, h.now);
-        assert!(
-            h.drain().is_empty(),
-            "the replacement already boots: no extra spawn"
-        );
+        assert!(h.drain().is_empty(), "the replacement already boots: no extra spawn");
         assert_eq!(h.slot(0).state, "starting");
         assert!(h.exit(old).is_empty());
         assert!(h.ready(new).is_empty());
@@ -2438,10 +2383,7 @@ mod tests {
         let (_, a) = h.boot(s2[0].0);
         assert_eq!(a, olds.iter().map(|&pid| Drain { pid }).collect::<Vec<_>>());
         assert_eq!(h.s.generation(), Version(2));
-        assert_eq!(
-            h.s.status(h.now).last_roll.as_deref(),
-            Some("completed: v1 -> v2")
-        );
+        assert_eq!(h.s.status(h.now).last_roll.as_deref(), Some("completed: v1 -> v2"));
         for &pid in &olds {
             assert_eq!(h.idle(pid), vec![Terminate { pid }]);
             assert!(h.exit(pid).is_empty());
@@ -2480,7 +2422,7 @@ mod tests {
             st.last_roll
                 .as_deref()
                 .unwrap()
-                .starts_with("aborted: exited: slot 1 v2"),
+                .starts_with("aborted: slot 1 v2 died before joining"),
             "{:?}",
             st.last_roll
         );
@@ -2569,10 +2511,7 @@ mod tests {
         let pids = boot_all(&mut h, &a);
         h.s.scale_by(1, h.now);
         let a = h.drain();
-        assert_eq!(
-            spawns(&a).iter().map(|s| s.1).collect::<Vec<_>>(),
-            vec![Slot(2)]
-        );
+        assert_eq!(spawns(&a).iter().map(|s| s.1).collect::<Vec<_>>(), vec![Slot(2)]);
         let p2 = boot_all(&mut h, &a)[0];
         h.s.scale_to(1, h.now);
         assert_eq!(h.drain(), vec![Drain { pid: p2 }, Drain { pid: pids[1] }]);
@@ -2596,10 +2535,7 @@ mod tests {
         // s[2] not answered yet.
         h.at(5);
         h.s.stop(h.now);
-        assert_eq!(
-            h.drain(),
-            vec![Terminate { pid: p0 }, Terminate { pid: p1 }]
-        );
+        assert_eq!(h.drain(), vec![Terminate { pid: p0 }, Terminate { pid: p1 }]);
         assert_eq!(h.s.rolling_restart(h.now), Err("stopping"));
         let (p2, a) = h.spawned(s[2].0);
         assert_eq!(a, vec![Terminate { pid: p2 }]);

@@ -118,20 +118,11 @@ mod tests {
     #[test]
     fn request_gets_forwarding_headers_and_keeps_a_client_id() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert("x-request-id", HeaderValue::from_static("abc"));
-        let id = rewrite_request(
-            &mut h,
-            Some("127.0.0.1".parse().unwrap()),
-            "http",
-            42,
-            || "new".into(),
-        );
+        let id = rewrite_request(&mut h, Some("127.0.0.1".parse().unwrap()), "http", 42, || "new".into());
         assert_eq!(id, "abc");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -153,10 +144,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("rip-worker-id", HeaderValue::from_static("3"));
         h.insert("rip-worker-busy", HeaderValue::from_static("1"));
-        h.insert(
-            header::DATE,
-            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
-        );
+        h.insert(header::DATE, HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         rewrite_response(&mut h);
         assert_eq!(h.len(), 1);

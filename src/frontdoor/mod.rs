@@ -93,28 +93,19 @@ impl<T: Transport> FrontDoor<T> {
     }
 
     fn new_request_id(&self) -> String {
-        format!(
-            "{}-{:x}",
-            self.id_prefix,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("{}-{:x}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    async fn serve(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-        client: Option<IpAddr>,
-    ) -> Response<ResponseBody> {
+    async fn serve(self: Arc<Self>, request: Request<Incoming>, client: Option<IpAddr>) -> Response<ResponseBody> {
         if matches!(*request.method(), Method::GET | Method::HEAD) {
             match request.uri().path() {
                 "/server" => return proxy::plain(StatusCode::OK, "ok"),
                 "/status" => {
                     let status = self.driver.status().await;
                     let mut response = Response::new(ResponseBody::full(status.to_string()));
-                    response.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     response
                         .headers_mut()
                         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -34,10 +34,7 @@ pub const BUFFER_BODY_LIMIT: u64 = 64 * 1024;
 /// A request ready to go to a worker.
 enum Outgoing {
     /// Bodyless or buffered: can be sent again.
-    Replayable {
-        parts: http::request::Parts,
-        body: Bytes,
-    },
+    Replayable { parts: http::request::Parts, body: Bytes },
     /// Streams from the client: can be sent once.
     Streaming(Request<UpstreamBody>),
 }
@@ -46,9 +43,7 @@ impl Outgoing {
     fn build(&mut self) -> Option<Request<UpstreamBody>> {
         match self {
             Outgoing::Replayable { parts, body } => {
-                let full = Full::new(body.clone())
-                    .map_err(|never| match never {})
-                    .boxed();
+                let full = Full::new(body.clone()).map_err(|never| match never {}).boxed();
                 Some(Request::from_parts(parts.clone(), full))
             }
             Outgoing::Streaming(_) => {
@@ -123,11 +118,7 @@ fn is_idempotent(method: &Method) -> bool {
 /// Builds a synthesized reply.
 pub fn render_answer(answer: Answer, request_id: &HeaderValue) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let text = format!(
-        "{} {}\n",
-        status.canonical_reason().unwrap_or(""),
-        answer.reason()
-    );
+    let text = format!("{} {}\n", status.canonical_reason().unwrap_or(""), answer.reason());
     let mut response = Response::new(ResponseBody::full(text));
     *response.status_mut() = status;
     let h = response.headers_mut();
@@ -196,13 +187,9 @@ impl<T: Transport> FrontDoor<T> {
         let start = self.clock.now();
         let t_micros = wall_micros();
         let (mut parts, body) = request.into_parts();
-        let request_id = headers::rewrite_request(
-            &mut parts.headers,
-            client,
-            self.config.scheme,
-            t_micros,
-            || self.new_request_id(),
-        );
+        let request_id = headers::rewrite_request(&mut parts.headers, client, self.config.scheme, t_micros, || {
+            self.new_request_id()
+        });
         let ctx = LogCtx {
             t_micros,
             start,
@@ -329,8 +316,7 @@ impl<T: Transport> FrontDoor<T> {
                     path: ctx.path.clone(),
                     status,
                     total_seconds: 0.0,
-                    worker_seconds: worker
-                        .map(|(_, t)| t.saturating_since(ctx.start).as_secs_f64()),
+                    worker_seconds: worker.map(|(_, t)| t.saturating_since(ctx.start).as_secs_f64()),
                     length: None,
                     reason: None,
                     request_id: String::from_utf8_lossy(ctx.request_id.as_bytes()).into_owned(),
@@ -348,14 +334,7 @@ impl<T: Transport> FrontDoor<T> {
             }
             None => Box::new(|_| {}),
         };
-        let relay = RelayBody::new(
-            body,
-            conn,
-            id,
-            self.driver.clone(),
-            self.config.read_timeout,
-            on_end,
-        );
+        let relay = RelayBody::new(body, conn, id, self.driver.clone(), self.config.read_timeout, on_end);
         Response::from_parts(parts, ResponseBody::Relay(relay))
     }
 
@@ -385,19 +364,15 @@ impl<T: Transport> FrontDoor<T> {
             let fresh = conn.is_none();
             let mut upstream = match conn.take() {
                 Some(c) => c,
-                None => {
-                    match Upstream::connect(&self.transport, &address, self.config.connect_timeout)
-                        .await
-                    {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::debug!(request = id.0, %address, "worker connect failed: {e}");
-                            self.driver.connect_failed(id);
-                            let _ = tx.send(Exchanged::NotTaken(give_back(request)));
-                            return;
-                        }
+                None => match Upstream::connect(&self.transport, &address, self.config.connect_timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(request = id.0, %address, "worker connect failed: {e}");
+                        self.driver.connect_failed(id);
+                        let _ = tx.send(Exchanged::NotTaken(give_back(request)));
+                        return;
                     }
-                }
+                },
             };
             match upstream.send(request).await {
                 Ok(response) => break (response, upstream),
@@ -411,10 +386,7 @@ impl<T: Transport> FrontDoor<T> {
                     return;
                 }
                 Err(SendError::AfterSend(e)) => {
-                    tracing::debug!(
-                        request = id.0,
-                        "worker failed after the request was sent: {e}"
-                    );
+                    tracing::debug!(request = id.0, "worker failed after the request was sent: {e}");
                     self.driver.failed_after_send(id);
                     let _ = tx.send(Exchanged::Failed);
                     return;
@@ -440,9 +412,7 @@ impl<T: Transport> FrontDoor<T> {
             return;
         }
         self.driver.response_head(id);
-        if let Err(Exchanged::Head(response, upstream)) =
-            tx.send(Exchanged::Head(response, upstream))
-        {
+        if let Err(Exchanged::Head(response, upstream)) = tx.send(Exchanged::Head(response, upstream)) {
             // Nobody waits for this response (read timeout, client gone):
             // read it to its end so the worker finishes, then free it.
             let limit = self.config.read_timeout;
@@ -454,13 +424,7 @@ impl<T: Transport> FrontDoor<T> {
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 // Keeps the error type in one place for the boxed request body.

@@ -135,9 +135,8 @@ impl Handler for Builtin {
                 super::json(StatusCode::OK, &json!(headers))
             }
             "/stats" => {
-                let (served, busy, max) = WorkerStats::of(&req).map_or((0, 0, 0), |s| {
-                    (s.served(), s.busy_rejections(), s.max_concurrent())
-                });
+                let (served, busy, max) =
+                    WorkerStats::of(&req).map_or((0, 0, 0), |s| (s.served(), s.busy_rejections(), s.max_concurrent()));
                 super::json(
                     StatusCode::OK,
                     &json!({"served": served, "busyRejections": busy, "maxConcurrent": max}),
@@ -179,10 +178,7 @@ pub fn main(socket_override: Option<PathBuf>) -> ExitCode {
     let boot_delay = std::env::var("RIP_EXAMPLE_BOOT_DELAY_MS")
         .ok()
         .and_then(|v| v.parse().ok());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("rip-server worker: cannot start the runtime: {error}");
@@ -224,10 +220,7 @@ fn status(code: u16) -> Response<WorkerBody> {
         *response.status_mut() = status;
         return response;
     }
-    super::text(
-        status,
-        status.canonical_reason().unwrap_or("status").to_owned(),
-    )
+    super::text(status, status.canonical_reason().unwrap_or("status").to_owned())
 }
 
 fn echo(req: Request<Incoming>) -> Response<WorkerBody> {
@@ -241,9 +234,7 @@ fn echo(req: Request<Incoming>) -> Response<WorkerBody> {
     let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
     let mut response = Response::new(req.into_body().map_err(io::Error::other).boxed_unsync());
     if let Some(content_type) = content_type {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
+        response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     }
     response
 }
@@ -271,10 +262,7 @@ impl Body for Repeat {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         if this.remaining == 0 {
             return Poll::Ready(None);

@@ -34,13 +34,8 @@ impl fmt::Display for Failure {
 
 /// Sends `message` to the control socket at `control`, retrying transient
 /// failures until `deadline` has passed; `Ok` once the reply is `{"ok":true}`.
-pub(super) async fn send(
-    control: &Path,
-    message: &WorkerMessage,
-    deadline: Duration,
-) -> Result<(), String> {
-    let body =
-        serde_json::to_vec(message).map_err(|e| format!("cannot encode {message:?}: {e}"))?;
+pub(super) async fn send(control: &Path, message: &WorkerMessage, deadline: Duration) -> Result<(), String> {
+    let body = serde_json::to_vec(message).map_err(|e| format!("cannot encode {message:?}: {e}"))?;
     let body = Bytes::from(body);
     let mut last = String::from("no attempt made");
     let attempts = async {
@@ -66,9 +61,7 @@ pub(super) async fn send(
 }
 
 async fn attempt(control: &Path, body: Bytes) -> Result<(), Failure> {
-    let transient = |what: &str, e: &dyn fmt::Display| {
-        Failure::Transient(format!("{what} {}: {e}", control.display()))
-    };
+    let transient = |what: &str, e: &dyn fmt::Display| Failure::Transient(format!("{what} {}: {e}", control.display()));
     let stream = UnixStream::connect(control)
         .await
         .map_err(|e| transient("connect", &e))?;
@@ -109,9 +102,7 @@ async fn exchange(
         (status, Ok(Reply { ok: true, .. })) if status.is_success() => Ok(()),
         (status, reply) => {
             let why = match reply {
-                Ok(Reply {
-                    error: Some(error), ..
-                }) => format!("{status}: {error}"),
+                Ok(Reply { error: Some(error), .. }) => format!("{status}: {error}"),
                 _ => format!("{status}: {}", String::from_utf8_lossy(&body)),
             };
             if status.is_server_error() {

@@ -108,16 +108,13 @@ impl WorkerEnv {
         };
 
         let worker_id = number("RIP_WORKER_ID", required("RIP_WORKER_ID")?)?;
-        let worker_id = u32::try_from(worker_id)
-            .map_err(|_| format!("RIP_WORKER_ID={worker_id} is too large"))?;
+        let worker_id = u32::try_from(worker_id).map_err(|_| format!("RIP_WORKER_ID={worker_id} is too large"))?;
         let hot_reload = match present("RIP_HOT_RELOAD") {
             None => "none".to_owned(),
             Some(v) => {
                 let v = text("RIP_HOT_RELOAD", v)?;
                 if !matches!(v.as_str(), "none" | "process" | "module") {
-                    return Err(format!(
-                        "RIP_HOT_RELOAD={v:?} is not one of none, process, module"
-                    ));
+                    return Err(format!("RIP_HOT_RELOAD={v:?} is not one of none, process, module"));
                 }
                 v
             }
@@ -195,9 +192,7 @@ impl WorkerStats {
 
 /// A body of `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> WorkerBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// An empty body.
@@ -220,10 +215,9 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<WorkerBody> 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<WorkerBody> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -231,22 +225,13 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<WorkerBod
 /// following the worker protocol (module docs). Fails if the socket cannot be
 /// bound or the join is refused or not answered within [`JOIN_TIMEOUT`]; a
 /// failed quit is only logged.
-pub async fn run<H: Handler>(
-    env: WorkerEnv,
-    handler: H,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+pub async fn run<H: Handler>(env: WorkerEnv, handler: H, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let listener = bind(&env.socket)?;
     let identity = file_identity(&env.socket);
     let id_header = HeaderValue::from(env.worker_id);
     let shared = Arc::new(Shared::new(id_header, env.max_requests));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let acceptor = tokio::spawn(accept_loop(
-        listener,
-        shared.clone(),
-        Arc::new(handler),
-        stop_rx,
-    ));
+    let acceptor = tokio::spawn(accept_loop(listener, shared.clone(), Arc::new(handler), stop_rx));
     tracing::info!(worker = env.worker_id, socket = %env.socket.display(), "worker listening");
 
     let mut shutdown = pin!(shutdown);
@@ -375,17 +360,15 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
+    let listener =
+        UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
 /// The (device, inode) of `path`, to remove only our own socket file later.
 fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Removes the socket file unless someone else (a replacement) bound that path since.
@@ -429,10 +412,7 @@ async fn accept_loop<H: Handler>(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(
-            left = connections.len(),
-            "closing connections that did not finish"
-        );
+        tracing::warn!(left = connections.len(), "closing connections that did not finish");
     }
 }
 
@@ -490,9 +470,7 @@ async fn serve_request<H: Handler>(
     // response body ends or this future or the body is dropped.
     permit.forget();
     let guard = SlotGuard::new(shared.clone());
-    req.extensions_mut().insert(WorkerStats {
-        shared: shared.clone(),
-    });
+    req.extensions_mut().insert(WorkerStats { shared: shared.clone() });
     let mut response = handler.handle(req).await;
     response
         .headers_mut()

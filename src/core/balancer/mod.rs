@@ -129,6 +129,8 @@ pub struct WorkerInfo {
 pub enum JoinError {
     /// The pid is registered already with another slot or socket.
     Conflict(Pid),
+    /// The supervisor is stopping this process: it may not take requests.
+    NotWanted(Pid),
 }
 
 /// What the caller must do for a request.
@@ -138,11 +140,7 @@ pub enum Action {
     /// then report exactly one outcome for this dispatch:
     /// `handle_response_head` (+ `handle_complete`), `handle_busy`,
     /// `handle_connect_failed` or `handle_failed_after_send`.
-    Dispatch {
-        request: RequestId,
-        pid: Pid,
-        attempt: u8,
-    },
+    Dispatch { request: RequestId, pid: Pid, attempt: u8 },
     /// Answer the client with this synthesized reply; the request has ended.
     /// If the request was in flight (read timeout), keep reading the worker's
     /// reply in the background and report `handle_complete` when it ends.
@@ -261,6 +259,9 @@ pub struct Balancer {
     actions: VecDeque<Action>,
     events: VecDeque<WorkerEvent>,
     counters: Counters,
+    /// Dispatches to a worker that was not routable (must stay 0).
+    illegal_dispatches: u64,
+    first_illegal_dispatch: Option<String>,
     /// The latest `now` seen; time never goes backwards inside the core.
     now: Time,
 }
@@ -284,6 +285,8 @@ impl Balancer {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            illegal_dispatches: 0,
+            first_illegal_dispatch: None,
             now: Time::ZERO,
         }
     }
@@ -411,8 +414,7 @@ impl Balancer {
             Phase::Queued { .. } => return,
         };
         self.worker_done(pid, id, Some(now + self.config.quarantine), now);
-        let may_retry =
-            request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
+        let may_retry = request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
         if may_retry {
             self.counters.retries += 1;
             self.retry(id, now);
@@ -477,10 +479,7 @@ impl Balancer {
     pub fn handle_join(&mut self, info: WorkerInfo, now: Time) -> Result<(), JoinError> {
         let now = self.tick(now);
         if let Some(existing) = self.workers.get(&info.pid) {
-            if existing.slot == info.slot
-                && existing.socket == info.socket
-                && existing.version == info.version
-            {
+            if existing.slot == info.slot && existing.socket == info.socket && existing.version == info.version {
                 return Ok(());
             }
             return Err(JoinError::Conflict(info.pid));
@@ -629,10 +628,7 @@ impl Balancer {
     /// Requests being handled by workers (including timed-out and abandoned
     /// ones whose workers have not finished).
     pub fn in_flight(&self) -> usize {
-        self.workers
-            .values()
-            .filter(|w| w.in_flight().is_some())
-            .count()
+        self.workers.values().filter(|w| w.in_flight().is_some()).count()
     }
 
     /// No request queued and none in flight: a graceful stop may proceed.
@@ -677,10 +673,7 @@ impl Balancer {
     /// The registered process of `slot`, preferring one that is draining
     /// (used to resolve a `quit` that names only the slot).
     pub fn pid_for_slot(&self, slot: Slot) -> Option<Pid> {
-        let mut of_slot = self
-            .workers
-            .values()
-            .filter(|w| w.slot == slot && !w.leaving);
+        let mut of_slot = self.workers.values().filter(|w| w.slot == slot && !w.leaving);
         let first = of_slot.next()?;
         if first.draining {
             return Some(first.pid);
@@ -737,10 +730,7 @@ impl Balancer {
 
     fn answer_new(&mut self, id: RequestId, answer: Answer) {
         self.counters.count(answer);
-        self.actions.push_back(Action::Answer {
-            request: id,
-            answer,
-        });
+        self.actions.push_back(Action::Answer { request: id, answer });
     }
 
     /// Answers a request that is not on a worker and forgets it.
@@ -775,6 +765,16 @@ impl Balancer {
         request.dispatches += 1;
         request.phase = Phase::Dispatched { pid, deadline };
         self.read_deadlines.insert((deadline, id));
+        // The idle set holds only routable workers; check it at the moment
+        // of dispatch, where the invariant checker cannot look.
+        match self.workers.get(&pid) {
+            Some(worker) if self.is_routable(worker) => {}
+            other => {
+                self.illegal_dispatches += 1;
+                self.first_illegal_dispatch
+                    .get_or_insert_with(|| format!("{id:?} dispatched to {pid:?}: {other:?}"));
+            }
+        }
         if let Some(worker) = self.workers.get_mut(&pid) {
             let accepted = worker.on_dispatch(id);
             debug_assert!(accepted.is_ok(), "dispatch to a busy worker: {accepted:?}");
@@ -959,13 +959,8 @@ impl Balancer {
                 *ready.entry(worker.version).or_default() += 1;
             }
         }
-        let active_ready = self
-            .active
-            .and_then(|v| ready.get(&v).copied())
-            .unwrap_or(0);
-        let quorum = active_ready
-            .min(self.config.desired_workers as usize)
-            .max(1);
+        let active_ready = self.active.and_then(|v| ready.get(&v).copied()).unwrap_or(0);
+        let quorum = active_ready.min(self.config.desired_workers as usize).max(1);
         let candidate = ready
             .iter()
             .rev()
@@ -974,8 +969,7 @@ impl Balancer {
             .map(|(&v, _)| v);
         if let Some(version) = candidate {
             self.active = Some(version);
-            self.events
-                .push_back(WorkerEvent::VersionActivated { version });
+            self.events.push_back(WorkerEvent::VersionActivated { version });
             let pids: Vec<Pid> = self.workers.keys().copied().collect();
             for pid in pids {
                 self.refresh(pid);
@@ -1002,6 +996,10 @@ impl Balancer {
 
     pub(crate) fn queue_entries(&self) -> impl Iterator<Item = (u64, RequestId)> + '_ {
         self.queue.iter().map(|(&s, &r)| (s, r))
+    }
+
+    pub(crate) fn illegal_dispatch(&self) -> Option<&str> {
+        self.first_illegal_dispatch.as_deref()
     }
 
     pub(crate) fn idle_len(&self) -> usize {

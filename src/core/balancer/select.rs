@@ -35,7 +35,9 @@ pub(crate) enum IdleSet {
         last: Option<Pid>,
     },
     /// Keyed by (requests dispatched when it went idle, pid).
-    LeastConnections { by_load: BTreeSet<(u64, Pid)> },
+    LeastConnections {
+        by_load: BTreeSet<(u64, Pid)>,
+    },
 }
 
 impl IdleSet {
@@ -94,8 +96,7 @@ impl IdleSet {
         match self {
             IdleSet::Lifo { by_order, .. } => by_order.pop_last().map(|(_, pid)| pid),
             IdleSet::RoundRobin { pids, last } => {
-                let after =
-                    last.and_then(|l| pids.range(Pid(l.0.saturating_add(1))..).next().copied());
+                let after = last.and_then(|l| pids.range(Pid(l.0.saturating_add(1))..).next().copied());
                 let pid = after.or_else(|| pids.first().copied())?;
                 pids.remove(&pid);
                 *last = Some(pid);

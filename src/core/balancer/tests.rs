@@ -58,11 +58,7 @@ fn dispatches_to_the_warmest_idle_worker() {
     b.handle_response_head(RequestId(1), ms(2));
     b.handle_complete(RequestId(1), true, ms(2));
     b.handle_request(RequestId(2), RequestMeta::GET, ms(3));
-    assert_eq!(
-        drain(&mut b),
-        [dispatch(2, 3, 0)],
-        "LIFO reuses the worker just freed"
-    );
+    assert_eq!(drain(&mut b), [dispatch(2, 3, 0)], "LIFO reuses the worker just freed");
 }
 
 #[test]
@@ -72,10 +68,7 @@ fn queues_when_all_busy_and_answers_503_when_full() {
     for id in 1..=4 {
         b.handle_request(RequestId(id), RequestMeta::GET, ms(0));
     }
-    assert_eq!(
-        drain(&mut b),
-        [dispatch(1, 1, 0), answer(4, Answer::QueueFull)]
-    );
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0), answer(4, Answer::QueueFull)]);
     assert_eq!(b.queue_len(), 2);
     b.handle_complete(RequestId(1), true, ms(5));
     assert_eq!(drain(&mut b), [dispatch(2, 1, 0)], "FIFO");
@@ -133,11 +126,7 @@ fn connect_failure_retries_then_502() {
     b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
     assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
     b.handle_connect_failed(RequestId(1), ms(1));
-    assert_eq!(
-        drain(&mut b),
-        [],
-        "the only worker is quarantined: back to the queue"
-    );
+    assert_eq!(drain(&mut b), [], "the only worker is quarantined: back to the queue");
     assert_eq!(b.queue_len(), 1);
     b.handle_timeout(ms(251));
     assert_eq!(
@@ -161,11 +150,7 @@ fn non_idempotent_request_is_never_sent_twice() {
     assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
     b.handle_failed_after_send(RequestId(2), ms(1));
     b.handle_timeout(ms(300));
-    assert_eq!(
-        drain(&mut b),
-        [dispatch(2, 2, 1)],
-        "an idempotent GET is retried"
-    );
+    assert_eq!(drain(&mut b), [dispatch(2, 2, 1)], "an idempotent GET is retried");
 }
 
 #[test]
@@ -235,10 +220,7 @@ fn draining_worker_reports_idle_once_and_gets_nothing() {
     assert_eq!(
         events(&mut b),
         [
-            WorkerEvent::Served {
-                pid: Pid(2),
-                count: 1
-            },
+            WorkerEvent::Served { pid: Pid(2), count: 1 },
             WorkerEvent::Idle { pid: Pid(2) }
         ]
     );
@@ -258,11 +240,7 @@ fn request_budget_caps_dispatches() {
         let _ = drain(&mut b);
         b.handle_complete(RequestId(id), true, ms(1));
     }
-    assert_eq!(
-        b.queue_len(),
-        1,
-        "the third request waits for a replacement"
-    );
+    assert_eq!(b.queue_len(), 1, "the third request waits for a replacement");
     b.handle_join(info(2, 1), ms(2)).unwrap();
     assert_eq!(drain(&mut b), [dispatch(3, 2, 0)]);
 }
@@ -274,11 +252,7 @@ fn exit_mid_request_frees_the_slot_after_the_outcome() {
     b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
     let _ = drain(&mut b);
     b.handle_exit(Pid(1), ms(1));
-    assert_eq!(
-        b.registered(),
-        1,
-        "kept until its request's outcome arrives"
-    );
+    assert_eq!(b.registered(), 1, "kept until its request's outcome arrives");
     b.handle_failed_after_send(RequestId(1), ms(1));
     assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
     assert_eq!(b.registered(), 0);
@@ -336,10 +310,7 @@ fn join_conflicts_are_refused() {
     let mut b = lb(10);
     b.handle_join(info(1, 1), ms(0)).unwrap();
     b.handle_join(info(1, 1), ms(0)).unwrap();
-    assert_eq!(
-        b.handle_join(info(1, 2), ms(0)),
-        Err(JoinError::Conflict(Pid(1)))
-    );
+    assert_eq!(b.handle_join(info(1, 2), ms(0)), Err(JoinError::Conflict(Pid(1))));
 }
 
 #[test]

@@ -78,20 +78,14 @@ impl Worker {
     }
 
     fn illegal(&self, event: &'static str) -> Transition {
-        Err(IllegalTransition {
-            event,
-            pid: self.pid,
-        })
+        Err(IllegalTransition { event, pid: self.pid })
     }
 
     /// Idle → Busy.
     pub(crate) fn on_dispatch(&mut self, request: RequestId) -> Transition {
         match self.state {
             State::Idle => {
-                self.state = State::Busy {
-                    request,
-                    head: false,
-                };
+                self.state = State::Busy { request, head: false };
                 self.dispatched += 1;
                 Ok(())
             }
@@ -106,10 +100,7 @@ impl Worker {
                 request: r,
                 head: false,
             } if r == request => {
-                self.state = State::Busy {
-                    request,
-                    head: true,
-                };
+                self.state = State::Busy { request, head: true };
                 Ok(())
             }
             _ => self.illegal("response head"),
@@ -131,11 +122,7 @@ impl Worker {
     }
 
     /// Busy or Stuck → Idle (clean) or Quarantined (broken).
-    pub(crate) fn on_complete(
-        &mut self,
-        request: RequestId,
-        quarantine_until: Option<Time>,
-    ) -> Transition {
+    pub(crate) fn on_complete(&mut self, request: RequestId, quarantine_until: Option<Time>) -> Transition {
         match self.state {
             State::Busy { request: r, .. } | State::Stuck { request: r } if r == request => {
                 self.completed += 1;
@@ -257,10 +244,7 @@ mod tests {
         );
         assert!(w.on_complete(RequestId(2), None).is_err(), "wrong request");
         w.on_head(RequestId(1)).unwrap();
-        assert!(
-            w.on_read_timeout(RequestId(1)).is_err(),
-            "head already received"
-        );
+        assert!(w.on_read_timeout(RequestId(1)).is_err(), "head already received");
         assert!(
             w.on_refused(RequestId(1), Some(Time::ZERO)).is_err(),
             "bytes already came back"
@@ -282,8 +266,7 @@ mod tests {
     fn quarantine_ends_only_at_its_time() {
         let mut w = worker();
         w.on_dispatch(RequestId(1)).unwrap();
-        w.on_refused(RequestId(1), Some(Time::from_millis(10)))
-            .unwrap();
+        w.on_refused(RequestId(1), Some(Time::from_millis(10))).unwrap();
         assert_eq!(w.dispatched, 0);
         assert!(w.on_quarantine_end(Time::from_millis(9)).is_err());
         w.on_quarantine_end(Time::from_millis(10)).unwrap();
