@@ -30,18 +30,19 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::UnixListener;
 
 use crate::driver::{Admin, DriverHandle};
+use crate::frontdoor::Accept;
 use crate::proto::{self, Reply};
 
 /// Called when a stop is requested through the control socket.
 pub type OnStop = Arc<dyn Fn() + Send + Sync>;
 
 /// Binds the control socket with mode 0600, replacing a stale socket file.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
+pub fn bind(path: &Path) -> io::Result<crate::frontdoor::UnixAccept> {
     crate::manager::remove_stale_socket(path)?;
     let listener = UnixListener::bind(path)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    Ok(crate::frontdoor::UnixAccept(listener))
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -129,12 +130,17 @@ async fn admin(driver: &DriverHandle, command: Admin) -> Response<Full<Bytes>> {
     }
 }
 
-/// Serves the control socket until `shutdown` resolves.
-pub async fn run(listener: UnixListener, driver: DriverHandle, on_stop: OnStop, shutdown: impl Future<Output = ()>) {
-    let own_uid = rustix::process::geteuid().as_raw();
+/// Serves the control endpoint until `shutdown` resolves. Production passes
+/// a [`UnixAccept`]; the simulation passes a simulated TCP listener.
+pub async fn run<L: Accept>(
+    mut listener: L,
+    driver: DriverHandle,
+    on_stop: OnStop,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -146,9 +152,6 @@ pub async fn run(listener: UnixListener, driver: DriverHandle, on_stop: OnStop, 
                 }
             },
         };
-        let peer_ok = stream
-            .peer_cred()
-            .is_ok_and(|cred| cred.uid() == own_uid || cred.uid() == 0);
         let driver = driver.clone();
         let on_stop = on_stop.clone();
         tokio::spawn(async move {
@@ -156,7 +159,7 @@ pub async fn run(listener: UnixListener, driver: DriverHandle, on_stop: OnStop, 
                 let driver = driver.clone();
                 let on_stop = on_stop.clone();
                 async move {
-                    if !peer_ok {
+                    if !peer.trusted {
                         return Ok::<_, Infallible>(error(StatusCode::FORBIDDEN, "peer is not the server's user"));
                     }
                     Ok::<_, Infallible>(handle(driver, on_stop, request).await)

@@ -224,7 +224,11 @@ pub struct Driver<S: Spawner> {
     spawned: BTreeMap<Pid, SpawnId>,
     stopped: bool,
     started: Time,
+    inspector: Option<Inspector>,
 }
+
+/// Looks at the core after every step (the simulation checks invariants with it).
+pub type Inspector = Box<dyn FnMut(&Node, Time) + Send>;
 
 struct WorkerConn {
     address: Arc<str>,
@@ -252,7 +256,14 @@ impl<S: Spawner> Driver<S> {
             spawned: BTreeMap::new(),
             stopped: false,
             started,
+            inspector: None,
         }
+    }
+
+    /// Calls `inspector` with the core after every step.
+    pub fn with_inspector(mut self, inspector: Inspector) -> Driver<S> {
+        self.inspector = Some(inspector);
+        self
     }
 
     /// A handle for request tasks, the control socket and signal handlers.
@@ -491,6 +502,9 @@ impl<S: Spawner> Driver<S> {
                     SupervisorAction::Stopped => self.stopped = true,
                 },
             }
+        }
+        if let Some(inspect) = self.inspector.as_mut() {
+            inspect(&self.node, now);
         }
     }
 

@@ -632,16 +632,20 @@ struct Replacement {
 /// Who holds a slot.
 ///
 /// ```text
-///             spawn_primary                        spawn_replacement
-///   Vacant ─────────────────▶ Occupied{p} ─────────────────────────▶ Occupied{p, r}
-///    ▲  │ ▲                    │  ▲  ▲                                  │  │  │
-///    │  │ │ spawn_primary      │  │  └──────── replacement_lost ───────┘  │  │
-///    │  │ │ (backoff over)     │  └──────────── replacement_ready ────────┘  │
-///    │  │ │                    │                 (p retires, r → primary)    │
-///    │  │ Backoff ◀────────────┤ primary_lost, crashed or backoff pending     │
-///    │  │  ▲  wait_backoff     │                                             │
-///    │  └──┘                   │ primary_lost (r → primary) ◀────────────────┘
-///    └──── unwanted (scale down, stop): from any state; p and r retire
+///                       spawn_primary
+///        ┌────────────────────────────────────────────┐
+///        │                                            ▼
+///      Vacant ◀──────── primary_lost ─────────── Occupied{p} ◀──────────────────┐
+///       │  ▲                                       │     ▲                       │
+///       │  │                     spawn_replacement │     │ replacement_lost      │ replacement_ready
+///       │  │                                       ▼     │ (r goes)              │ (p retires, r → p)
+///       │  │                                   Occupied{p, r} ───────────────────┤
+///       │  │                                                   primary_lost      │
+///       │  │ unwanted (scale down, stop):                      (r → p) ──────────┘
+///       │  └─ from any state; p and r retire
+///       │ wait_backoff (a crash backoff is pending)
+///       ▼
+///     Backoff ─── spawn_primary (backoff over) ──▶ Occupied{p}
 /// ```
 ///
 /// A slot is *wanted* while its number is below the desired count and no

@@ -121,16 +121,49 @@ impl<T: Transport> FrontDoor<T> {
 /// A listener the front door can accept client connections from.
 pub trait Accept: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Option<IpAddr>)>> + Send;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
+}
+
+/// Who is on the other end of an accepted connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address, for `X-Forwarded-For`.
+    pub ip: Option<IpAddr>,
+    /// Whether the peer may use the control endpoints (same user on a Unix socket).
+    pub trusted: bool,
 }
 
 impl Accept for tokio::net::TcpListener {
     type Io = tokio::net::TcpStream;
 
-    async fn accept(&mut self) -> io::Result<(tokio::net::TcpStream, Option<IpAddr>)> {
+    async fn accept(&mut self) -> io::Result<(tokio::net::TcpStream, Peer)> {
         let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
         let _ = stream.set_nodelay(true);
-        Ok((stream, Some(peer.ip())))
+        Ok((
+            stream,
+            Peer {
+                ip: Some(peer.ip()),
+                trusted: false,
+            },
+        ))
+    }
+}
+
+/// The control socket: a Unix listener whose peers are trusted when they
+/// run as the server's user (or root).
+#[derive(Debug)]
+pub struct UnixAccept(pub tokio::net::UnixListener);
+
+impl Accept for UnixAccept {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept(&mut self) -> io::Result<(tokio::net::UnixStream, Peer)> {
+        let (stream, _) = self.0.accept().await?;
+        let own_uid = rustix::process::geteuid().as_raw();
+        let trusted = stream
+            .peer_cred()
+            .is_ok_and(|cred| cred.uid() == own_uid || cred.uid() == 0);
+        Ok((stream, Peer { ip: None, trusted }))
     }
 }
 
@@ -150,7 +183,7 @@ pub async fn run<T: Transport, L: Accept>(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let (io, client) = match accepted {
+        let (io, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors or similar: existing connections
@@ -166,7 +199,7 @@ pub async fn run<T: Transport, L: Accept>(
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let fd = fd.clone();
-                async move { Ok::<_, Infallible>(fd.serve(request, client).await) }
+                async move { Ok::<_, Infallible>(fd.serve(request, peer.ip).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
