@@ -240,6 +240,7 @@ impl<T: Transport> FrontDoor<T> {
         };
         let mut exchange: Option<oneshot::Receiver<Exchanged>> = None;
         let mut worker: Option<(Pid, Time)> = None;
+        let mut decisions_closed = false;
         loop {
             tokio::select! {
                 biased;
@@ -263,7 +264,7 @@ impl<T: Transport> FrontDoor<T> {
                         }
                     }
                 }
-                decision = ticket.rx.recv() => match decision {
+                decision = ticket.rx.recv(), if !decisions_closed => match decision {
                     Some(Decision::Dispatch { pid, attempt: _, address, conn }) => {
                         let Some(request) = outgoing.build() else {
                             // Cannot happen: a streamed body is never retried.
@@ -287,8 +288,14 @@ impl<T: Transport> FrontDoor<T> {
                         return render_answer(answer, &ctx.request_id);
                     }
                     None => {
-                        ticket.done = true;
-                        return render_answer(Answer::NoCapacity, &ctx.request_id);
+                        // The driver closes the channel once the head was
+                        // reported; the exchange's result is on its way.
+                        decisions_closed = true;
+                        if exchange.is_none() {
+                            ticket.done = true;
+                            self.log(&ctx, 503, None, None, Some("no_capacity"));
+                            return render_answer(Answer::NoCapacity, &ctx.request_id);
+                        }
                     }
                 }
             }
