@@ -11,6 +11,8 @@ pub mod control;
 pub mod core;
 pub mod driver;
 pub mod frontdoor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manager;
 pub mod proto;
 pub mod server;

@@ -1,0 +1,210 @@
+//! Fuzz bodies shared by the cargo-fuzz targets in `fuzz/` and by
+//! `tests/fuzz_corpus.rs`, which replays the committed corpora on stable.
+//! Each function panics when it finds a bug and returns normally otherwise.
+
+use std::time::Duration;
+
+use crate::core::balancer::{Action, Balancer, BalancerConfig, Policy, RequestMeta, WorkerInfo};
+use crate::core::invariants::Observer;
+use crate::core::{Pid, RequestId, Slot, Time, Version};
+
+/// The control socket's payload parser never panics, and what it accepts
+/// survives a round trip.
+pub fn control_payload(data: &[u8]) {
+    if let Ok(message) = crate::proto::parse_worker_message(data) {
+        let text = serde_json::to_vec(&message).expect("a parsed message serializes");
+        let again = crate::proto::parse_worker_message(&text).expect("a serialized message parses");
+        assert_eq!(message, again);
+    }
+}
+
+/// The CLI parser never panics, and every error is exactly one line.
+pub fn cli_args(data: &[u8]) {
+    let args: Vec<String> = data
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let env = |_: &str| None;
+    if let Err(e) = crate::cli::parse(&args, &env) {
+        let line = e.to_string();
+        assert!(!line.contains('\n'), "multi-line error: {line:?}");
+        assert!(line.starts_with("rip-server: "), "{line:?}");
+    }
+}
+
+/// A byte cursor that yields small numbers and then zeros.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn next(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Drives a balancer with the events the bytes describe, checking the
+/// shared invariants after every step and, at the end, that every request
+/// ended exactly once.
+pub fn core_events(data: &[u8]) {
+    let mut bytes = Bytes(data);
+    let config = BalancerConfig {
+        max_queue: usize::from(bytes.next() % 6),
+        queue_timeout: Duration::from_millis(2000),
+        read_timeout: Duration::from_millis(5000),
+        quarantine: Duration::from_millis(250),
+        policy: match bytes.next() % 3 {
+            0 => Policy::Lifo,
+            1 => Policy::RoundRobin,
+            _ => Policy::LeastConnections,
+        },
+        max_requests_per_worker: match bytes.next() % 4 {
+            0 => None,
+            n => Some(u64::from(n) * 2),
+        },
+        desired_workers: u32::from(bytes.next() % 4) + 1,
+    };
+    let mut lb = Balancer::new(config);
+    let mut observer = Observer::new(&lb);
+    let mut now = Time::ZERO;
+    let mut live: Vec<Pid> = Vec::new();
+    let mut exchanges: Vec<(RequestId, bool)> = Vec::new();
+    let mut requests: Vec<RequestId> = Vec::new();
+    let (mut next_pid, mut next_request) = (1u32, 1u64);
+    let mut steps = 0;
+    let mut settling = false;
+    loop {
+        if bytes.is_empty() || steps > 400 {
+            settling = true;
+        }
+        steps += 1;
+        observer.before(&lb);
+        let op = if settling {
+            if exchanges.is_empty() { 11 } else { 5 }
+        } else {
+            bytes.next()
+        };
+        let pick = usize::from(bytes.next());
+        match op % 12 {
+            0 | 1 => {
+                let id = RequestId(next_request);
+                next_request += 1;
+                let meta = RequestMeta {
+                    idempotent: op & 16 != 0,
+                    replayable: op & 32 != 0,
+                };
+                observer.on_request(id, meta, now);
+                requests.push(id);
+                lb.handle_request(id, meta, now);
+            }
+            2 => {
+                let pid = Pid(next_pid);
+                next_pid += 1;
+                let info = WorkerInfo {
+                    pid,
+                    slot: Slot(pid.0 % 4),
+                    version: Version(u64::from(op >> 6) + 1),
+                    socket: String::new(),
+                };
+                lb.handle_join(info, now).expect("a fresh pid joins");
+                live.push(pid);
+            }
+            3 if !live.is_empty() => {
+                let pid = live.remove(pick % live.len());
+                if op & 16 != 0 {
+                    lb.handle_exit(pid, now)
+                } else {
+                    lb.handle_quit(pid, now)
+                }
+            }
+            4 if !live.is_empty() => lb.handle_drain(live[pick % live.len()], now),
+            5 if !exchanges.is_empty() => {
+                let (id, head) = exchanges.remove(pick % exchanges.len());
+                if !head {
+                    observer.on_response_head(id);
+                }
+                lb.handle_complete(id, settling || op & 16 == 0, now);
+            }
+            6 if !exchanges.is_empty() => {
+                let i = pick % exchanges.len();
+                if !exchanges[i].1 {
+                    exchanges[i].1 = true;
+                    observer.on_response_head(exchanges[i].0);
+                    lb.handle_response_head(exchanges[i].0, now);
+                }
+            }
+            7..=9 if !exchanges.is_empty() => {
+                let i = pick % exchanges.len();
+                if !exchanges[i].1 {
+                    let (id, _) = exchanges.remove(i);
+                    match op % 12 {
+                        7 => lb.handle_busy(id, now),
+                        8 => lb.handle_connect_failed(id, now),
+                        _ => {
+                            observer.on_failed_after_send(id);
+                            lb.handle_failed_after_send(id, now);
+                        }
+                    }
+                }
+            }
+            10 if !requests.is_empty() => {
+                let id = requests[pick % requests.len()];
+                if observer.ending(id).is_none() {
+                    observer.on_client_gone(id);
+                }
+                lb.handle_client_gone(id, now);
+            }
+            _ => {
+                let step = if settling {
+                    lb.poll_timeout().map_or(Duration::from_secs(10), |t| {
+                        t.saturating_since(now).max(Duration::from_millis(1))
+                    })
+                } else {
+                    Duration::from_millis(pick as u64 * 25)
+                };
+                now += step;
+                lb.handle_timeout(now);
+            }
+        }
+        while let Some(action) = lb.poll_action() {
+            observer.on_action(&action, &lb, now);
+            if let Action::Dispatch { request, .. } = action {
+                exchanges.push((request, false));
+            }
+        }
+        while lb.poll_worker_event().is_some() {}
+        observer.note_queued(&lb);
+        if let Err(e) = lb.check_invariants() {
+            panic!("invariant broken at step {steps}: {e}");
+        }
+        if let Some(v) = observer.violations().first() {
+            panic!("violation at step {steps}: {v}");
+        }
+        if settling && exchanges.is_empty() && lb.poll_timeout().is_none() {
+            break;
+        }
+        assert!(steps < 10_000, "the balancer never settled");
+    }
+    observer.finish(true).expect("every request ends exactly once");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bodies_accept_empty_and_simple_inputs() {
+        super::control_payload(b"");
+        super::control_payload(br#"{"op":"quit","app":"a","workerId":1}"#);
+        super::cli_args(b"");
+        super::cli_args(b"w:2\0--bogus");
+        super::core_events(b"");
+        super::core_events(&[3, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0, 11, 50, 5, 0]);
+    }
+}
