@@ -448,6 +448,13 @@ impl<S: Spawner> Driver<S> {
         match command {
             Admin::RollingRestart => self.node.supervisor.rolling_restart(now).map_err(str::to_owned),
             Admin::ScaleBy(delta) => {
+                let target = i64::from(self.node.supervisor.desired()) + i64::from(delta);
+                if !(1..=1024).contains(&target) {
+                    return Err(format!(
+                        "cannot scale from {} by {delta}: the worker count stays within 1..=1024",
+                        self.node.supervisor.desired()
+                    ));
+                }
                 self.node.scale_by(delta, now);
                 Ok(())
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 use rip_server::core::supervisor::{
-    SpawnId, Supervisor, SupervisorAction, SupervisorConfig, SupervisorStatus,
+    LastRoll, SpawnId, Supervisor, SupervisorAction, SupervisorConfig, SupervisorStatus,
 };
 use rip_server::core::{Pid, Slot, Time, Version};
 
@@ -71,7 +71,9 @@ enum Op {
 
 #[derive(Debug, Clone)]
 struct SimProc {
+    slot: Slot,
     version: Version,
+    joined_at: Option<Time>,
     joined: bool,
     drained: bool,
     idle_sent: bool,
@@ -80,6 +82,10 @@ struct SimProc {
     quit: bool,
     stuck: bool,
     served: u64,
+    requested_at: Time,
+    stuck_at: Option<Time>,
+    terminated_at: Option<Time>,
+    quit_at: Option<Time>,
 }
 
 impl SimProc {
@@ -93,19 +99,25 @@ struct Sim {
     sup: Supervisor,
     cfg: SupervisorConfig,
     now: Time,
-    pending: Vec<(SpawnId, Slot, Version)>,
+    /// Spawns not answered yet, with the time they were requested.
+    pending: Vec<(SpawnId, Slot, Version, Time)>,
     procs: BTreeMap<Pid, SimProc>,
     next_pid: u32,
     stop_called: bool,
     stopped: u32,
-    /// Per slot: the earliest time the last status allowed a start.
-    not_before: BTreeMap<Slot, Time>,
+    /// Per slot: the earliest time the last status allowed a start, and
+    /// the crash that began that backoff.
+    not_before: BTreeMap<Slot, (Time, Time)>,
     /// Per slot: the backoff delays seen, in order, with their crash counts.
     backoffs: BTreeMap<Slot, Vec<(u32, u64)>>,
     log: Vec<String>,
     spawns_seen: u64,
     stats: Stats,
-    last_roll: Option<String>,
+    /// Spawns seen during a backoff in this step.
+    early_spawns: Vec<(Slot, Time, Time)>,
+    /// Spawns of this step.
+    step_spawns: Vec<SupervisorAction>,
+    last_roll: Option<LastRoll>,
 }
 
 /// What a run went through (to show the generators reach every path).
@@ -123,6 +135,8 @@ struct Stats {
     rolls_completed: u64,
     rolls_aborted: u64,
     max_processes_in_a_slot: usize,
+    /// Backoffs ended early by a crash-count reset.
+    early_by_reset: u64,
 }
 
 impl Sim {
@@ -143,6 +157,8 @@ impl Sim {
             log: Vec::new(),
             spawns_seen: 0,
             stats: Stats::default(),
+            early_spawns: Vec::new(),
+            step_spawns: Vec::new(),
             last_roll: None,
         };
         sim.after_step("new")?;
@@ -150,21 +166,15 @@ impl Sim {
     }
 
     fn fail(&self, msg: String) -> TestCaseError {
-        let tail: Vec<&String> = self
-            .log
-            .iter()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let keep = std::env::var("SUPERVISOR_LOG_LINES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(40);
+        let tail = &self.log[self.log.len().saturating_sub(keep)..];
+        let status = serde_json::to_string(&self.sup.status(self.now)).unwrap_or_default();
         TestCaseError::fail(format!(
-            "{msg}\n--- last steps ---\n{}",
-            tail.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
+            "{msg}\n--- last steps ---\n{}\n--- status ---\n{status}",
+            tail.join("\n")
         ))
     }
 
@@ -173,11 +183,7 @@ impl Sim {
     }
 
     fn pids_where(&self, f: impl Fn(&SimProc) -> bool) -> Vec<Pid> {
-        self.procs
-            .iter()
-            .filter(|(_, p)| f(p))
-            .map(|(&pid, _)| pid)
-            .collect()
+        self.procs.iter().filter(|(_, p)| f(p)).map(|(&pid, _)| pid).collect()
     }
 
     /// Drains and checks the actions, then checks the state.
@@ -203,6 +209,34 @@ impl Sim {
             return Err(self.fail(format!("poll_timeout {t:?} is not in the future")));
         }
         let status = self.sup.status(self.now);
+        // Every start is of the newest generation: the one being rolled to,
+        // else the routed one.
+        let newest = self.sup.rolling_to().unwrap_or(self.sup.generation());
+        for a in std::mem::take(&mut self.step_spawns) {
+            if let SupervisorAction::Spawn { version, .. } = a
+                && version != newest
+            {
+                return Err(self.fail(format!("{a:?} while the newest generation is {newest:?}")));
+            }
+        }
+        for (slot, t, crashed_at) in std::mem::take(&mut self.early_spawns) {
+            // The reset is earned: a worker of the slot that joined after the
+            // crash has served for `backoff_reset_after`.
+            let reset = status.slots.iter().any(|s| s.slot == slot && s.crashes == 0);
+            let earned = self.procs.values().any(|p| {
+                p.slot == slot
+                    && p.serving()
+                    && p.joined_at
+                        .is_some_and(|j| j >= crashed_at && self.now >= j + self.cfg.backoff_reset_after)
+            });
+            if !reset || !earned {
+                return Err(self.fail(format!(
+                    "{slot:?} started at {:?} during a backoff until {t:?}",
+                    self.now
+                )));
+            }
+            self.stats.early_by_reset += 1;
+        }
         if status.last_roll != self.last_roll {
             match status.last_roll.as_deref() {
                 Some(r) if r.starts_with("completed") => self.stats.rolls_completed += 1,
@@ -213,12 +247,7 @@ impl Sim {
         }
         self.stats.recycles += u64::from(status.recycling > 0);
         self.stats.backoffs += status.slots.iter().filter(|s| s.state == "backoff").count() as u64;
-        let most = status
-            .slots
-            .iter()
-            .map(|s| s.processes.len())
-            .max()
-            .unwrap_or(0);
+        let most = status.slots.iter().map(|s| s.processes.len()).max().unwrap_or(0);
         self.stats.max_processes_in_a_slot = self.stats.max_processes_in_a_slot.max(most);
         self.check_status(&status)
     }
@@ -238,10 +267,7 @@ impl Sim {
                     if delay < self.cfg.backoff_initial.as_millis() as u64
                         || delay > self.cfg.backoff_max.as_millis() as u64
                     {
-                        return Err(self.fail(format!(
-                            "{:?}: backoff {delay} ms outside [initial, max]",
-                            s.slot
-                        )));
+                        return Err(self.fail(format!("{:?}: backoff {delay} ms outside [initial, max]", s.slot)));
                     }
                     if next == 0 || next > delay {
                         return Err(self.fail(format!(
@@ -249,7 +275,9 @@ impl Sim {
                             s.slot
                         )));
                     }
-                    self.not_before.insert(s.slot, self.now + ms(next));
+                    let until = self.now + ms(next);
+                    let crashed_at = Time::from_micros(until.as_micros() - delay * 1000);
+                    self.not_before.insert(s.slot, (until, crashed_at));
                     let seen = self.backoffs.entry(s.slot).or_default();
                     if seen.last() != Some(&(s.crashes, delay)) {
                         seen.push((s.crashes, delay));
@@ -257,16 +285,11 @@ impl Sim {
                 }
                 (None, None) => {
                     if s.state == "backoff" {
-                        return Err(
-                            self.fail(format!("{:?} in backoff with no next attempt", s.slot))
-                        );
+                        return Err(self.fail(format!("{:?} in backoff with no next attempt", s.slot)));
                     }
                 }
                 other => {
-                    return Err(self.fail(format!(
-                        "{:?}: inconsistent backoff fields {other:?}",
-                        s.slot
-                    )));
+                    return Err(self.fail(format!("{:?}: inconsistent backoff fields {other:?}", s.slot)));
                 }
             }
         }
@@ -286,34 +309,27 @@ impl Sim {
 
     fn on_action(&mut self, a: SupervisorAction) -> Result<(), TestCaseError> {
         match a {
-            SupervisorAction::Spawn {
-                spawn,
-                slot,
-                version,
-            } => {
+            SupervisorAction::Spawn { spawn, slot, version } => {
                 if self.stop_called || self.stopped > 0 {
                     return Err(self.fail(format!("{a:?} after stop")));
                 }
-                if let Some(&t) = self.not_before.get(&slot)
+                if let Some(&(t, crashed_at)) = self.not_before.get(&slot)
                     && self.now < t
                 {
-                    return Err(self.fail(format!(
-                        "{a:?} at {:?} during a backoff until {t:?}",
-                        self.now
-                    )));
+                    // Only a crash-count reset (a stable run) ends a backoff
+                    // early; checked once the step's status is known.
+                    self.early_spawns.push((slot, t, crashed_at));
                 }
+                self.step_spawns.push(a);
                 if slot.0 >= self.sup.desired() {
-                    return Err(self.fail(format!(
-                        "{a:?} for an unwanted slot (desired {})",
-                        self.sup.desired()
-                    )));
+                    return Err(self.fail(format!("{a:?} for an unwanted slot (desired {})", self.sup.desired())));
                 }
                 if self.pending.iter().any(|p| p.0 == spawn) {
                     return Err(self.fail(format!("{a:?} reuses a spawn id")));
                 }
                 let _ = version;
                 self.spawns_seen += 1;
-                self.pending.push((spawn, slot, version));
+                self.pending.push((spawn, slot, version, self.now));
             }
             SupervisorAction::Drain { pid } => match self.procs.get_mut(&pid) {
                 Some(p) if p.joined && !p.drained && !p.terminated && !p.killed => {
@@ -326,8 +342,16 @@ impl Sim {
                 }
             },
             SupervisorAction::Terminate { pid } => match self.procs.get_mut(&pid) {
+                // A worker the balancer may still route to is never terminated
+                // (that would cost a client a failed request), except at stop,
+                // when the balancer has finished everything.
+                Some(p) if p.serving() && !self.stop_called => {
+                    let p = p.clone();
+                    return Err(self.fail(format!("{a:?} to a routable worker {p:?}")));
+                }
                 Some(p) if !p.terminated && !p.killed => {
                     p.terminated = true;
+                    p.terminated_at = Some(self.now);
                     self.stats.terminates += 1;
                 }
                 other => {
@@ -337,6 +361,22 @@ impl Sim {
             },
             SupervisorAction::Kill { pid } => match self.procs.get_mut(&pid) {
                 Some(p) if !p.killed => {
+                    // A kill needs a reason: a Terminate or a quit that did not
+                    // end in time, a stuck request past the grace, a missed join.
+                    let cfg = &self.cfg;
+                    let earliest = [
+                        p.terminated_at.map(|t| t + cfg.stop_timeout),
+                        p.quit_at.map(|t| t + cfg.stop_timeout),
+                        p.stuck_at.filter(|_| p.stuck).map(|t| t + cfg.stuck_grace),
+                        (!p.joined).then(|| p.requested_at + cfg.ready_timeout),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                    if earliest.is_none_or(|t| self.now < t) {
+                        let p = p.clone();
+                        return Err(self.fail(format!("{a:?} at {:?} without cause ({earliest:?}): {p:?}", self.now)));
+                    }
                     p.killed = true;
                     if p.terminated {
                         self.stats.escalations += 1;
@@ -350,11 +390,7 @@ impl Sim {
                 }
             },
             SupervisorAction::Stopped => {
-                if !self.stop_called
-                    || self.stopped > 0
-                    || !self.procs.is_empty()
-                    || !self.pending.is_empty()
-                {
+                if !self.stop_called || self.stopped > 0 || !self.procs.is_empty() || !self.pending.is_empty() {
                     return Err(self.fail(format!(
                         "Stopped (stop called {}, seen {} times, {} live, {} pending)",
                         self.stop_called,
@@ -390,13 +426,15 @@ impl Sim {
             Op::Advance(d) => return self.advance_to(now + ms(u64::from(d))),
             Op::Spawned(i) => {
                 if let Some(k) = Sim::pick(&(0..self.pending.len()).collect::<Vec<_>>(), i) {
-                    let (spawn, _slot, version) = self.pending.remove(k);
+                    let (spawn, slot, version, requested_at) = self.pending.remove(k);
                     let pid = Pid(self.next_pid);
                     self.next_pid += 1;
                     self.procs.insert(
                         pid,
                         SimProc {
+                            slot,
                             version,
+                            joined_at: None,
                             joined: false,
                             drained: false,
                             idle_sent: false,
@@ -405,6 +443,10 @@ impl Sim {
                             quit: false,
                             stuck: false,
                             served: 0,
+                            requested_at,
+                            stuck_at: None,
+                            terminated_at: None,
+                            quit_at: None,
                         },
                     );
                     self.sup.handle_spawned(spawn, pid, now);
@@ -413,14 +455,16 @@ impl Sim {
             }
             Op::SpawnFailed(i) => {
                 if let Some(k) = Sim::pick(&(0..self.pending.len()).collect::<Vec<_>>(), i) {
-                    let (spawn, _, _) = self.pending.remove(k);
+                    let (spawn, _, _, _) = self.pending.remove(k);
                     self.sup.handle_spawn_failed(spawn, now);
                     return self.after_step(&format!("spawn failed {spawn:?}"));
                 }
             }
             Op::Ready(i) => {
                 if let Some(pid) = Sim::pick(&self.pids_where(|p| !p.joined && !p.killed), i) {
-                    self.procs.get_mut(&pid).unwrap().joined = true;
+                    let p = self.procs.get_mut(&pid).unwrap();
+                    p.joined = true;
+                    p.joined_at = Some(now);
                     self.sup.handle_ready(pid, now);
                     return self.after_step(&format!("ready {pid:?}"));
                 }
@@ -442,10 +486,10 @@ impl Sim {
                 }
             }
             Op::Stuck(i) => {
-                if let Some(pid) =
-                    Sim::pick(&self.pids_where(|p| p.joined && !p.stuck && !p.killed), i)
-                {
-                    self.procs.get_mut(&pid).unwrap().stuck = true;
+                if let Some(pid) = Sim::pick(&self.pids_where(|p| p.joined && !p.stuck && !p.killed), i) {
+                    let p = self.procs.get_mut(&pid).unwrap();
+                    p.stuck = true;
+                    p.stuck_at = Some(now);
                     self.sup.handle_stuck(pid, now);
                     return self.after_step(&format!("stuck {pid:?}"));
                 }
@@ -458,28 +502,23 @@ impl Sim {
                 }
             }
             Op::Quit(i) => {
-                if let Some(pid) =
-                    Sim::pick(&self.pids_where(|p| p.joined && !p.quit && !p.killed), i)
-                {
-                    self.procs.get_mut(&pid).unwrap().quit = true;
+                if let Some(pid) = Sim::pick(&self.pids_where(|p| p.joined && !p.quit && !p.killed), i) {
+                    let p = self.procs.get_mut(&pid).unwrap();
+                    p.quit = true;
+                    p.quit_at = Some(now);
                     self.sup.handle_quit(pid, now);
                     return self.after_step(&format!("quit {pid:?}"));
                 }
             }
             Op::Idle(i) => {
-                if let Some(pid) = Sim::pick(
-                    &self.pids_where(|p| p.drained && !p.idle_sent && !p.stuck),
-                    i,
-                ) {
+                if let Some(pid) = Sim::pick(&self.pids_where(|p| p.drained && !p.idle_sent && !p.stuck), i) {
                     self.procs.get_mut(&pid).unwrap().idle_sent = true;
                     self.sup.handle_idle(pid, now);
                     return self.after_step(&format!("idle {pid:?}"));
                 }
             }
             Op::ExitAsked(i) => {
-                if let Some(pid) =
-                    Sim::pick(&self.pids_where(|p| p.terminated || p.killed || p.quit), i)
-                {
+                if let Some(pid) = Sim::pick(&self.pids_where(|p| p.terminated || p.killed || p.quit), i) {
                     self.procs.remove(&pid);
                     self.sup.handle_exit(pid, now);
                     return self.after_step(&format!("exit {pid:?}"));
@@ -544,7 +583,9 @@ impl Sim {
             self.after_step(&format!("unstuck {pid:?}"))?;
         }
         for pid in self.pids_where(|p| !p.joined && !p.killed && !p.terminated) {
-            self.procs.get_mut(&pid).unwrap().joined = true;
+            let p = self.procs.get_mut(&pid).unwrap();
+            p.joined = true;
+            p.joined_at = Some(self.now);
             self.sup.handle_ready(pid, self.now);
             self.after_step(&format!("ready {pid:?}"))?;
         }
@@ -607,12 +648,7 @@ fn config_strategy() -> impl Strategy<Value = SupervisorConfig> {
         (0u32..=3, 1u32..=3),
     )
         .prop_map(
-            |(
-                (workers, max_requests, max_age),
-                (initial, factor, reset),
-                (ready, stop, stuck),
-                (recycles, spawns),
-            )| {
+            |((workers, max_requests, max_age), (initial, factor, reset), (ready, stop, stuck), (recycles, spawns))| {
                 SupervisorConfig {
                     workers,
                     max_requests,
@@ -665,11 +701,7 @@ fn faultless_op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn run_arbitrary(
-    cfg: SupervisorConfig,
-    ops: &[Op],
-    stop_at: Option<usize>,
-) -> Result<Stats, TestCaseError> {
+fn run_arbitrary(cfg: SupervisorConfig, ops: &[Op], stop_at: Option<usize>) -> Result<Stats, TestCaseError> {
     let mut sim = Sim::new(cfg)?;
     for (i, op) in ops.iter().enumerate() {
         if stop_at == Some(i) {
@@ -859,9 +891,7 @@ fn the_generators_reach_every_interesting_path() {
                 failure_persistence: None,
                 ..ProptestConfig::default()
             },
-            proptest::test_runner::TestRng::deterministic_rng(
-                proptest::test_runner::RngAlgorithm::ChaCha,
-            ),
+            proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
         )
     };
     runner()
@@ -882,10 +912,7 @@ fn the_generators_reach_every_interesting_path() {
         t.drains > 0 && t.terminates > 0 && t.hard_kills > 0 && t.escalations > 0,
         "{t:?}"
     );
-    assert_eq!(
-        t.stopped, 128,
-        "every run ends with exactly one Stopped: {t:?}"
-    );
+    assert_eq!(t.stopped, 128, "every run ends with exactly one Stopped: {t:?}");
     assert!(t.backoffs > 0 && t.recycles > 0, "{t:?}");
     assert!(t.rolls_completed > 0 && t.rolls_aborted > 0, "{t:?}");
     assert!(t.max_processes_in_a_slot >= 2, "{t:?}");

@@ -859,8 +859,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Creates the supervisor and queues a `Spawn` for slots `0..workers` at
-    /// `Version(1)`.
+    /// Creates the supervisor at startup and queues a `Spawn` for slots
+    /// `0..workers` at `Version(1)`: drain [`Supervisor::poll_action`] next.
     pub fn new(config: SupervisorConfig, now: Time) -> Supervisor {
         let config = config.sanitized();
         let mut s = Supervisor {
@@ -891,14 +891,16 @@ impl Supervisor {
 
     // -- outputs ------------------------------------------------------------
 
-    /// The next thing to do. Drain it until `None` after every input.
+    /// The next thing to do. Call after every input (and after `new`) until
+    /// it returns `None`, and carry out each action in order.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<SupervisorAction> {
         self.actions.pop_front()
     }
 
-    /// When to call [`Supervisor::handle_timeout`] next (`None`: only after
-    /// another input). Always later than the last `now` seen.
+    /// When to call [`Supervisor::handle_timeout`] next (`None`: nothing is
+    /// timed; wait for the next input). Ask again after every input: it is
+    /// always later than the last `now` seen.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let now = self.now;
@@ -945,7 +947,9 @@ impl Supervisor {
     // -- inputs -------------------------------------------------------------
 
     /// The process for `spawn` has started as `pid`. Call as soon as the
-    /// spawn returns, before any other input about `pid`.
+    /// spawn for a `Spawn` action returns, before any other input about
+    /// `pid`. If the spawn was cancelled meanwhile (stop, aborted roll), the
+    /// answer is a `Terminate`. Unknown spawn ids are ignored.
     pub fn handle_spawned(&mut self, spawn: SpawnId, pid: Pid, now: Time) {
         self.observe(now);
         if let Some(&old) = self.by_pid.get(&pid)
@@ -972,7 +976,8 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// Starting the process for `spawn` failed. Counts as a crash of its slot.
+    /// Starting the process for a `Spawn` action failed (the caller could not
+    /// fork or exec). Counts as a crash of its slot.
     pub fn handle_spawn_failed(&mut self, spawn: SpawnId, now: Time) {
         self.observe(now);
         if let Some(p) = self.procs.get(&spawn)
@@ -984,7 +989,9 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// `pid` joined the balancer and serves. Call when its join arrives.
+    /// `pid` joined the balancer and serves. Call when its join has been
+    /// accepted by the balancer. Joins of processes on their way out are
+    /// ignored (the caller should refuse them: see `ProcessStatus::leaving`).
     pub fn handle_ready(&mut self, pid: Pid, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid)
@@ -1002,7 +1009,9 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// `pid` deregistered on its own (its quit arrived); its exit is planned.
+    /// `pid` deregistered on its own: call when its quit message arrives.
+    /// Its exit is then planned (no crash) and its slot is refilled at once.
+    /// It is killed if it has not exited after `stop_timeout`.
     pub fn handle_quit(&mut self, pid: Pid, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid) {
@@ -1019,7 +1028,8 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// `pid` was reaped. An exit nobody asked for is a crash.
+    /// `pid` was reaped: call on every child exit. An exit nobody asked for
+    /// (no `Drain`/`Terminate`/`Kill` sent, no quit received) is a crash.
     pub fn handle_exit(&mut self, pid: Pid, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid) {
@@ -1028,7 +1038,8 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// The balancer reports `pid` has completed `count` requests in all.
+    /// The balancer reports `pid` has completed `count` requests in all;
+    /// call whenever the count changes (recycling is checked here).
     pub fn handle_served(&mut self, pid: Pid, count: u64, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid)
@@ -1039,8 +1050,9 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// The balancer saw a read timeout on `pid`: it is killed after
-    /// `stuck_grace` unless [`Supervisor::handle_unstuck`] comes first.
+    /// The balancer saw a read timeout on `pid`: call once per timeout. The
+    /// process is killed after `stuck_grace` (and its slot refilled at once,
+    /// no crash counted) unless [`Supervisor::handle_unstuck`] comes first.
     pub fn handle_stuck(&mut self, pid: Pid, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid)
@@ -1051,7 +1063,8 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// The stuck request of `pid` finished after all.
+    /// The stuck request of `pid` finished after all: call when the balancer
+    /// sees the late response end.
     pub fn handle_unstuck(&mut self, pid: Pid, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid)
@@ -1062,8 +1075,9 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// `pid`, which was sent `Drain`, has nothing in flight any more (the
-    /// balancer reports it once). The supervisor terminates it.
+    /// `pid`, which was sent `Drain`, has nothing in flight any more: call
+    /// once, when the balancer has no request left on it (at once if it was
+    /// idle when drained). The answer is a `Terminate`.
     pub fn handle_idle(&mut self, pid: Pid, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid)
@@ -1075,7 +1089,8 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// Call at (or after) [`Supervisor::poll_timeout`]; extra calls are harmless.
+    /// Call when the time from [`Supervisor::poll_timeout`] has come (or
+    /// later); early or extra calls are harmless.
     pub fn handle_timeout(&mut self, now: Time) {
         self.observe(now);
         self.advance(now);
@@ -1083,8 +1098,9 @@ impl Supervisor {
 
     // -- commands -----------------------------------------------------------
 
-    /// Wants `n` workers (at least 1). Scaling down drains the highest slots.
-    /// Ignored once stopping.
+    /// Wants `n` workers (at least 1; 0 counts as 1): call on a scale
+    /// command. Scaling up starts the new slots at once; scaling down drains
+    /// the highest slots. Ignored once stopping.
     pub fn scale_to(&mut self, n: u32, now: Time) {
         self.observe(now);
         if !self.stopping {
@@ -1100,15 +1116,16 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// One worker more (`+1`, SIGTTIN) or fewer (`-1`, SIGTTOU); never below 1.
+    /// One worker more (`+1`, call on SIGTTIN) or fewer (`-1`, SIGTTOU);
+    /// never below 1.
     pub fn scale_by(&mut self, delta: i32, now: Time) {
         let n = i64::from(self.desired) + i64::from(delta);
         let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
         self.scale_to(n, now);
     }
 
-    /// Starts a rolling restart to a fresh generation (SIGHUP). Errors if one
-    /// is in progress or a stop has begun.
+    /// Starts a rolling restart to a fresh generation: call on SIGHUP (or a
+    /// process-mode reload). Errors if one is in progress or a stop has begun.
     pub fn rolling_restart(&mut self, now: Time) -> Result<(), &'static str> {
         self.observe(now);
         if self.stopping {
@@ -1164,9 +1181,10 @@ impl Supervisor {
         self.desired
     }
 
-    /// The generation the balancer routes to: the old one during a rolling
-    /// restart, the new one from the moment the old workers are drained. An
-    /// aborted roll leaves it unchanged.
+    /// The generation routed to: the old one during a rolling restart, the
+    /// new one from the moment all its workers are ready and the old ones are
+    /// drained. An aborted roll leaves it unchanged. (The generation being
+    /// rolled to is [`Supervisor::rolling_to`].)
     pub fn generation(&self) -> Version {
         self.current
     }
@@ -1196,7 +1214,8 @@ impl Supervisor {
         self.by_pid.keys().copied().collect()
     }
 
-    /// A snapshot for `/status`.
+    /// A snapshot for `/status` and logs (`now` only computes the time left
+    /// before backoffs end).
     pub fn status(&self, now: Time) -> SupervisorStatus {
         let now = now.max(self.now);
         let mut slots = Vec::new();
@@ -2563,6 +2582,37 @@ mod tests {
         assert_eq!(h.drain(), vec![Stopped]);
         h.s.scale_by(1, h.now);
         assert!(h.timeout().is_empty());
+    }
+
+    #[test]
+    fn status_serialises_for_the_status_page() {
+        let (mut h, a) = H::new(config(2));
+        let s = spawns(&a);
+        let (p0, _) = h.boot(s[0].0);
+        h.s.handle_spawn_failed(s[1].0, h.now);
+        let _ = h.drain();
+        h.s.rolling_restart(h.now).unwrap();
+        let a = h.drain();
+        let (new, _) = h.spawned(one_spawn(&a));
+        let _ = h.exit(new);
+        let v = serde_json::to_value(h.s.status(h.now)).unwrap();
+        assert_eq!(v["desired"], 2);
+        assert_eq!(v["generation"], 1);
+        assert_eq!(v["rolling"], serde_json::Value::Null);
+        assert_eq!(v["last_roll"]["outcome"], "aborted");
+        assert_eq!(v["last_roll"]["from"], 1);
+        assert_eq!(v["last_roll"]["to"], 2);
+        assert_eq!(v["last_roll"]["message"], "aborted: slot 0 v2 died before joining");
+        assert_eq!(v["slots"][0]["state"], "ready");
+        assert_eq!(v["slots"][0]["pid"], p0.0);
+        assert_eq!(v["slots"][0]["processes"][0]["role"], "primary");
+        assert_eq!(v["slots"][1]["state"], "backoff");
+        assert_eq!(v["slots"][1]["crashes"], 1);
+        assert_eq!(v["slots"][1]["next_attempt_in_ms"], 100);
+        assert_eq!(v["slots"][1]["backoff_ms"], 100);
+        let last = h.s.status(h.now).last_roll.unwrap();
+        assert!(last.starts_with("aborted"));
+        assert_eq!(last.to_string(), last.message);
     }
 
     #[test]
