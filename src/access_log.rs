@@ -84,16 +84,21 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
+/// Records waiting for the writer; beyond this, lines are dropped (and
+/// counted) rather than letting a blocked stdout slow requests or grow memory.
+pub const LOG_QUEUE: usize = 65_536;
+
 /// A handle that queues records for the writer task.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
-    tx: mpsc::UnboundedSender<Record>,
+    tx: mpsc::Sender<Record>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AccessLog {
     /// Starts the writer task on stdout.
     pub fn start(app: String, format: Format) -> AccessLog {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+        let (tx, mut rx) = mpsc::channel::<Record>(LOG_QUEUE);
         tokio::spawn(async move {
             let mut line = String::with_capacity(256);
             let mut batch = Vec::with_capacity(64 * 1024);
@@ -116,12 +121,19 @@ impl AccessLog {
                 batch.clear();
             }
         });
-        AccessLog { tx }
+        AccessLog { tx, dropped: Default::default() }
     }
 
-    /// Queues a record; never blocks.
+    /// Queues a record; never blocks (drops the line if the writer is far behind).
     pub fn log(&self, record: Record) {
-        let _ = self.tx.send(record);
+        if self.tx.try_send(record).is_err() {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Lines dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
