@@ -121,7 +121,10 @@ impl AccessLog {
                 batch.clear();
             }
         });
-        AccessLog { tx, dropped: Default::default() }
+        AccessLog {
+            tx,
+            dropped: Default::default(),
+        }
     }
 
     /// Queues a record; never blocks (drops the line if the writer is far behind).

@@ -681,6 +681,14 @@ impl Balancer {
         Some(of_slot.find(|w| w.draining).map_or(first.pid, |w| w.pid))
     }
 
+    /// Whether the request still waits for a decision (queued, or
+    /// dispatched without a response head); false once it has its answer.
+    pub fn awaits_decision(&self, id: RequestId) -> bool {
+        self.requests
+            .get(&id)
+            .is_some_and(|r| matches!(r.phase, Phase::Queued { .. } | Phase::Dispatched { .. }))
+    }
+
     /// The worker a request is on, if it is on one.
     pub fn worker_of(&self, id: RequestId) -> Option<Pid> {
         match self.requests.get(&id)?.phase {
