@@ -70,9 +70,11 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RIP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -86,13 +88,18 @@ fn admin(target: &Target, method: Method, path: &str, body: Option<String>) -> E
         }
     };
     match runtime.block_on(rip_server::control::request(&socket, method, path, body)) {
-        Ok((status, body)) => {
+        Ok((status, body)) if (200..300).contains(&status) => {
             println!("{}", body.trim_end());
-            if (200..300).contains(&status) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            // A refusal: one line on stderr naming why.
+            let reason = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| body.trim().to_owned());
+            eprintln!("rip-server: {path}: refused ({status}): {reason}");
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("rip-server: {}: no server answers there: {e}", socket.display());

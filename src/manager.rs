@@ -62,26 +62,24 @@ impl ProcessSpawner {
         })
     }
 
-    /// The socket path for a new process of `slot`: the slot's usual path,
-    /// unless a live process of that slot still holds it (a replacement that
-    /// starts before the old process leaves), then the alternate path.
+    /// The socket path for a new process of `slot`: the slot's usual path
+    /// when no live process holds it, else the first free handover path
+    /// (`<prefix>.<id>.r1.sock`, `.r2`, ...). Two live processes never share
+    /// a path, so removing a stale file never removes a live socket.
     fn socket_for(&self, slot: Slot) -> PathBuf {
-        let primary = worker_socket(&self.setup.socket_prefix, slot, false);
-        let taken = self.children.values().any(|c| c.socket == primary);
-        if taken {
-            worker_socket(&self.setup.socket_prefix, slot, true)
-        } else {
-            primary
-        }
+        (0..)
+            .map(|n| worker_socket(&self.setup.socket_prefix, slot, n))
+            .find(|path| !self.children.values().any(|c| &c.socket == path))
+            .expect("an unbounded range has a free path")
     }
 }
 
-/// `<prefix>.<id>.sock`, or the handover alternate `<prefix>.<id>.r.sock`.
-pub fn worker_socket(prefix: &Path, slot: Slot, alternate: bool) -> PathBuf {
-    let suffix = if alternate {
-        format!(".{}.r.sock", slot.0)
-    } else {
+/// `<prefix>.<id>.sock`, or the `n`th handover path `<prefix>.<id>.r<n>.sock`.
+pub fn worker_socket(prefix: &Path, slot: Slot, n: u32) -> PathBuf {
+    let suffix = if n == 0 {
         format!(".{}.sock", slot.0)
+    } else {
+        format!(".{}.r{n}.sock", slot.0)
     };
     let mut path = prefix.as_os_str().to_owned();
     path.push(suffix);

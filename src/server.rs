@@ -192,8 +192,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     tokio::spawn(crate::frontdoor::run(listener, front_door, stopped(stop_rx.clone())));
 
     println!(
-        "rip-server: app {} with {} workers on http://localhost:{port}",
-        config.app_name, config.workers
+        "rip-server: app {} with {} worker{} on http://localhost:{port}",
+        config.app_name,
+        config.workers,
+        if config.workers == 1 { "" } else { "s" }
     );
     let _ = driver_task.await;
     let _ = done_tx.send(true);

@@ -22,10 +22,7 @@ fn run(list: &[&str]) -> Result<Command, CliError> {
 
 /// Parses with the given environment.
 fn run_env(list: &[&str], vars: &[(&str, &str)]) -> Result<Command, CliError> {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     parse(&words(list), &env)
 }
@@ -72,11 +69,7 @@ impl Fixture {
         let root = fs::canonicalize(tmp.path()).unwrap();
         let app = root.join("api");
         fs::create_dir(&app).unwrap();
-        Fixture {
-            _tmp: tmp,
-            root,
-            app,
-        }
+        Fixture { _tmp: tmp, root, app }
     }
 
     /// An `api` dir with `index.rip`.
@@ -154,17 +147,11 @@ fn defaults() {
     assert_eq!(c.variant, DEFAULT_VARIANT);
     assert_eq!(c.lb_policy, DEFAULT_LB_POLICY);
     assert_eq!(c.upstream_max_idle, DEFAULT_UPSTREAM_MAX_IDLE);
-    assert_eq!(
-        c.upstream_max_conns_per_socket,
-        DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET
-    );
+    assert_eq!(c.upstream_max_conns_per_socket, DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET);
     assert_eq!(c.header_timeout, DEFAULT_HEADER_TIMEOUT);
     assert_eq!(c.stuck_grace, DEFAULT_STUCK_GRACE);
     assert_eq!(c.stop_timeout, DEFAULT_STOP_TIMEOUT);
-    assert_eq!(
-        c.control_socket(),
-        Path::new("/tmp/rip_server_api.ctl.sock")
-    );
+    assert_eq!(c.control_socket(), Path::new("/tmp/rip_server_api.ctl.sock"));
     assert_eq!(c.worker_socket(0), Path::new("/tmp/rip_server_api.0.sock"));
     assert!((MIN_WORKERS..=MAX_WORKERS).contains(&c.workers));
 }
@@ -223,10 +210,7 @@ fn workers_token() {
     fails(&[f.dir(), "w:"], "w:");
     fails(&[f.dir(), "w:two"], "w:two");
     fails(&[f.dir(), "w:-1"], "w:-1");
-    fails(
-        &[f.dir(), "w:99999999999999999999999"],
-        "w:99999999999999999999999",
-    );
+    fails(&[f.dir(), "w:99999999999999999999999"], "w:99999999999999999999999");
 }
 
 #[test]
@@ -239,20 +223,14 @@ fn recycle_token() {
     assert_eq!(c.max_reloads, 20);
 
     let c = serve(&[d, "r:500"]);
-    assert_eq!(
-        (c.max_requests, c.max_age, c.max_reloads),
-        (Some(500), None, 10)
-    );
+    assert_eq!((c.max_requests, c.max_age, c.max_reloads), (Some(500), None, 10));
     let c = serve(&[d, "r:500,60s"]);
     assert_eq!(
         (c.max_requests, c.max_age, c.max_reloads),
         (Some(500), Some(Duration::from_secs(60)), 10)
     );
     let c = serve(&[d, "r:500,3r"]);
-    assert_eq!(
-        (c.max_requests, c.max_age, c.max_reloads),
-        (Some(500), None, 3)
-    );
+    assert_eq!((c.max_requests, c.max_age, c.max_reloads), (Some(500), None, 3));
     let c = serve(&[d, "r:20000,900s,10r"]);
     assert_eq!(c.max_age, Some(Duration::from_secs(900)));
     // Parts may be left out or reordered; 0 means never.
@@ -266,9 +244,7 @@ fn recycle_token() {
     let c = serve(&[d, "r:2r,5"]);
     assert_eq!((c.max_requests, c.max_reloads), (Some(5), 2));
 
-    for bad in [
-        "r:", "r:abc", "r:10,", "r:10,20", "r:10,5x", "r:1s,2s", "r:-1",
-    ] {
+    for bad in ["r:", "r:abc", "r:10,", "r:10,20", "r:10,5x", "r:1s,2s", "r:-1"] {
         let e = fails(&[d, bad], bad);
         assert!(e.message.contains("r:<requests>"), "{e}");
     }
@@ -301,10 +277,7 @@ fn protocol_follows_ports() {
     let d = f.dir();
     assert_eq!(serve(&[d]).protocol, Protocol::Http);
     assert_eq!(serve(&[d, "5700"]).protocol, Protocol::Https);
-    assert_eq!(
-        serve(&[d, "5700", "http:8080"]).protocol,
-        Protocol::HttpAndHttps
-    );
+    assert_eq!(serve(&[d, "5700", "http:8080"]).protocol, Protocol::HttpAndHttps);
     assert_eq!(
         serve_env(&[d, "5700"], &[("PORT", "8080")]).protocol,
         Protocol::HttpAndHttps
@@ -312,14 +285,8 @@ fn protocol_follows_ports() {
     let c = serve(&[d, "protocol:http+https", "https:8443", "http:8080"]);
     assert_eq!(c.protocol, Protocol::HttpAndHttps);
     assert_eq!((c.http_port, c.https_port), (8080, Some(8443)));
-    assert_eq!(
-        serve(&[d, "protocol:https", "8443"]).protocol,
-        Protocol::Https
-    );
-    assert_eq!(
-        serve(&[d, "protocol:http", "8443"]).protocol,
-        Protocol::Http
-    );
+    assert_eq!(serve(&[d, "protocol:https", "8443"]).protocol, Protocol::Https);
+    assert_eq!(serve(&[d, "protocol:http", "8443"]).protocol, Protocol::Http);
     fails(&[d, "protocol:ftp"], "protocol:ftp");
     let e = fails(&[d, "protocol:https"], "protocol:https");
     assert!(e.message.contains("HTTPS port"), "{e}");
@@ -327,10 +294,7 @@ fn protocol_follows_ports() {
     // Both listeners cannot share a port.
     fails(&[d, "http:8080", "https:8080"], "https:8080");
     // Port 0 twice is fine: two free ports.
-    assert_eq!(
-        serve(&[d, "http:0", "https:0"]).protocol,
-        Protocol::HttpAndHttps
-    );
+    assert_eq!(serve(&[d, "http:0", "https:0"]).protocol, Protocol::HttpAndHttps);
 }
 
 #[test]
@@ -485,10 +449,7 @@ fn socket_prefix_flag() {
     assert_eq!(c.control_socket(), PathBuf::from("/tmp/custom_x.ctl.sock"));
     let rel = serve(&[d, "--socket-prefix=run/app"]).socket_prefix;
     assert!(rel.is_absolute() && rel.ends_with("run/app"), "{rel:?}");
-    fails(
-        &[d, "--socket-prefix=/tmp/dir/"],
-        "--socket-prefix=/tmp/dir/",
-    );
+    fails(&[d, "--socket-prefix=/tmp/dir/"], "--socket-prefix=/tmp/dir/");
     let long = format!("--socket-prefix=/tmp/{}", "x".repeat(120));
     let e = fails(&[d, &long], &long);
     assert!(e.message.contains("bytes"), "{e}");
@@ -515,14 +476,9 @@ fn flag_errors() {
     let d = f.dir();
     let e = fails(&[d, "--max-queue=abc"], "--max-queue=abc");
     assert!(e.message.contains("non-negative integer"), "{e}");
-    assert_eq!(
-        e.to_string().lines().count(),
-        1,
-        "Display must be one line: {e}"
-    );
+    assert_eq!(e.to_string().lines().count(), 1, "Display must be one line: {e}");
     assert!(
-        e.to_string()
-            .starts_with("rip-server: --max-queue=abc: expected"),
+        e.to_string().starts_with("rip-server: --max-queue=abc: expected"),
         "{e}"
     );
     fails(&[d, "--max-queue", "abc"], "--max-queue abc");
@@ -625,10 +581,7 @@ fn flag_beats_env() {
     assert_eq!(c.max_reloads, 26);
     assert_eq!(c.variant, "prod");
     assert_eq!(serve_env(&[d, "--max-reloads=27"], &env).max_reloads, 27);
-    assert_eq!(
-        serve_env(&[d, "--no-hot-reload"], &env).hot_reload,
-        HotReload::None
-    );
+    assert_eq!(serve_env(&[d, "--no-hot-reload"], &env).hot_reload, HotReload::None);
 }
 
 #[test]
@@ -653,11 +606,7 @@ fn legacy_reload_env() {
         HotReload::Module
     );
     assert_eq!(
-        serve_env(
-            &[d],
-            &[("RIP_RELOAD", "module"), ("RIP_HOT_RELOAD", "process")]
-        )
-        .hot_reload,
+        serve_env(&[d], &[("RIP_RELOAD", "module"), ("RIP_HOT_RELOAD", "process")]).hot_reload,
         HotReload::Process
     );
 }
@@ -669,21 +618,9 @@ fn malformed_env_names_the_variable() {
     let e = fails_env(&[d], &[("RIP_MAX_QUEUE", "abc")], "RIP_MAX_QUEUE=abc");
     assert!(e.message.contains("non-negative integer"), "{e}");
     fails_env(&[d], &[("PORT", "99999")], "PORT=99999");
-    fails_env(
-        &[d],
-        &[("RIP_QUEUE_TIMEOUT_MS", "soon")],
-        "RIP_QUEUE_TIMEOUT_MS=soon",
-    );
-    fails_env(
-        &[d],
-        &[("RIP_CONNECT_TIMEOUT_MS", "-1")],
-        "RIP_CONNECT_TIMEOUT_MS=-1",
-    );
-    fails_env(
-        &[d],
-        &[("RIP_READ_TIMEOUT_MS", "1e3")],
-        "RIP_READ_TIMEOUT_MS=1e3",
-    );
+    fails_env(&[d], &[("RIP_QUEUE_TIMEOUT_MS", "soon")], "RIP_QUEUE_TIMEOUT_MS=soon");
+    fails_env(&[d], &[("RIP_CONNECT_TIMEOUT_MS", "-1")], "RIP_CONNECT_TIMEOUT_MS=-1");
+    fails_env(&[d], &[("RIP_READ_TIMEOUT_MS", "1e3")], "RIP_READ_TIMEOUT_MS=1e3");
     fails_env(&[d], &[("RIP_HOT_RELOAD", "on")], "RIP_HOT_RELOAD=on");
     fails_env(&[d], &[("RIP_MAX_RELOADS", "many")], "RIP_MAX_RELOADS=many");
     fails_env(&[d], &[("RIP_VARIANT", "a b")], "RIP_VARIANT=a b");
@@ -753,10 +690,7 @@ fn file_app_path() {
     assert_eq!(c.entry_kind, EntryKind::Rip);
 
     let ts = f.file("server.ts", false);
-    assert_eq!(
-        serve(&[ts.to_str().unwrap()]).entry_kind,
-        EntryKind::TypeScript
-    );
+    assert_eq!(serve(&[ts.to_str().unwrap()]).entry_kind, EntryKind::TypeScript);
 
     let exe = f.file("worker.py", true);
     let c = serve(&[exe.to_str().unwrap()]);
@@ -765,10 +699,7 @@ fn file_app_path() {
 
     // An executable file is a worker program, whatever its name.
     let exe_rip = f.file("run.rip", true);
-    assert_eq!(
-        serve(&[exe_rip.to_str().unwrap()]).entry_kind,
-        EntryKind::Executable
-    );
+    assert_eq!(serve(&[exe_rip.to_str().unwrap()]).entry_kind, EntryKind::Executable);
 
     let txt = f.file("notes.txt", false);
     let p = txt.to_str().unwrap();
@@ -793,10 +724,7 @@ fn nonexistent_app_path() {
     let p = missing.to_str().unwrap();
     let e = fails(&[p], p);
     assert!(e.message.contains("no such file or directory"), "{e}");
-    fails(
-        &["apps/definitely/not/here", "w:2"],
-        "apps/definitely/not/here",
-    );
+    fails(&["apps/definitely/not/here", "w:2"], "apps/definitely/not/here");
 }
 
 #[test]
@@ -816,10 +744,7 @@ fn builtin_hello() {
     assert_eq!(c.entry_kind, EntryKind::Builtin);
     assert_eq!(c.app_name, "hello");
     assert_eq!(c.entry, PathBuf::from("builtin:hello"));
-    assert_eq!(
-        c.app_dir,
-        fs::canonicalize(std::env::current_dir().unwrap()).unwrap()
-    );
+    assert_eq!(c.app_dir, fs::canonicalize(std::env::current_dir().unwrap()).unwrap());
     assert_eq!(c.socket_prefix, PathBuf::from("/tmp/rip_server_hello"));
     assert_eq!((c.workers, c.http_port), (2, 0));
     assert_eq!(serve(&["http:0", "builtin:hello"]).app_name, "hello");
@@ -849,10 +774,7 @@ fn status_restart_stop_targets() {
         run(&["restart", d]).unwrap(),
         Command::Restart(target("/tmp/rip_server_api"))
     );
-    assert_eq!(
-        run(&["stop", d]).unwrap(),
-        Command::Stop(target("/tmp/rip_server_api"))
-    );
+    assert_eq!(run(&["stop", d]).unwrap(), Command::Stop(target("/tmp/rip_server_api")));
     // A file app path names its directory.
     let main = f.app.join("index.rip");
     assert_eq!(
@@ -902,11 +824,7 @@ fn subcommand_errors() {
     let d = f.dir();
     for sub in ["status", "restart", "stop"] {
         let e = fails(&[sub], sub);
-        assert!(
-            e.message
-                .contains("expected an app path or --socket-prefix"),
-            "{e}"
-        );
+        assert!(e.message.contains("expected an app path or --socket-prefix"), "{e}");
         fails(&[sub, d, "w:2"], "w:2");
         fails(&[sub, "http:5002", d], "http:5002");
         fails(&[sub, d, "--json-logging"], "--json-logging");

@@ -66,8 +66,7 @@ impl FakeControl {
                             assert_eq!(req.headers()["host"], "localhost");
                             assert_eq!(req.headers()["content-type"], "application/json");
                             let body = req.into_body().collect().await?.to_bytes();
-                            let value: Value =
-                                serde_json::from_slice(&body).expect("control body is JSON");
+                            let value: Value = serde_json::from_slice(&body).expect("control body is JSON");
                             let _ = tx.send(value);
                             let mut response = Response::new(Full::new(reply));
                             *response.status_mut() = status;
@@ -80,11 +79,7 @@ impl FakeControl {
                 });
             }
         });
-        FakeControl {
-            path,
-            messages,
-            task,
-        }
+        FakeControl { path, messages, task }
     }
 
     async fn next(&mut self) -> Value {
@@ -125,11 +120,7 @@ impl Reply {
     }
 
     fn is_busy(&self) -> bool {
-        self.status == StatusCode::SERVICE_UNAVAILABLE
-            && self
-                .headers
-                .get("rip-worker-busy")
-                .is_some_and(|v| v == "1")
+        self.status == StatusCode::SERVICE_UNAVAILABLE && self.headers.get("rip-worker-busy").is_some_and(|v| v == "1")
     }
 }
 
@@ -140,9 +131,7 @@ struct Conn {
 
 impl Conn {
     async fn open(socket: &Path) -> Conn {
-        let stream = UnixStream::connect(socket)
-            .await
-            .expect("connect to worker");
+        let stream = UnixStream::connect(socket).await.expect("connect to worker");
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
@@ -294,7 +283,10 @@ async fn builtin_joins_serves_and_answers_busy() {
 
         running.shutdown();
         let quit = control.next().await;
-        assert_eq!(quit, json!({"op": "quit", "app": "demo", "workerId": 3, "pid": std::process::id()}));
+        assert_eq!(
+            quit,
+            json!({"op": "quit", "app": "demo", "workerId": 3, "pid": std::process::id()})
+        );
         let socket = running.socket.clone();
         running.finished().await.expect("clean stop");
         assert!(!socket.exists(), "socket file removed");
@@ -313,24 +305,11 @@ async fn builtin_routes() {
 
         let hello = conn.get("/").await;
         assert_eq!(hello.status, StatusCode::OK);
-        assert!(
-            hello.text().contains("demo")
-                && hello.text().contains('3')
-                && hello.text().contains('7')
-        );
-        assert_eq!(
-            conn.get("/status/418").await.status,
-            StatusCode::IM_A_TEAPOT
-        );
+        assert!(hello.text().contains("demo") && hello.text().contains('3') && hello.text().contains('7'));
+        assert_eq!(conn.get("/status/418").await.status, StatusCode::IM_A_TEAPOT);
         let no_content = conn.get("/status/204").await;
-        assert_eq!(
-            (no_content.status, no_content.body.len()),
-            (StatusCode::NO_CONTENT, 0)
-        );
-        assert_eq!(
-            conn.get("/status/abc").await.status,
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!((no_content.status, no_content.body.len()), (StatusCode::NO_CONTENT, 0));
+        assert_eq!(conn.get("/status/abc").await.status, StatusCode::BAD_REQUEST);
         let missing = conn.get("/nope").await;
         assert_eq!(
             (missing.status, missing.text().as_str()),
@@ -338,14 +317,8 @@ async fn builtin_routes() {
         );
         assert_eq!(conn.get("/sleep").await.status, StatusCode::BAD_REQUEST);
         let work = conn.get("/work?ms=30").await;
-        assert_eq!(
-            (work.status, work.text().as_str()),
-            (StatusCode::OK, "worked 30")
-        );
-        assert_eq!(
-            conn.get("/echo").await.status,
-            StatusCode::METHOD_NOT_ALLOWED
-        );
+        assert_eq!((work.status, work.text().as_str()), (StatusCode::OK, "worked 30"));
+        assert_eq!(conn.get("/echo").await.status, StatusCode::METHOD_NOT_ALLOWED);
 
         let request = Request::get("/headers")
             .header("host", "worker")
@@ -355,9 +328,7 @@ async fn builtin_routes() {
             .unwrap();
         conn.sender.ready().await.unwrap();
         let response = conn.sender.send_request(request).await.unwrap();
-        let headers: Value =
-            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
-                .unwrap();
+        let headers: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-request-id"], "abc-123");
         assert_eq!(headers["host"], "worker");
@@ -386,28 +357,19 @@ async fn slot_is_free_as_soon_as_a_response_has_ended() {
         let dir = temp_dir();
         let mut running = spawn_builtin(env(dir.path(), None));
         wait_for_socket(&running.socket).await;
-        let mut conns = [
-            Conn::open(&running.socket).await,
-            Conn::open(&running.socket).await,
-        ];
+        let mut conns = [Conn::open(&running.socket).await, Conn::open(&running.socket).await];
         for i in 0..200 {
             let conn = &mut conns[i % 2];
             let reply = match i % 4 {
                 0 => conn.get("/ping").await,
                 1 => conn.get("/bytes?n=200000").await,
-                2 => {
-                    conn.send(Method::POST, "/echo", Bytes::from(vec![b'e'; 100_000]))
-                        .await
-                }
+                2 => conn.send(Method::POST, "/echo", Bytes::from(vec![b'e'; 100_000])).await,
                 _ => conn.get("/status/204").await,
             };
             assert!(!reply.is_busy(), "request {i} found the slot taken");
         }
         let stats = get(&running.socket, "/stats").await.json();
-        assert_eq!(
-            stats,
-            json!({"served": 200, "busyRejections": 0, "maxConcurrent": 1})
-        );
+        assert_eq!(stats, json!({"served": 200, "busyRejections": 0, "maxConcurrent": 1}));
         running.shutdown();
         running.finished().await.expect("clean stop");
     })
@@ -461,10 +423,7 @@ async fn shutdown_quits_first_then_finishes_the_request_in_flight() {
         );
         assert!(running.socket.exists(), "still listening while draining");
         let slow = slow.await.unwrap();
-        assert_eq!(
-            (slow.status, slow.text().as_str()),
-            (StatusCode::OK, "slept 600")
-        );
+        assert_eq!((slow.status, slow.text().as_str()), (StatusCode::OK, "slept 600"));
         let socket = running.socket.clone();
         running.finished().await.expect("clean stop");
         assert!(!socket.exists(), "socket file removed");
@@ -493,10 +452,7 @@ async fn max_requests_recycles_the_worker() {
             json!({"op": "quit", "app": "demo", "workerId": 3, "pid": std::process::id()})
         );
         let socket = running.socket.clone();
-        running
-            .finished()
-            .await
-            .expect("run returns after max_requests");
+        running.finished().await.expect("run returns after max_requests");
         assert!(!socket.exists(), "socket file removed");
     })
     .await;
@@ -546,12 +502,7 @@ async fn a_refused_join_fails_the_run() {
 #[test]
 fn worker_env_from_variables() {
     let vars = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).into())
-        }
+        move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).into())
     };
     let env = WorkerEnv::from_lookup(vars(&[
         ("RIP_WORKER_ID", "2"),
@@ -580,18 +531,10 @@ fn worker_env_from_variables() {
         }
     );
 
-    let minimal = WorkerEnv::from_lookup(vars(&[
-        ("RIP_WORKER_ID", "0"),
-        ("RIP_SOCKET", "/s"),
-        ("RIP_APP", "a"),
-    ]))
-    .unwrap();
+    let minimal =
+        WorkerEnv::from_lookup(vars(&[("RIP_WORKER_ID", "0"), ("RIP_SOCKET", "/s"), ("RIP_APP", "a")])).unwrap();
     assert_eq!(
-        (
-            minimal.control_socket,
-            minimal.version,
-            minimal.max_requests
-        ),
+        (minimal.control_socket, minimal.version, minimal.max_requests),
         (None, 0, None)
     );
     assert_eq!(minimal.hot_reload, "none");
@@ -608,14 +551,7 @@ fn worker_env_from_variables() {
     assert!(error(&[("RIP_SOCKET", "/s"), ("RIP_APP", "a")]).contains("RIP_WORKER_ID"));
     assert!(error(&[("RIP_WORKER_ID", "0"), ("RIP_APP", "a")]).contains("RIP_SOCKET"));
     assert!(error(&[("RIP_WORKER_ID", "0"), ("RIP_SOCKET", "/s")]).contains("RIP_APP"));
-    assert!(
-        error(&[
-            ("RIP_WORKER_ID", "one"),
-            ("RIP_SOCKET", "/s"),
-            ("RIP_APP", "a")
-        ])
-        .contains("RIP_WORKER_ID")
-    );
+    assert!(error(&[("RIP_WORKER_ID", "one"), ("RIP_SOCKET", "/s"), ("RIP_APP", "a")]).contains("RIP_WORKER_ID"));
     assert!(
         error(&[
             ("RIP_WORKER_ID", "0"),
@@ -711,7 +647,10 @@ async fn python_worker_follows_the_protocol() {
 
         let mut conn = Conn::open(&socket).await;
         let ping = conn.get("/ping").await;
-        assert_eq!((ping.status, ping.text().as_str()), (StatusCode::OK, "pong from python"));
+        assert_eq!(
+            (ping.status, ping.text().as_str()),
+            (StatusCode::OK, "pong from python")
+        );
         assert_eq!(ping.headers["rip-worker-id"], "1");
         let whoami = conn.get("/whoami").await.json();
         assert_eq!(
@@ -719,7 +658,9 @@ async fn python_worker_follows_the_protocol() {
             (&json!(1), &json!(pid), &json!(4), &json!("python"))
         );
         assert_eq!(conn.get("/nope").await.status, StatusCode::NOT_FOUND);
-        let echo = conn.send(Method::POST, "/echo", Bytes::from_static(b"hello body")).await;
+        let echo = conn
+            .send(Method::POST, "/echo", Bytes::from_static(b"hello body"))
+            .await;
         assert_eq!(echo.text(), "hello body");
         let chunked = raw_exchange(
             &socket,

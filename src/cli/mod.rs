@@ -75,9 +75,9 @@ pub const MAX_DURATION_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// The directory of default socket prefixes: `/tmp/rip_<variant>_<app>`.
 pub const SOCKET_DIR: &str = "/tmp";
 /// The longest socket prefix, in bytes: a Unix socket path holds at most 107
-/// bytes, and the longest name we derive from the prefix is
-/// `<prefix>.1023.sock` (10 bytes more).
-pub const MAX_SOCKET_PREFIX_LEN: usize = 97;
+/// bytes, and the longest name we derive from the prefix is a handover
+/// socket `<prefix>.1023.r99.sock` (14 bytes more).
+pub const MAX_SOCKET_PREFIX_LEN: usize = 93;
 /// The built-in example app's app path.
 pub const BUILTIN_HELLO: &str = "builtin:hello";
 

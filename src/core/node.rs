@@ -37,6 +37,8 @@ pub struct Node {
     outputs: VecDeque<Output>,
     stop_requested: bool,
     stop_sent: bool,
+    /// When a graceful stop stops waiting for requests.
+    stop_deadline: Option<Time>,
     now: Time,
 }
 
@@ -49,6 +51,7 @@ impl Node {
             outputs: VecDeque::new(),
             stop_requested: false,
             stop_sent: false,
+            stop_deadline: None,
             now: Time::ZERO,
         }
     }
@@ -63,6 +66,12 @@ impl Node {
     pub fn handle_join(&mut self, info: WorkerInfo, now: Time) -> Result<(), JoinError> {
         self.tick(now);
         let pid = info.pid;
+        // Only a process the manager started may join, and only for its slot.
+        match self.supervisor.slot_of(pid) {
+            None => return Err(JoinError::Unknown(pid)),
+            Some(slot) if slot != info.slot => return Err(JoinError::WrongSlot { pid, slot }),
+            Some(_) => {}
+        }
         if self.is_leaving(pid, now) {
             // Told to stop while it was booting: it never enters the pool.
             return Err(JoinError::NotWanted(pid));
@@ -113,8 +122,15 @@ impl Node {
 
     /// Begins a graceful stop: no new requests; queued and in-flight ones
     /// finish; then the workers stop and `Process(Stopped)` comes out.
+    ///
+    /// The wait for requests is bounded by the supervisor's stop timeout:
+    /// past it, queued requests get `503 no_capacity` and the workers are
+    /// stopped anyway (a request still running then ends with its worker).
     pub fn begin_stop(&mut self, now: Time) {
         self.tick(now);
+        if !self.stop_requested {
+            self.stop_deadline = Some(now + self.supervisor.config().stop_timeout);
+        }
         self.stop_requested = true;
         self.balancer.begin_stop(now);
     }
@@ -129,12 +145,18 @@ impl Node {
         self.tick(now);
         self.balancer.handle_timeout(now);
         self.supervisor.handle_timeout(now);
+        if !self.stop_sent && self.stop_deadline.is_some_and(|d| d <= now) {
+            self.balancer.abandon_queue(now);
+            self.stop_sent = true;
+            self.supervisor.stop(now);
+        }
     }
 
     /// The earliest deadline of either half.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        [self.balancer.poll_timeout(), self.supervisor.poll_timeout()]
+        let stop = if self.stop_sent { None } else { self.stop_deadline };
+        [self.balancer.poll_timeout(), self.supervisor.poll_timeout(), stop]
             .into_iter()
             .flatten()
             .min()

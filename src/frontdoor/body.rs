@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,19 +15,52 @@ use crate::core::RequestId;
 use crate::driver::DriverHandle;
 use crate::upstream::{BoxError, Upstream};
 
+/// What went wrong with a client's streamed body, if anything: the
+/// exchange then fails through no fault of the worker.
+#[derive(Debug, Default)]
+pub struct ClientFault(AtomicU8);
+
+/// The kinds of [`ClientFault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFault {
+    /// Over the size limit: 413.
+    TooLarge,
+    /// Malformed (bad chunked encoding) or cut short: 400.
+    Broken,
+}
+
+impl ClientFault {
+    fn set(&self, fault: BodyFault) {
+        let code = match fault {
+            BodyFault::TooLarge => 1,
+            BodyFault::Broken => 2,
+        };
+        let _ = self.0.compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The fault, once the body has failed.
+    pub fn get(&self) -> Option<BodyFault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(BodyFault::TooLarge),
+            2 => Some(BodyFault::Broken),
+            _ => None,
+        }
+    }
+}
+
 /// A client's request body with a size limit, checked while it streams.
 pub struct LimitedBody {
     inner: Incoming,
     remaining: u64,
-    exceeded: Arc<AtomicBool>,
+    fault: Arc<ClientFault>,
 }
 
 impl LimitedBody {
-    pub fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> LimitedBody {
+    pub fn new(inner: Incoming, limit: u64, fault: Arc<ClientFault>) -> LimitedBody {
         LimitedBody {
             inner,
             remaining: limit,
-            exceeded,
+            fault,
         }
     }
 }
@@ -54,14 +87,17 @@ impl Body for LimitedBody {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if n > self.remaining {
-                        self.exceeded.store(true, Ordering::Relaxed);
+                        self.fault.set(BodyFault::TooLarge);
                         return Poll::Ready(Some(Err(Box::new(TooLarge))));
                     }
                     self.remaining -= n;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                self.fault.set(BodyFault::Broken);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

@@ -97,6 +97,20 @@ impl<T: Transport> FrontDoor<T> {
     }
 
     async fn serve(self: Arc<Self>, request: Request<Incoming>, client: Option<IpAddr>) -> Response<ResponseBody> {
+        // hyper checks its buffer limit only between reads, so a large head
+        // sent in one write can pass it: enforce the limit here as well.
+        let head_bytes = request.uri().path_and_query().map_or(0, |p| p.as_str().len())
+            + request
+                .headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>();
+        if head_bytes > self.config.max_head_bytes {
+            return proxy::plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large\n",
+            );
+        }
         if matches!(*request.method(), Method::GET | Method::HEAD) {
             match request.uri().path() {
                 "/server" => return proxy::plain(StatusCode::OK, "ok"),

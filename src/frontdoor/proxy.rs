@@ -7,7 +7,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use super::FrontDoor;
-use super::body::{LimitedBody, RelayBody, ResponseBody, drain};
+use super::body::{BodyFault, ClientFault, LimitedBody, RelayBody, ResponseBody, drain};
 use super::headers;
 use crate::access_log::Record;
 use crate::clock::wall_micros;
@@ -206,7 +205,7 @@ impl<T: Transport> FrontDoor<T> {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
         }
         let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let exceeded = Arc::new(AtomicBool::new(false));
+        let fault = Arc::new(ClientFault::default());
         let mut outgoing = if !chunked && declared.unwrap_or(0) <= BUFFER_BODY_LIMIT {
             let bytes = if declared.unwrap_or(0) == 0 {
                 Bytes::new()
@@ -221,7 +220,7 @@ impl<T: Transport> FrontDoor<T> {
             };
             Outgoing::Replayable { parts, body: bytes }
         } else {
-            let limited = LimitedBody::new(body, self.config.max_body, exceeded.clone());
+            let limited = LimitedBody::new(body, self.config.max_body, fault.clone());
             Outgoing::Streaming(Request::from_parts(parts, limited.boxed()))
         };
         let meta = RequestMeta {
@@ -255,11 +254,20 @@ impl<T: Transport> FrontDoor<T> {
                         }
                         Ok(Exchanged::NotTaken(back)) => outgoing = back,
                         Ok(Exchanged::Failed) | Err(_) => {
-                            if exceeded.load(Ordering::Relaxed) {
-                                // Our limit cut the stream; the driver has been told it failed.
-                                ticket.done = true;
-                                self.log(&ctx, 413, None, None, Some("body_too_large"));
-                                return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                            match fault.get() {
+                                // Our limit cut the stream; the exchange told the driver.
+                                Some(BodyFault::TooLarge) => {
+                                    ticket.done = true;
+                                    self.log(&ctx, 413, None, None, Some("body_too_large"));
+                                    return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                                }
+                                // The client's own body was malformed or cut short.
+                                Some(BodyFault::Broken) => {
+                                    ticket.done = true;
+                                    self.log(&ctx, 400, None, None, Some("bad_body"));
+                                    return plain(StatusCode::BAD_REQUEST, "malformed request body\n");
+                                }
+                                None => {}
                             }
                         }
                     }
@@ -279,7 +287,8 @@ impl<T: Transport> FrontDoor<T> {
                         exchange = Some(rx);
                         worker = Some((pid, self.clock.now()));
                         let this = self.clone();
-                        tokio::spawn(async move { this.exchange(id, address, conn, request, replay, tx).await });
+                        let fault = fault.clone();
+                        tokio::spawn(async move { this.exchange(id, address, conn, request, replay, fault, tx).await });
                     }
                     Some(Decision::Answer(answer)) => {
                         // A timed-out exchange goes on in its own task and reports its end.
@@ -353,6 +362,7 @@ impl<T: Transport> FrontDoor<T> {
         conn: Option<Upstream>,
         request: Request<UpstreamBody>,
         replay: Option<(http::request::Parts, Bytes)>,
+        fault: Arc<ClientFault>,
         tx: oneshot::Sender<Exchanged>,
     ) {
         let give_back = |request: Request<UpstreamBody>| match &replay {
@@ -390,6 +400,14 @@ impl<T: Transport> FrontDoor<T> {
                 Err(SendError::Unsent(back)) => {
                     self.driver.connect_failed(id);
                     let _ = tx.send(Exchanged::NotTaken(give_back(*back)));
+                    return;
+                }
+                Err(SendError::AfterSend(_)) if fault.get().is_some() => {
+                    // The client's body failed, not the worker: the request
+                    // ends for the client and the worker is not to blame.
+                    self.driver.client_gone(id);
+                    self.driver.complete(id, true, None);
+                    let _ = tx.send(Exchanged::Failed);
                     return;
                 }
                 Err(SendError::AfterSend(e)) => {

@@ -131,6 +131,10 @@ pub enum JoinError {
     Conflict(Pid),
     /// The supervisor is stopping this process: it may not take requests.
     NotWanted(Pid),
+    /// No process with this pid was started by the manager.
+    Unknown(Pid),
+    /// The process was started for another slot.
+    WrongSlot { pid: Pid, slot: Slot },
 }
 
 /// What the caller must do for a request.
@@ -531,6 +535,17 @@ impl Balancer {
     pub fn begin_stop(&mut self, now: Time) {
         self.tick(now);
         self.stopping = true;
+    }
+
+    /// Answers every queued request `503 no_capacity` (a graceful stop ran
+    /// out of time).
+    pub fn abandon_queue(&mut self, now: Time) {
+        self.tick(now);
+        while let Some((_, id)) = self.queue.pop_first() {
+            if self.requests.contains_key(&id) {
+                self.answer_existing(id, Answer::NoCapacity);
+            }
+        }
     }
 
     /// Fires every deadline that has passed: queue timeouts (504), read
