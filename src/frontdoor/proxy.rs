@@ -70,6 +70,18 @@ fn empty_parts() -> http::request::Parts {
     Request::new(()).into_parts().0
 }
 
+/// One attempt at a worker, run in its own task.
+struct Attempt {
+    id: RequestId,
+    address: Arc<str>,
+    conn: Option<Upstream>,
+    request: Request<UpstreamBody>,
+    /// A copy to send again if the worker does not take this one.
+    replay: Option<(http::request::Parts, Bytes)>,
+    fault: Arc<ClientFault>,
+    tx: oneshot::Sender<Exchanged>,
+}
+
 /// How an exchange went, told to the request task.
 enum Exchanged {
     /// The worker answered; the connection comes along to be returned at the end.
@@ -288,7 +300,8 @@ impl<T: Transport> FrontDoor<T> {
                         worker = Some((pid, self.clock.now()));
                         let this = self.clone();
                         let fault = fault.clone();
-                        tokio::spawn(async move { this.exchange(id, address, conn, request, replay, fault, tx).await });
+                        let attempt = Attempt { id, address, conn, request, replay, fault, tx };
+                        tokio::spawn(this.exchange(attempt));
                     }
                     Some(Decision::Answer(answer)) => {
                         // A timed-out exchange goes on in its own task and reports its end.
@@ -355,16 +368,16 @@ impl<T: Transport> FrontDoor<T> {
     }
 
     /// Runs one attempt against a worker and reports its outcome to the driver.
-    async fn exchange(
-        self: Arc<Self>,
-        id: RequestId,
-        address: Arc<str>,
-        conn: Option<Upstream>,
-        request: Request<UpstreamBody>,
-        replay: Option<(http::request::Parts, Bytes)>,
-        fault: Arc<ClientFault>,
-        tx: oneshot::Sender<Exchanged>,
-    ) {
+    async fn exchange(self: Arc<Self>, attempt: Attempt) {
+        let Attempt {
+            id,
+            address,
+            conn,
+            request,
+            replay,
+            fault,
+            tx,
+        } = attempt;
         let give_back = |request: Request<UpstreamBody>| match &replay {
             Some((parts, body)) => Outgoing::Replayable {
                 parts: parts.clone(),

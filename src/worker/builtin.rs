@@ -21,9 +21,15 @@
 //!
 //! Boot knobs for crash-loop and slow-boot tests: `RIP_EXAMPLE_FAIL_BOOT=1`
 //! exits 1 before binding; `RIP_EXAMPLE_BOOT_DELAY_MS=N` waits N ms first.
+//!
+//! Benchmark knob: `RIP_WORKER_TCP=127.0.0.1:PORT` serves on that TCP address
+//! instead of a Unix socket, standalone (slot 0, app `hello`, no join or quit,
+//! `--socket` and `RIP_SOCKET` ignored), so a load generator can hit one
+//! worker without a front door (see [`super::run_tcp`] and `docs/benchmarking.md`).
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -165,9 +171,20 @@ pub fn main(socket_override: Option<PathBuf>) -> ExitCode {
         eprintln!("rip-server worker: RIP_EXAMPLE_FAIL_BOOT=1, failing boot on purpose");
         return ExitCode::from(1);
     }
-    let env = match socket_override {
-        Some(socket) => WorkerEnv::standalone(socket, "hello"),
-        None => match WorkerEnv::from_env() {
+    let tcp = match std::env::var("RIP_WORKER_TCP") {
+        Ok(addr) if !addr.is_empty() => match addr.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                eprintln!("rip-server worker: RIP_WORKER_TCP={addr:?} is not an address such as 127.0.0.1:9001");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let env = match (tcp, socket_override) {
+        (Some(_), _) => WorkerEnv::standalone(PathBuf::new(), "hello"),
+        (None, Some(socket)) => WorkerEnv::standalone(socket, "hello"),
+        (None, None) => match WorkerEnv::from_env() {
             Ok(env) => env,
             Err(error) => {
                 eprintln!("rip-server worker: {error}");
@@ -190,7 +207,13 @@ pub fn main(socket_override: Option<PathBuf>) -> ExitCode {
         if let Some(ms) = boot_delay {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        super::run_with_signals(env, handler).await
+        match tcp {
+            Some(addr) => {
+                let listener = super::bind_tcp(addr).await?;
+                super::run_tcp(env, listener, handler, super::termination()?).await
+            }
+            None => super::run_with_signals(env, handler).await,
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,10 @@
 //! Every response carries `Rip-Worker-Id` (the front door strips it). The
 //! runtime puts a [`WorkerStats`] in every request's extensions so handlers can
 //! report what the runtime saw (the built-in app's `/stats` does).
+//!
+//! [`run_tcp`] serves the same way on a TCP listener instead of the Unix
+//! socket, standalone (no join, no quit): not part of the worker protocol, it
+//! lets a load generator hit a worker directly (`benches/compare.sh`).
 
 mod body;
 pub mod builtin;
@@ -27,9 +31,10 @@ use std::convert::Infallible;
 use std::ffi::OsString;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,7 +45,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -228,11 +234,51 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<WorkerBod
 pub async fn run<H: Handler>(env: WorkerEnv, handler: H, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let listener = bind(&env.socket)?;
     let identity = file_identity(&env.socket);
+    tracing::info!(worker = env.worker_id, socket = %env.socket.display(), "worker listening");
+    serve(env, Listener::Unix(listener), identity, handler, shutdown).await
+}
+
+/// Like [`run`], but serves on `listener` (TCP) and never talks to a control
+/// socket: `env.control_socket` and `env.socket` are ignored. For load tests
+/// that hit a worker without a front door; the single request slot, the busy
+/// 503 and `max_requests` work as on the Unix socket.
+pub async fn run_tcp<H: Handler>(
+    env: WorkerEnv,
+    listener: TcpListener,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let env = WorkerEnv {
+        control_socket: None,
+        ..env
+    };
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(worker = env.worker_id, %addr, "worker listening on TCP"),
+        Err(error) => tracing::info!(worker = env.worker_id, %error, "worker listening on TCP"),
+    }
+    serve(env, Listener::Tcp(listener), None, handler, shutdown).await
+}
+
+/// Binds a TCP listener on `addr` for [`run_tcp`].
+pub async fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))
+}
+
+/// The rest of [`run`] once the listener is bound: join, serve, quit, drain.
+/// `identity` is the socket file to remove at the end (Unix only).
+async fn serve<H: Handler>(
+    env: WorkerEnv,
+    listener: Listener,
+    identity: Option<(u64, u64)>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let id_header = HeaderValue::from(env.worker_id);
     let shared = Arc::new(Shared::new(id_header, env.max_requests));
     let (stop_tx, stop_rx) = watch::channel(false);
     let acceptor = tokio::spawn(accept_loop(listener, shared.clone(), Arc::new(handler), stop_rx));
-    tracing::info!(worker = env.worker_id, socket = %env.socket.display(), "worker listening");
 
     let mut shutdown = pin!(shutdown);
     let mut stopping = false;
@@ -292,16 +338,20 @@ pub async fn run<H: Handler>(env: WorkerEnv, handler: H, shutdown: impl Future<O
 
 /// [`run`] with SIGTERM or SIGINT as the shutdown.
 pub async fn run_with_signals<H: Handler>(env: WorkerEnv, handler: H) -> io::Result<()> {
+    run(env, handler, termination()?).await
+}
+
+/// Resolves on the first SIGTERM or SIGINT (handlers installed at once).
+pub fn termination() -> io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let shutdown = async move {
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-    };
-    run(env, handler, shutdown).await
+    })
 }
 
 /// The state shared by the acceptor, the connections and [`run`].
@@ -381,8 +431,17 @@ fn remove_socket(path: &Path, identity: Option<(u64, u64)>) {
     }
 }
 
+/// One accepted connection being served.
+type Connection = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What a worker accepts connections on.
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
 async fn accept_loop<H: Handler>(
-    listener: UnixListener,
+    listener: Listener,
     shared: Arc<Shared>,
     handler: Arc<H>,
     mut stop: watch::Receiver<bool>,
@@ -390,11 +449,33 @@ async fn accept_loop<H: Handler>(
     let mut connections = JoinSet::new();
     let connection_stop = stop.clone();
     loop {
+        let accept = async {
+            match &listener {
+                Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| -> Connection {
+                    Box::pin(serve_connection(
+                        stream,
+                        shared.clone(),
+                        handler.clone(),
+                        connection_stop.clone(),
+                    ))
+                }),
+                Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, _)| -> Connection {
+                    // Responses are written whole; do not let Nagle hold the last segment.
+                    let _ = stream.set_nodelay(true);
+                    Box::pin(serve_connection(
+                        stream,
+                        shared.clone(),
+                        handler.clone(),
+                        connection_stop.clone(),
+                    ))
+                }),
+            }
+        };
         tokio::select! {
             () = stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, shared.clone(), handler.clone(), connection_stop.clone()));
+            accepted = accept => match accepted {
+                Ok(connection) => {
+                    connections.spawn(connection);
                 }
                 Err(error) => {
                     // Typically EMFILE: back off instead of spinning.
@@ -416,12 +497,11 @@ async fn accept_loop<H: Handler>(
     }
 }
 
-async fn serve_connection<H: Handler>(
-    stream: UnixStream,
-    shared: Arc<Shared>,
-    handler: Arc<H>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn serve_connection<H, S>(stream: S, shared: Arc<Shared>, handler: Arc<H>, mut stop: watch::Receiver<bool>)
+where
+    H: Handler,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         let handler = handler.clone();

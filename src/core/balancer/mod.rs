@@ -790,17 +790,20 @@ impl Balancer {
         self.read_deadlines.insert((deadline, id));
         // The idle set holds only routable workers; check it at the moment
         // of dispatch, where the invariant checker cannot look.
-        match self.workers.get(&pid) {
-            Some(worker) if self.is_routable(worker) => {}
+        let (active, max) = (self.active, self.config.max_requests_per_worker);
+        match self.workers.get_mut(&pid) {
+            Some(worker) if routable(worker, active, max) => {
+                let accepted = worker.on_dispatch(id);
+                debug_assert!(accepted.is_ok(), "dispatch to a busy worker: {accepted:?}");
+            }
             other => {
                 self.illegal_dispatches += 1;
                 self.first_illegal_dispatch
                     .get_or_insert_with(|| format!("{id:?} dispatched to {pid:?}: {other:?}"));
+                if let Some(worker) = other {
+                    let _ = worker.on_dispatch(id);
+                }
             }
-        }
-        if let Some(worker) = self.workers.get_mut(&pid) {
-            let accepted = worker.on_dispatch(id);
-            debug_assert!(accepted.is_ok(), "dispatch to a busy worker: {accepted:?}");
         }
         self.counters.dispatched += 1;
         self.actions.push_back(Action::Dispatch {
@@ -872,6 +875,7 @@ impl Balancer {
 
     /// Frees a worker after its exchange ended.
     fn worker_done(&mut self, pid: Pid, id: RequestId, quarantine: Option<Time>, now: Time) {
+        let (active, max) = (self.active, self.config.max_requests_per_worker);
         let Some(worker) = self.workers.get_mut(&pid) else {
             return;
         };
@@ -879,16 +883,25 @@ impl Balancer {
         if worker.on_complete(id, quarantine).is_err() {
             return;
         }
-        let count = worker.completed;
+        self.events.push_back(WorkerEvent::Served {
+            pid,
+            count: worker.completed,
+        });
         if let Some(until) = quarantine {
             self.quarantines.insert((until, pid));
         }
-        self.events.push_back(WorkerEvent::Served { pid, count });
-        if was_stuck {
-            self.events.push_back(WorkerEvent::Unstuck { pid });
-            self.update_active_version();
+        if !was_stuck && !worker.draining && !worker.leaving {
+            // The common case, with the borrow in hand: back into the idle set.
+            if worker.idle_key.is_none() && routable(worker, active, max) {
+                worker.idle_key = Some(self.idle.insert(pid, worker.dispatched));
+            }
+        } else {
+            if was_stuck {
+                self.events.push_back(WorkerEvent::Unstuck { pid });
+                self.update_active_version();
+            }
+            self.after_worker_change(pid, now);
         }
-        self.after_worker_change(pid, now);
         self.pump(now);
     }
 
@@ -937,14 +950,7 @@ impl Balancer {
     }
 
     fn is_routable(&self, worker: &Worker) -> bool {
-        worker.is_idle()
-            && !worker.draining
-            && !worker.leaving
-            && Some(worker.version) == self.active
-            && self
-                .config
-                .max_requests_per_worker
-                .is_none_or(|max| worker.dispatched < max)
+        routable(worker, self.active, self.config.max_requests_per_worker)
     }
 
     /// Puts a worker into the idle set or takes it out, as its state says.
@@ -1071,6 +1077,15 @@ pub(crate) struct WorkerView {
     pub(crate) leaving: bool,
     pub(crate) stuck: bool,
     pub(crate) dispatched: u64,
+}
+
+/// Whether a worker may take a request now (see [`Worker`]'s diagram).
+fn routable(worker: &Worker, active: Option<Version>, max_requests: Option<u64>) -> bool {
+    worker.is_idle()
+        && !worker.draining
+        && !worker.leaving
+        && Some(worker.version) == active
+        && max_requests.is_none_or(|max| worker.dispatched < max)
 }
 
 #[cfg(test)]
