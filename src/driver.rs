@@ -523,7 +523,17 @@ impl<S: Spawner> Driver<S> {
                     }
                     SupervisorAction::Drain { pid } => self.node.balancer.handle_drain(pid, now),
                     SupervisorAction::Terminate { pid } => self.spawner.signal(pid, Signal::Terminate),
-                    SupervisorAction::Kill { pid } => self.spawner.signal(pid, Signal::Kill),
+                    SupervisorAction::Kill { pid } => {
+                        match self.node.balancer.request_on(pid) {
+                            Some(request) => tracing::warn!(
+                                pid = pid.0,
+                                request = request.0,
+                                "killing worker (SIGKILL) while it still handles this request"
+                            ),
+                            None => tracing::warn!(pid = pid.0, "killing worker (SIGKILL)"),
+                        }
+                        self.spawner.signal(pid, Signal::Kill)
+                    }
                     SupervisorAction::Stopped => self.stopped = true,
                 },
             }

@@ -210,3 +210,48 @@ async fn a_client_that_does_not_finish_its_head_is_cut_off() {
     })
     .await;
 }
+
+/// Request smuggling: a body framed both by Content-Length and chunked
+/// encoding, followed by a second request hidden in it. The front door reads
+/// it as chunked (RFC 9112), re-frames it for the worker, closes the client
+/// connection, and no worker ever sees the smuggled request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_smuggled_request_never_reaches_a_worker() {
+    within(BUDGET, async {
+        let server = Server::start(&["w:1"]).await;
+        let status = server.status().await;
+        let socket = status["pool"][0]["socket"]
+            .as_str()
+            .expect("a worker socket")
+            .to_owned();
+        let served = |v: &serde_json::Value| v["served"].as_u64().expect("served");
+        let stats = |s: String| async move {
+            let r = unix_request(
+                std::path::Path::new(&s),
+                http::Method::GET,
+                "/stats",
+                bytes::Bytes::new(),
+            )
+            .await
+            .expect("worker /stats");
+            r.json()
+        };
+        let before = served(&stats(socket.clone()).await);
+        let attack = b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 44\r\n\
+                       Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /crash HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let (reply, closed) = raw_exchange(server.port, attack, Duration::from_secs(3)).await;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        assert_eq!(raw_status(&reply), Some(200), "{text}");
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "exactly one response: {text}");
+        assert!(closed, "the connection closes after an ambiguous message");
+        // The worker served the POST and the /stats probe, never the smuggled /crash.
+        let after = served(&stats(socket.clone()).await);
+        assert_eq!(after, before + 2, "the worker saw only the POST (and this probe)");
+        assert_eq!(
+            Server::pool_pids(&server.status().await),
+            Server::pool_pids(&status),
+            "no worker crashed"
+        );
+    })
+    .await;
+}

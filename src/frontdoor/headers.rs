@@ -57,6 +57,12 @@ pub fn rewrite_request(
     new_id: impl FnOnce() -> String,
 ) -> HeaderValue {
     strip_hop_by_hop(headers);
+    // The front door re-frames the body for the worker: the client's framing
+    // headers go, so a worker can never see a Content-Length that disagrees
+    // with a chunked body (request smuggling).
+    if headers.remove(header::TRANSFER_ENCODING).is_some() {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     if let Some(ip) = client {
         let mut value = String::with_capacity(64);
         for previous in headers.get_all(&X_FORWARDED_FOR) {
@@ -128,6 +134,15 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-request-start"], "t=42");
         assert!(!h.contains_key("x-secret") && !h.contains_key(header::CONNECTION));
+    }
+
+    #[test]
+    fn chunked_requests_lose_a_conflicting_content_length() {
+        let mut h = HeaderMap::new();
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("4"));
+        rewrite_request(&mut h, None, "http", 1, || "r".into());
+        assert!(!h.contains_key(header::TRANSFER_ENCODING) && !h.contains_key(header::CONTENT_LENGTH));
     }
 
     #[test]

@@ -198,6 +198,9 @@ impl<T: Transport> FrontDoor<T> {
         let start = self.clock.now();
         let t_micros = wall_micros();
         let (mut parts, body) = request.into_parts();
+        // Framing first: rewriting drops the client's framing headers.
+        let declared = content_length(&parts.headers);
+        let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
         let request_id = headers::rewrite_request(&mut parts.headers, client, self.config.scheme, t_micros, || {
             self.new_request_id()
         });
@@ -211,12 +214,10 @@ impl<T: Transport> FrontDoor<T> {
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
             request_id: request_id.clone(),
         };
-        let declared = content_length(&parts.headers);
         if declared.is_some_and(|n| n > self.config.max_body) {
             self.log(&ctx, 413, None, None, Some("body_too_large"));
             return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
         }
-        let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
         let fault = Arc::new(ClientFault::default());
         let mut outgoing = if !chunked && declared.unwrap_or(0) <= BUFFER_BODY_LIMIT {
             let bytes = if declared.unwrap_or(0) == 0 {
@@ -306,6 +307,16 @@ impl<T: Transport> FrontDoor<T> {
                     Some(Decision::Answer(answer)) => {
                         // A timed-out exchange goes on in its own task and reports its end.
                         ticket.done = true;
+                        if answer == Answer::UpstreamTimeout {
+                            tracing::warn!(
+                                request = id.0,
+                                request_id = %String::from_utf8_lossy(ctx.request_id.as_bytes()),
+                                method = %ctx.method,
+                                path = %ctx.path,
+                                pid = worker.map_or(0, |(p, _)| p.0),
+                                "no response head within the read timeout: 504 sent; the worker is stuck on this request"
+                            );
+                        }
                         self.log(&ctx, answer.status(), None, None, Some(answer.reason()));
                         return render_answer(answer, &ctx.request_id);
                     }

@@ -303,3 +303,50 @@ impl Body for Repeat {
         SizeHint::with_exact(self.remaining)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// Sends one `GET` (closing the connection after it) and returns the whole answer.
+    async fn get(addr: SocketAddr, target: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {target} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn tcp_mode_serves_one_request_at_a_time() {
+        let env = WorkerEnv::standalone(PathBuf::new(), "hello");
+        let listener = super::super::bind_tcp("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let handler = Builtin::new(&env);
+        let worker = tokio::spawn(super::super::run_tcp(env, listener, handler, async move {
+            let _ = stop_rx.await;
+        }));
+
+        let pong = get(addr, "/ping").await;
+        assert!(pong.starts_with("HTTP/1.1 200"), "{pong}");
+        assert!(pong.ends_with("pong"), "{pong}");
+
+        let slow = tokio::spawn(get(addr, "/sleep?ms=300"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let busy = get(addr, "/ping").await;
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        assert!(busy.to_ascii_lowercase().contains("rip-worker-busy: 1"), "{busy}");
+        let slow = slow.await.expect("slow request");
+        assert!(slow.ends_with("slept 300"), "{slow}");
+
+        let _ = stop_tx.send(());
+        worker.await.expect("worker task").expect("worker stops cleanly");
+    }
+}

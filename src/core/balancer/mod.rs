@@ -704,6 +704,11 @@ impl Balancer {
             .is_some_and(|r| matches!(r.phase, Phase::Queued { .. } | Phase::Dispatched { .. }))
     }
 
+    /// The request a worker is handling, if any.
+    pub fn request_on(&self, pid: Pid) -> Option<RequestId> {
+        self.workers.get(&pid).and_then(Worker::in_flight)
+    }
+
     /// The worker a request is on, if it is on one.
     pub fn worker_of(&self, id: RequestId) -> Option<Pid> {
         match self.requests.get(&id)?.phase {
