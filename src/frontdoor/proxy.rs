@@ -119,6 +119,32 @@ impl Drop for Ticket {
     }
 }
 
+/// The receiver of a running exchange. If the request task is dropped (its
+/// client left) while a response head sits unread in it, nobody else would
+/// release the worker: drain that response and report the completion.
+struct PendingExchange {
+    rx: Option<oneshot::Receiver<Exchanged>>,
+    id: RequestId,
+    driver: DriverHandle,
+    drain_limit: Duration,
+}
+
+impl Drop for PendingExchange {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else { return };
+        // From now on the exchange task's send fails and it drains on its own.
+        rx.close();
+        if let Ok(Exchanged::Head(response, conn)) = rx.try_recv() {
+            let (driver, id, limit) = (self.driver.clone(), self.id, self.drain_limit);
+            tokio::spawn(async move {
+                let drained = tokio::time::timeout(limit, drain(response.into_body())).await;
+                let clean = matches!(drained, Ok(Ok(())));
+                driver.complete(id, clean, clean.then_some(conn));
+            });
+        }
+    }
+}
+
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
@@ -250,14 +276,19 @@ impl<T: Transport> FrontDoor<T> {
             rx,
             done: false,
         };
-        let mut exchange: Option<oneshot::Receiver<Exchanged>> = None;
+        let mut exchange = PendingExchange {
+            rx: None,
+            id,
+            driver: self.driver.clone(),
+            drain_limit: self.config.read_timeout,
+        };
         let mut worker: Option<(Pid, Time)> = None;
         let mut decisions_closed = false;
         loop {
             tokio::select! {
                 biased;
-                result = async { exchange.as_mut().expect("guarded").await }, if exchange.is_some() => {
-                    exchange = None;
+                result = async { exchange.rx.as_mut().expect("guarded").await }, if exchange.rx.is_some() => {
+                    exchange.rx = None;
                     match result {
                         Ok(Exchanged::Head(response, conn)) => {
                             ticket.done = true;
@@ -297,7 +328,7 @@ impl<T: Transport> FrontDoor<T> {
                             Outgoing::Streaming(_) => None,
                         };
                         let (tx, rx) = oneshot::channel();
-                        exchange = Some(rx);
+                        exchange.rx = Some(rx);
                         worker = Some((pid, self.clock.now()));
                         let this = self.clone();
                         let fault = fault.clone();
@@ -324,7 +355,7 @@ impl<T: Transport> FrontDoor<T> {
                         // The driver closes the channel once the head was
                         // reported; the exchange's result is on its way.
                         decisions_closed = true;
-                        if exchange.is_none() {
+                        if exchange.rx.is_none() {
                             ticket.done = true;
                             self.log(&ctx, 503, None, None, Some("no_capacity"));
                             return render_answer(Answer::NoCapacity, &ctx.request_id);

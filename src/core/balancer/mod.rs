@@ -57,6 +57,10 @@ use worker::Worker;
 
 use super::{Answer, Pid, RequestId, Slot, Time, Version};
 
+/// Connection refusals in a row after which a registered worker is reported
+/// to the supervisor (as [`WorkerEvent::Stuck`]) to be replaced.
+pub const REFUSALS_BEFORE_UNHEALTHY: u32 = 3;
+
 /// Settings of one balancer.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BalancerConfig {
@@ -836,6 +840,16 @@ impl Balancer {
         let until = now + self.config.quarantine;
         if let Some(worker) = self.workers.get_mut(&pid) {
             let _ = worker.on_refused(id, Some(until));
+            // A live process that keeps refusing connections is as useless
+            // as a hung one: after a few in a row, let the supervisor replace
+            // it (a busy reply proves it alive, so it does not count).
+            if last_answer == Answer::UpstreamError {
+                worker.refusals += 1;
+                if worker.refusals >= REFUSALS_BEFORE_UNHEALTHY && !worker.unhealthy {
+                    worker.unhealthy = true;
+                    self.events.push_back(WorkerEvent::Stuck { pid });
+                }
+            }
         }
         self.quarantines.insert((until, pid));
         self.after_worker_change(pid, now);
@@ -892,6 +906,11 @@ impl Balancer {
             pid,
             count: worker.completed,
         });
+        worker.refusals = 0;
+        if worker.unhealthy {
+            worker.unhealthy = false;
+            self.events.push_back(WorkerEvent::Unstuck { pid });
+        }
         if let Some(until) = quarantine {
             self.quarantines.insert((until, pid));
         }

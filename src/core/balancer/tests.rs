@@ -329,3 +329,30 @@ fn busy_retry_waits_in_the_queue_for_the_quarantined_worker() {
     b.handle_timeout(ms(250));
     assert_eq!(drain(&mut b), [dispatch(5, 1, 1)]);
 }
+
+#[test]
+fn a_worker_that_keeps_refusing_connections_is_reported_for_replacement() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    let _ = events(&mut b);
+    let mut t = 0;
+    for id in 1..=REFUSALS_BEFORE_UNHEALTHY as u64 {
+        b.handle_request(RequestId(id), RequestMeta::GET, ms(t));
+        let _ = drain(&mut b);
+        t += 300;
+        b.handle_timeout(ms(t));
+        let _ = drain(&mut b);
+        // Whichever attempt is on the worker now fails to connect.
+        let on = b.request_on(Pid(1)).expect("the worker has an attempt");
+        b.handle_connect_failed(on, ms(t));
+        let _ = drain(&mut b);
+    }
+    assert!(events(&mut b).contains(&WorkerEvent::Stuck { pid: Pid(1) }));
+    // It comes back: the next exchange succeeds and clears the report.
+    t += 300;
+    b.handle_timeout(ms(t));
+    let _ = drain(&mut b);
+    let on = b.request_on(Pid(1)).expect("a queued request reached the worker");
+    b.handle_complete(on, true, ms(t));
+    assert!(events(&mut b).contains(&WorkerEvent::Unstuck { pid: Pid(1) }));
+}

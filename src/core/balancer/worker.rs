@@ -41,6 +41,10 @@ pub(crate) struct Worker {
     pub(crate) idle_key: Option<u64>,
     /// Whether the supervisor was already told this draining worker is idle.
     pub(crate) idle_reported: bool,
+    /// Connection refusals in a row (reset by a finished exchange).
+    pub(crate) refusals: u32,
+    /// Reported to the supervisor as unusable (refusing connections).
+    pub(crate) unhealthy: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +78,8 @@ impl Worker {
             completed: 0,
             idle_key: None,
             idle_reported: false,
+            refusals: 0,
+            unhealthy: false,
         }
     }
 
