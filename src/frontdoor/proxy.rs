@@ -76,8 +76,9 @@ struct Attempt {
     address: Arc<str>,
     conn: Option<Upstream>,
     request: Request<UpstreamBody>,
-    /// A copy to send again if the worker does not take this one.
-    replay: Option<(http::request::Parts, Bytes)>,
+    /// The request task keeps a copy to send again if the worker does not
+    /// take this one (bodyless or buffered requests).
+    replayable: bool,
     fault: Arc<ClientFault>,
     tx: oneshot::Sender<Exchanged>,
 }
@@ -86,8 +87,9 @@ struct Attempt {
 enum Exchanged {
     /// The worker answered; the connection comes along to be returned at the end.
     Head(Response<Incoming>, Upstream),
-    /// The worker did not take the request; here it is back for the retry.
-    NotTaken(Outgoing),
+    /// The worker did not take the request; a streamed one comes back for
+    /// the retry (a replayable one never left the request task).
+    NotTaken(Option<Outgoing>),
     /// It failed after the request was sent; wait for the driver's verdict.
     Failed,
 }
@@ -296,7 +298,11 @@ impl<T: Transport> FrontDoor<T> {
                             let worker = worker.map(|(p, _)| (p, head_at));
                             return self.relay(response, conn, id, &ctx, worker);
                         }
-                        Ok(Exchanged::NotTaken(back)) => outgoing = back,
+                        Ok(Exchanged::NotTaken(back)) => {
+                            if let Some(back) = back {
+                                outgoing = back;
+                            }
+                        }
                         Ok(Exchanged::Failed) | Err(_) => {
                             match fault.get() {
                                 // Our limit cut the stream; the exchange told the driver.
@@ -323,16 +329,13 @@ impl<T: Transport> FrontDoor<T> {
                             self.driver.failed_after_send(id);
                             continue;
                         };
-                        let replay = match &outgoing {
-                            Outgoing::Replayable { parts, body } => Some((parts.clone(), body.clone())),
-                            Outgoing::Streaming(_) => None,
-                        };
+                        let replayable = outgoing.is_replayable();
                         let (tx, rx) = oneshot::channel();
                         exchange.rx = Some(rx);
                         worker = Some((pid, self.clock.now()));
                         let this = self.clone();
                         let fault = fault.clone();
-                        let attempt = Attempt { id, address, conn, request, replay, fault, tx };
+                        let attempt = Attempt { id, address, conn, request, replayable, fault, tx };
                         tokio::spawn(this.exchange(attempt));
                     }
                     Some(Decision::Answer(answer)) => {
@@ -416,17 +419,11 @@ impl<T: Transport> FrontDoor<T> {
             address,
             conn,
             request,
-            replay,
+            replayable,
             fault,
             tx,
         } = attempt;
-        let give_back = |request: Request<UpstreamBody>| match &replay {
-            Some((parts, body)) => Outgoing::Replayable {
-                parts: parts.clone(),
-                body: body.clone(),
-            },
-            None => Outgoing::Streaming(request),
-        };
+        let give_back = |request: Request<UpstreamBody>| (!replayable).then(|| Outgoing::Streaming(request));
         let mut conn = match conn {
             Some(mut c) if c.is_open() => c.ready().await.then_some(c),
             _ => None,
@@ -479,15 +476,12 @@ impl<T: Transport> FrontDoor<T> {
             // streamed body may be partly consumed, so only a replayable
             // request can go elsewhere.
             let _ = tokio::time::timeout(Duration::from_secs(1), drain(response.into_body())).await;
-            match replay {
-                Some((parts, body)) => {
-                    self.driver.busy(id);
-                    let _ = tx.send(Exchanged::NotTaken(Outgoing::Replayable { parts, body }));
-                }
-                None => {
-                    self.driver.failed_after_send(id);
-                    let _ = tx.send(Exchanged::Failed);
-                }
+            if replayable {
+                self.driver.busy(id);
+                let _ = tx.send(Exchanged::NotTaken(None));
+            } else {
+                self.driver.failed_after_send(id);
+                let _ = tx.send(Exchanged::Failed);
             }
             return;
         }
