@@ -546,10 +546,26 @@ impl<S: Spawner> Driver<S> {
     fn carry_out(&mut self, action: Action) {
         match action {
             Action::Dispatch { request, pid, attempt } => {
+                // Every dispatch must end in exactly one outcome; if nobody can
+                // carry this one out, it ends here and the worker goes back.
                 let Some(tx) = self.pending.get(&request) else {
+                    tracing::error!(
+                        request = request.0,
+                        pid = pid.0,
+                        "dispatch for a request with no task; undone"
+                    );
+                    let now = self.clock.now();
+                    self.node.balancer.handle_dispatch_unused(request, now);
                     return;
                 };
                 let Some(wc) = self.conns.get_mut(&pid) else {
+                    tracing::error!(
+                        request = request.0,
+                        pid = pid.0,
+                        "dispatch to a worker with no address; undone"
+                    );
+                    let now = self.clock.now();
+                    self.node.balancer.handle_dispatch_unused(request, now);
                     return;
                 };
                 let decision = Decision::Dispatch {

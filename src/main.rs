@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(config) => {
             init_tracing();
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match front_door_runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("rip-server: cannot start the runtime: {e}");
@@ -64,6 +64,24 @@ fn main() -> ExitCode {
             };
             admin(&target, Method::POST, "/scale", Some(body))
         }
+    }
+}
+
+/// The front door's runtime: `RIP_THREADS` worker threads (default 1: one
+/// event loop, like HAProxy's `nbthread 1` — on small machines cross-thread
+/// wake-ups cost more than a second core gains; see docs/benchmarking.md).
+fn front_door_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::env::var("RIP_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(1);
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
     }
 }
 
