@@ -548,11 +548,13 @@ impl<S: Spawner> Driver<S> {
             Action::Dispatch { request, pid, attempt } => {
                 // Every dispatch must end in exactly one outcome; if nobody can
                 // carry this one out, it ends here and the worker goes back.
+                // (A normal race: within one batch a completion dispatched a
+                // queued request whose client-gone message came next.)
                 let Some(tx) = self.pending.get(&request) else {
-                    tracing::error!(
+                    tracing::debug!(
                         request = request.0,
                         pid = pid.0,
-                        "dispatch for a request with no task; undone"
+                        "dispatch for a departed client; undone"
                     );
                     let now = self.clock.now();
                     self.node.balancer.handle_dispatch_unused(request, now);

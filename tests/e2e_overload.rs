@@ -276,3 +276,35 @@ async fn clients_that_go_away_free_their_place() {
     })
     .await;
 }
+
+/// Clients that send a request and hang up at once race the dispatch of
+/// their request; none of those races may leave a worker busy for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_that_hang_up_at_once_never_wedge_a_worker() {
+    within(Duration::from_secs(40), async {
+        let server = Server::start(&["w:2", "--max-queue=64"]).await;
+        for _ in 0..3 {
+            let mut tasks = Vec::new();
+            for _ in 0..100 {
+                let port = server.port;
+                tasks.push(tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                        let _ = s.write_all(b"GET /sleep?ms=2 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        let status = server
+            .wait_status("every worker idle again", Duration::from_secs(10), |s| {
+                s["inflight"] == 0 && s["tracked"] == 0 && s["queue"]["depth"] == 0
+            })
+            .await;
+        assert_eq!(status["routable"], 2, "{status}");
+        assert_eq!(server.get("/ping").await.status, 200);
+    })
+    .await;
+}

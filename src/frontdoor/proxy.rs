@@ -107,7 +107,10 @@ impl Drop for Ticket {
         if self.done {
             return;
         }
-        // A dispatch may be waiting unread: hand its connection back.
+        // Close first, so no dispatch can slip in after the drain below and
+        // be dropped unread (the driver then sees the send fail and undoes
+        // it); a dispatch already waiting hands its connection back.
+        self.rx.close();
         let mut unused = None;
         while let Ok(decision) = self.rx.try_recv() {
             if let Decision::Dispatch { conn, .. } = decision {

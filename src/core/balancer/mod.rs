@@ -235,7 +235,12 @@ enum Phase {
     /// Answered 504 at the read timeout; the worker is still on it.
     TimedOut { pid: Pid },
     /// The client went away while it was in flight; the worker finishes it.
-    Abandoned { pid: Pid },
+    Abandoned {
+        pid: Pid,
+        /// The read deadline still runs (until a response head): a worker
+        /// that never answers is stuck whether or not its client waits.
+        deadline: Option<Time>,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -355,10 +360,23 @@ impl Balancer {
         let Some(request) = self.requests.get_mut(&id) else {
             return;
         };
-        let Phase::Dispatched { pid, deadline } = request.phase else {
-            // The head of a request already answered (timed out, abandoned)
-            // changes nothing for the client.
-            return;
+        let (pid, deadline) = match request.phase {
+            Phase::Dispatched { pid, deadline } => (pid, deadline),
+            Phase::Abandoned {
+                pid,
+                deadline: Some(deadline),
+            } => {
+                // Nobody waits for it, but the worker answered: not stuck.
+                request.phase = Phase::Abandoned { pid, deadline: None };
+                self.read_deadlines.remove(&(deadline, id));
+                if let Some(worker) = self.workers.get_mut(&pid) {
+                    let _ = worker.on_head(id);
+                }
+                return;
+            }
+            // The head of a request already answered (timed out) changes
+            // nothing for the client.
+            _ => return,
         };
         request.phase = Phase::Streaming { pid };
         self.read_deadlines.remove(&(deadline, id));
@@ -384,7 +402,7 @@ impl Balancer {
                 self.counters.responses += 1;
                 pid
             }
-            Phase::Streaming { pid } | Phase::TimedOut { pid } | Phase::Abandoned { pid } => pid,
+            Phase::Streaming { pid } | Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } => pid,
         };
         self.requests.remove(&id);
         let quarantine = (!clean).then(|| now + self.config.quarantine);
@@ -413,7 +431,7 @@ impl Balancer {
                 self.read_deadlines.remove(&(deadline, id));
                 pid
             }
-            Phase::TimedOut { pid } | Phase::Abandoned { pid } | Phase::Streaming { pid } => {
+            Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } | Phase::Streaming { pid } => {
                 // Already ended for the client; only the worker is freed.
                 self.requests.remove(&id);
                 self.worker_done(pid, id, Some(now + self.config.quarantine), now);
@@ -448,8 +466,10 @@ impl Balancer {
                 self.counters.client_gone += 1;
             }
             Phase::Dispatched { pid, deadline } => {
-                request.phase = Phase::Abandoned { pid };
-                self.read_deadlines.remove(&(deadline, id));
+                request.phase = Phase::Abandoned {
+                    pid,
+                    deadline: Some(deadline),
+                };
                 self.counters.client_gone += 1;
             }
             Phase::Streaming { .. } | Phase::TimedOut { .. } | Phase::Abandoned { .. } => {}
@@ -469,7 +489,7 @@ impl Balancer {
                 self.counters.client_gone += 1;
                 pid
             }
-            Phase::Abandoned { pid } => pid,
+            Phase::Abandoned { pid, .. } => pid,
             _ => return,
         };
         self.requests.remove(&id);
@@ -579,8 +599,19 @@ impl Balancer {
             let Some(request) = self.requests.get_mut(&id) else {
                 continue;
             };
-            let Phase::Dispatched { pid, .. } = request.phase else {
-                continue;
+            let pid = match request.phase {
+                Phase::Dispatched { pid, .. } => pid,
+                Phase::Abandoned { pid, deadline: Some(d) } if d == deadline => {
+                    // Nobody to answer, but the worker is stuck all the same.
+                    request.phase = Phase::TimedOut { pid };
+                    if let Some(worker) = self.workers.get_mut(&pid) {
+                        let _ = worker.on_read_timeout(id);
+                    }
+                    self.events.push_back(WorkerEvent::Stuck { pid });
+                    self.update_active_version();
+                    continue;
+                }
+                _ => continue,
             };
             request.phase = Phase::TimedOut { pid };
             if let Some(worker) = self.workers.get_mut(&pid) {
@@ -720,7 +751,7 @@ impl Balancer {
             Phase::Dispatched { pid, .. }
             | Phase::Streaming { pid }
             | Phase::TimedOut { pid }
-            | Phase::Abandoned { pid } => Some(pid),
+            | Phase::Abandoned { pid, .. } => Some(pid),
         }
     }
 
@@ -829,7 +860,7 @@ impl Balancer {
             return;
         };
         let Phase::Dispatched { pid, deadline } = request.phase else {
-            if let Phase::TimedOut { pid } | Phase::Abandoned { pid } = request.phase {
+            if let Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } = request.phase {
                 // Ended for the client already; free the worker.
                 self.requests.remove(&id);
                 self.worker_done(pid, id, Some(now + self.config.quarantine), now);
@@ -1080,7 +1111,7 @@ impl Balancer {
             Phase::Dispatched { pid, .. }
             | Phase::Streaming { pid }
             | Phase::TimedOut { pid }
-            | Phase::Abandoned { pid } => (false, Some(pid)),
+            | Phase::Abandoned { pid, .. } => (false, Some(pid)),
         })
     }
 

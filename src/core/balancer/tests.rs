@@ -356,3 +356,38 @@ fn a_worker_that_keeps_refusing_connections_is_reported_for_replacement() {
     b.handle_complete(on, true, ms(t));
     assert!(events(&mut b).contains(&WorkerEvent::Unstuck { pid: Pid(1) }));
 }
+
+#[test]
+fn a_worker_whose_client_left_is_still_caught_by_the_read_timeout() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    let _ = events(&mut b);
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
+    b.handle_client_gone(RequestId(1), ms(100));
+    b.handle_timeout(ms(5000));
+    assert_eq!(drain(&mut b), [], "nobody to answer");
+    assert_eq!(
+        events(&mut b),
+        [WorkerEvent::Stuck { pid: Pid(1) }],
+        "but the hung worker is reported"
+    );
+    b.handle_complete(RequestId(1), true, ms(6000));
+    assert!(events(&mut b).contains(&WorkerEvent::Unstuck { pid: Pid(1) }));
+}
+
+#[test]
+fn an_abandoned_request_whose_worker_answers_is_not_stuck() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    let _ = events(&mut b);
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    let _ = drain(&mut b);
+    b.handle_client_gone(RequestId(1), ms(100));
+    b.handle_response_head(RequestId(1), ms(200));
+    b.handle_timeout(ms(5000));
+    assert_eq!(events(&mut b), []);
+    b.handle_complete(RequestId(1), true, ms(5001));
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(5002));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
+}

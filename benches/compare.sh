@@ -1,0 +1,751 @@
+#!/usr/bin/env bash
+# Side-by-side load test: rip-server vs HAProxy vs nginx in front of the same
+# single-request workers, plus the workers hit directly (the ceiling).
+#
+#   benches/compare.sh                 # DURATION=5 ROUNDS=3, about 10 minutes
+#   QUICK=1 benches/compare.sh         # DURATION=2 ROUNDS=1, a smoke run
+#   DURATION=10 ROUNDS=5 benches/compare.sh
+#   CONTENDERS="rip nginx" SHAPES="/ping:4:16" benches/compare.sh
+#
+# Knobs (environment):
+#   DURATION    seconds per wrk run (default 5; QUICK=1: 2)
+#   ROUNDS      measurements per contender and shape (default 3; QUICK=1: 1)
+#   WARMUP      seconds of unrecorded load per front door when it starts (default 1)
+#   THREADS     wrk threads (default 2; never more than the connections)
+#   CONTENDERS  subset of: rip haproxy haproxy-reuse nginx direct
+#   SHAPES      space-separated PATH:WORKERS:CONNECTIONS
+#   DIAGNOSE    1 (default): re-run rip-server shapes that had non-2xx answers
+#               with a Lua script that tallies status and Rip-Reason
+#
+#   benches/compare.sh --table [results.csv]   re-prints the table of a run
+#
+# Writes target/compare/results.csv (one row per run), target/compare/table.txt
+# (the printed table) and target/compare/raw/ (every wrk output). Everything
+# listens on 127.0.0.1 (rip-server binds its port on all interfaces; it has no
+# bind-address option). Every process this script starts is stopped by PID on
+# exit; nothing else is touched. See docs/benchmarking.md.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# The table (medians per contender x shape) and its notes, from a results.csv.
+print_table() { # csv
+    awk -F, '
+    function median(list,    a, n, i, j, x) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
+        if (n == 0) return "NA"
+        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function add(k, f, v) { vals[k, f] = vals[k, f] " " v }
+    NR == 1 { next }
+    {
+        who = $2; shape = $3; k = who SUBSEP shape
+        if (!(shape in seen_shape)) { seen_shape[shape] = 1; shapes[++ns] = shape }
+        if (!(k in seen)) { seen[k] = 1 }
+        add(k, "rps", $9); add(k, "ok", $10); add(k, "p50", $11); add(k, "p99", $12)
+        add(k, "non", $13); add(k, "err", $14 + $15 + $16 + $17); add(k, "la", $20)
+        if ($19 != "NA") add(k, "cpu", $19)
+        if ($13 > maxnon[k] + 0) maxnon[k] = $13
+        la = $20 + 0; if (lamin == "" || la < lamin) lamin = la; if (la > lamax) lamax = la
+    }
+    function row(label, k, rip_ok,    ok, cpu, ratio, non) {
+        ok = median(vals[k, "ok"])
+        cpu = (vals[k, "cpu"] == "") ? "-" : sprintf("%.3f", median(vals[k, "cpu"]))
+        ratio = (rip_ok > 0) ? sprintf("%.2f", ok / rip_ok) : "-"
+        non = sprintf("%d", median(vals[k, "non"]))
+        if (maxnon[k] + 0 > non + 0) non = non " (max " maxnon[k] ")"
+        printf "%-22s %-16s %9.0f %9.0f %8.3f %8.3f %20s %8d %10s %7s\n", label, shape_now,
+            median(vals[k, "rps"]), ok, median(vals[k, "p50"]), median(vals[k, "p99"]),
+            non, median(vals[k, "err"]), cpu, ratio
+    }
+    END {
+        printf "%-22s %-16s %9s %9s %8s %8s %20s %8s %10s %7s\n", "contender", "shape", "req/s", "2xx/s",
+            "p50 ms", "p99 ms", "non-2xx", "sock err", "CPU s/10k", "vs rip"
+        for (i = 1; i <= ns; i++) {
+            shape_now = shapes[i]
+            rk = "rip" SUBSEP shape_now
+            rip_ok = ((rk) in seen) ? median(vals[rk, "ok"]) : 0
+            if ((rk) in seen) row("rip-server", rk, rip_ok)
+            h1 = "haproxy" SUBSEP shape_now; h2 = "haproxy-reuse" SUBSEP shape_now
+            best = ""
+            if ((h1) in seen) best = h1
+            if ((h2) in seen && (best == "" || median(vals[h2, "ok"]) > median(vals[h1, "ok"]))) best = h2
+            if (best != "") row((best == h1) ? "haproxy (best: safe)" : "haproxy (best: reuse)", best, rip_ok)
+            nk = "nginx" SUBSEP shape_now
+            if ((nk) in seen) row("nginx", nk, rip_ok)
+            dk = "direct" SUBSEP shape_now
+            if ((dk) in seen) row("workers direct (ceil)", dk, rip_ok)
+            print ""
+        }
+        printf "1-min load average during the runs: min %.2f, max %.2f\n", lamin, lamax
+    }' "$1"
+    echo "req/s counts every answer; 2xx/s only successes; 'vs rip' = 2xx/s / rip-server's 2xx/s."
+    echo "CPU s/10k = front-door CPU seconds (utime+stime) per 10k requests; '-' for workers hit directly."
+    echo "haproxy: the better (by 2xx/s) of http-reuse safe (default) and http-reuse always; both in results.csv."
+    awk -F, 'NR > 1 && $2 == "rip" { runs++; if ($21 != "0") { bad++; shapes[$3] = shapes[$3] " " $21 } }
+        END {
+            if (bad) {
+                printf "\nrip-server kept requests in flight after the load stopped in %d of %d runs (a worker stays busy\n", bad, runs
+                print "for good; the script restarted rip-server after each). In-flight count left, per shape:"
+                for (s in shapes) printf "  %-16s%s\n", s, shapes[s]
+            }
+        }' "$1"
+}
+
+if [[ ${1:-} == --table ]]; then
+    # Re-print the table of an earlier run without running anything.
+    csv=${2:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/results.csv}
+    [[ -f $csv ]] || {
+        echo "compare.sh: $csv: no such file" >&2
+        exit 2
+    }
+    print_table "$csv"
+    exit 0
+elif (($#)); then
+    echo "usage: benches/compare.sh [--table [results.csv]]   (knobs are environment variables; see the header)" >&2
+    exit 2
+fi
+
+if [[ ${QUICK:-0} == 1 ]]; then
+    DURATION=${DURATION:-2}
+    ROUNDS=${ROUNDS:-1}
+fi
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-1}
+THREADS=${THREADS:-2}
+CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx direct"}
+SHAPES=${SHAPES:-"/ping:2:2 /ping:2:16 /ping:2:128 /ping:4:2 /ping:4:4 /ping:4:16 /ping:4:128 /sleep?ms=5:4:4 /sleep?ms=5:4:16"}
+DIAGNOSE=${DIAGNOSE:-1}
+
+for v in DURATION ROUNDS THREADS WARMUP; do
+    if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [[ $v != WARMUP ]] && ((${!v} < 1)); }; then
+        echo "compare.sh: $v=${!v}: expected a positive integer (WARMUP may be 0)" >&2
+        exit 2
+    fi
+done
+
+log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# ---------------------------------------------------------------- tools
+
+sudo_cmd=()
+if ((EUID != 0)); then sudo_cmd=(sudo); fi
+
+find_tool() { # name -> path or empty (haproxy and nginx live in /usr/sbin)
+    command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true
+}
+
+missing=()
+[[ -n $(find_tool wrk) ]] || missing+=(wrk)
+[[ -n $(find_tool haproxy) ]] || missing+=(haproxy)
+[[ -n $(find_tool nginx) ]] || missing+=(nginx-light)
+[[ -n $(find_tool curl) ]] || missing+=(curl)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]} (apt-get; note: Debian starts the haproxy/nginx system services on install)"
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get; install them yourself"
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+WRK=$(find_tool wrk)
+HAPROXY=$(find_tool haproxy)
+NGINX=$(find_tool nginx)
+[[ -n $WRK && -n $HAPROXY && -n $NGINX ]] || die "wrk, haproxy or nginx still missing"
+
+log "building rip-server (release)"
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin rip-server
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$ROOT/$TARGET_DIR
+BIN=$TARGET_DIR/release/rip-server
+[[ -x $BIN ]] || die "$BIN not built"
+
+OUT=$TARGET_DIR/compare
+mkdir -p "$OUT"
+rm -rf "$OUT/raw"
+mkdir -p "$OUT/raw"
+CSV=$OUT/results.csv
+TABLE=$OUT/table.txt
+
+DIR=$(mktemp -d /tmp/ripcmp.XXXX)
+CLK_TCK=$(getconf CLK_TCK)
+hard_fds=$(ulimit -Hn)
+[[ $hard_fds == unlimited ]] && hard_fds=65536
+ulimit -n "$hard_fds" 2>/dev/null || true
+
+# ---------------------------------------------------------------- processes
+
+# pid -> what it is; only processes started here, removed once reaped.
+declare -A LIVE=()
+
+alive() { # pid: running (not a zombie)?
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
+stop_pids() { # pid...: SIGTERM, up to 5 s grace, SIGKILL, reap
+    local pid i any
+    for pid in "$@"; do
+        [[ -n ${LIVE[$pid]+x} ]] && kill -TERM "$pid" 2>/dev/null || true
+    done
+    for ((i = 0; i < 50; i++)); do
+        any=0
+        for pid in "$@"; do
+            if [[ -n ${LIVE[$pid]+x} ]] && alive "$pid"; then any=1; fi
+        done
+        ((any)) || break
+        sleep 0.1
+    done
+    for pid in "$@"; do
+        if [[ -n ${LIVE[$pid]+x} ]]; then
+            if alive "$pid"; then
+                log "${LIVE[$pid]} (pid $pid) ignored SIGTERM; SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+            wait "$pid" 2>/dev/null || true
+            unset "LIVE[$pid]"
+        fi
+    done
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if ((${#LIVE[@]})); then
+        stop_pids "${!LIVE[@]}"
+    fi
+    rm -rf "$DIR"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+NEXT_PORT=$((20000 + RANDOM % 20000))
+PORT=0
+pick_port() { # sets PORT to a loopback port nobody answers on
+    local i
+    for ((i = 0; i < 200; i++)); do
+        NEXT_PORT=$((NEXT_PORT + 1))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; then
+            PORT=$NEXT_PORT
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+wait_port() { # port pid what log
+    local i
+    for ((i = 0; i < 200; i++)); do
+        if ! alive "$2"; then
+            tail -n 5 "$4" >&2 2>/dev/null || true
+            die "$3 (pid $2) exited during start"
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    tail -n 5 "$4" >&2 2>/dev/null || true
+    die "$3 did not listen on port $1 within 10 s"
+}
+
+children_of() { # pid -> its child pids
+    local f stat rest
+    for f in /proc/[0-9]*/stat; do
+        stat=$(cat "$f" 2>/dev/null) || continue
+        rest=${stat##*) }
+        read -r -a fields <<<"$rest"
+        if [[ ${fields[1]} == "$1" ]]; then
+            f=${f#/proc/}
+            echo "${f%/stat}"
+        fi
+    done
+}
+
+cpu_ticks() { # pid -> utime+stime in clock ticks (all threads)
+    local stat rest
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
+        echo 0
+        return
+    }
+    rest=${stat##*) }
+    read -r -a fields <<<"$rest"
+    # After "comm)", fields[0] is field 3 (state): utime is field 14, stime 15.
+    echo $((fields[11] + fields[12]))
+}
+
+loadavg1() { cut -d' ' -f1 /proc/loadavg; }
+
+# ---------------------------------------------------------------- contenders
+
+# Per worker-count group: the front doors' ports and CPU-accounting pids.
+declare -A FD_PORT=() FD_PID=()
+DIRECT_PORTS=()
+GROUP_PIDS=()
+
+# The standalone built-in workers HAProxy and nginx share (Unix sockets).
+start_workers() { # n
+    local i pid
+    for ((i = 0; i < $1; i++)); do
+        RUST_LOG=warn "$BIN" worker --builtin --socket "$DIR/a$i.sock" >"$DIR/a$i.log" 2>&1 &
+        pid=$!
+        LIVE[$pid]="worker a$i"
+        GROUP_PIDS+=("$pid")
+    done
+    for ((i = 0; i < $1; i++)); do
+        local k
+        for ((k = 0; k < 200; k++)); do
+            [[ -S $DIR/a$i.sock ]] && break
+            sleep 0.05
+        done
+        if [[ ! -S $DIR/a$i.sock ]]; then
+            tail -n 5 "$DIR/a$i.log" >&2
+            die "worker a$i did not bind $DIR/a$i.sock"
+        fi
+    done
+}
+
+# The same workers on TCP, one port each (RIP_WORKER_TCP), for the ceiling.
+start_direct() { # n
+    local i pid
+    DIRECT_PORTS=()
+    for ((i = 0; i < $1; i++)); do
+        pick_port
+        RUST_LOG=warn RIP_WORKER_TCP=127.0.0.1:$PORT "$BIN" worker --builtin >"$DIR/d$i.log" 2>&1 &
+        pid=$!
+        LIVE[$pid]="tcp worker d$i"
+        GROUP_PIDS+=("$pid")
+        wait_port "$PORT" "$pid" "tcp worker d$i" "$DIR/d$i.log"
+        DIRECT_PORTS+=("$PORT")
+    done
+}
+
+RIP_STARTS=0
+RIP_RESTARTS=0
+start_rip() { # n
+    local pid i
+    pick_port
+    RIP_STARTS=$((RIP_STARTS + 1))
+    RUST_LOG=warn "$BIN" builtin:hello "w:$1" "http:$PORT" --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" \
+        >"$DIR/rip.log" 2>&1 &
+    pid=$!
+    LIVE[$pid]="rip-server"
+    GROUP_PIDS+=("$pid")
+    wait_port "$PORT" "$pid" rip-server "$DIR/rip.log"
+    for ((i = 0; i < 200; i++)); do
+        if curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q "\"workers\":$1[,}]"; then
+            FD_PORT[rip]=$PORT
+            FD_PID[rip]=$pid
+            return 0
+        fi
+        if ! alive "$pid"; then
+            tail -n 5 "$DIR/rip.log" >&2
+            die "rip-server exited during start"
+        fi
+        sleep 0.05
+    done
+    tail -n 5 "$DIR/rip.log" >&2
+    die "rip-server did not register $1 workers within 10 s"
+}
+
+start_haproxy() { # name n reuse(0|1)
+    local name=$1 n=$2 reuse=$3 cfg=$DIR/$1.cfg pid i
+    pick_port
+    {
+        echo "global"
+        echo "    nbthread 1"
+        echo "    maxconn 2000"
+        echo "defaults"
+        echo "    mode http"
+        echo "    option http-keep-alive"
+        echo "    timeout connect 200ms"
+        echo "    timeout client 30s"
+        echo "    timeout server 5s"
+        echo "    timeout queue 2s"
+        echo "    timeout http-keep-alive 10s"
+        echo "frontend fe"
+        echo "    bind 127.0.0.1:$PORT"
+        echo "    default_backend workers"
+        echo "backend workers"
+        echo "    balance first"
+        if ((reuse)); then echo "    http-reuse always"; fi
+        for ((i = 0; i < n; i++)); do
+            echo "    server w$i unix@$DIR/a$i.sock maxconn 1"
+        done
+    } >"$cfg"
+    "$HAPROXY" -c -q -f "$cfg" >"$DIR/$name.check" 2>&1 || die "haproxy rejects $cfg: $(cat "$DIR/$name.check")"
+    "$HAPROXY" -db -f "$cfg" >"$DIR/$name.log" 2>&1 &
+    pid=$!
+    LIVE[$pid]=$name
+    GROUP_PIDS+=("$pid")
+    wait_port "$PORT" "$pid" "$name" "$DIR/$name.log"
+    FD_PORT[$name]=$PORT
+    FD_PID[$name]=$pid
+}
+
+start_nginx() { # n
+    local n=$1 prefix=$DIR/nginx conf master worker i m
+    pick_port
+    mkdir -p "$prefix"
+    conf=$prefix/nginx.conf
+    local modules
+    modules=$("$NGINX" -V 2>&1)
+    {
+        if ((EUID == 0)); then echo "user root;"; fi # the workers' sockets are 0600
+        echo "worker_processes 1;"
+        echo "error_log $prefix/error.log warn;"
+        echo "pid $prefix/nginx.pid;"
+        echo "events { worker_connections 8192; }"
+        echo "http {"
+        echo "    access_log off;"
+        echo "    client_body_temp_path $prefix/body;"
+        echo "    proxy_temp_path $prefix/proxy;"
+        for m in fastcgi uwsgi scgi; do
+            [[ $modules == *"--without-http_${m}_module"* ]] || echo "    ${m}_temp_path $prefix/$m;"
+        done
+        echo "    upstream workers {"
+        for ((i = 0; i < n; i++)); do
+            echo "        server unix:$DIR/a$i.sock max_conns=1;"
+        done
+        echo "        keepalive 16;"
+        echo "    }"
+        echo "    server {"
+        echo "        listen 127.0.0.1:$PORT;"
+        echo "        location / {"
+        echo "            proxy_pass http://workers;"
+        echo "            proxy_http_version 1.1;"
+        echo "            proxy_set_header Connection \"\";"
+        echo "        }"
+        echo "    }"
+        echo "}"
+    } >"$conf"
+    "$NGINX" -e "$prefix/error.log" -p "$prefix/" -c "$conf" -g "daemon off;" >"$prefix/stdout.log" 2>&1 &
+    master=$!
+    LIVE[$master]="nginx master"
+    GROUP_PIDS+=("$master")
+    wait_port "$PORT" "$master" nginx "$prefix/error.log"
+    worker=""
+    for ((i = 0; i < 100; i++)); do
+        worker=$(children_of "$master" | head -n1)
+        [[ -z $worker ]] || break
+        sleep 0.05
+    done
+    [[ -n $worker ]] || die "no nginx worker process under pid $master"
+    FD_PORT[nginx]=$PORT
+    FD_PID[nginx]=$worker # CPU is accounted to the worker that proxies
+}
+
+# ---------------------------------------------------------------- measuring
+
+cat >"$DIR/report.lua" <<'EOF'
+-- Machine-readable summary; defines no per-request callback (no slowdown).
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %.1f %.1f %d %d %d %d %d\n",
+    summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99),
+    e.status, e.connect, e.read, e.write, e.timeout))
+end
+EOF
+
+cat >"$DIR/reasons.lua" <<'EOF'
+-- Tallies non-2xx answers by status and Rip-Reason (slow: parses every answer).
+local names = { "queue_full", "queue_timeout", "upstream_timeout", "upstream_error", "no_capacity", "other" }
+for _, n in ipairs(names) do _G["r_" .. n] = 0 end
+s502, s503, s504, s_other, first = 0, 0, 0, 0, ""
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+response = function(status, headers, body)
+  if status < 300 then return end
+  if status == 502 then s502 = s502 + 1
+  elseif status == 503 then s503 = s503 + 1
+  elseif status == 504 then s504 = s504 + 1
+  else s_other = s_other + 1 end
+  local reason = headers["rip-reason"] or headers["Rip-Reason"] or "other"
+  local key = "r_" .. reason
+  if _G[key] == nil then key = "r_other" end
+  _G[key] = _G[key] + 1
+  if first == "" then first = status .. " rip-reason=" .. reason .. " body=" .. (body or "") end
+end
+done = function(summary, latency, requests)
+  local total = {}
+  local keys = { "s502", "s503", "s504", "s_other" }
+  for _, n in ipairs(names) do table.insert(keys, "r_" .. n) end
+  local firsts = {}
+  for _, t in ipairs(threads) do
+    for _, k in ipairs(keys) do total[k] = (total[k] or 0) + (t:get(k) or 0) end
+    local f = t:get("first")
+    if f ~= nil and f ~= "" then table.insert(firsts, f) end
+  end
+  local line = "REASONS requests=" .. summary.requests
+  for _, k in ipairs(keys) do line = line .. " " .. k .. "=" .. total[k] end
+  io.write(line .. "\n")
+  for _, f in ipairs(firsts) do io.write("FIRST " .. f .. "\n") end
+end
+EOF
+
+echo "round,contender,shape,path,workers,conns,duration_s,requests,rps,ok_rps,p50_ms,p99_ms,non2xx,err_connect,err_read,err_write,err_timeout,cpu_s,cpu_s_per_10k,loadavg1,rip_stuck" >"$CSV"
+
+RUN_SEQ=0
+# Sets R_* from one wrk output file; returns 1 if it has no RESULT line.
+parse_result() {
+    local line
+    line=$(grep '^RESULT ' "$1" | tail -n1) || return 1
+    read -r _ R_REQ R_DUR_US R_P50_US R_P99_US R_NON2XX R_EC R_ER R_EW R_ET <<<"$line"
+}
+
+record() { # round contender shape path workers conns requests duration_us p50_us p99_us non2xx ec er ew et cpu_ticks [stuck]
+    local round=$1 who=$2 shape=$3 path=$4 w=$5 c=$6 req=$7 dur=$8 p50=$9 p99=${10} non=${11}
+    local ec=${12} er=${13} ew=${14} et=${15} ticks=${16} stuck=${17:-}
+    awk -v round="$round" -v who="$who" -v shape="$shape" -v path="$path" -v w="$w" -v c="$c" \
+        -v req="$req" -v dur="$dur" -v p50="$p50" -v p99="$p99" -v non="$non" \
+        -v ec="$ec" -v er="$er" -v ew="$ew" -v et="$et" -v ticks="$ticks" -v hz="$CLK_TCK" \
+        -v la="$(loadavg1)" -v stuck="$stuck" 'BEGIN {
+            secs = dur / 1e6; if (secs <= 0) secs = 1e-9
+            if (ticks == "NA") { cpu = "NA"; per = "NA" }
+            else { cpu = sprintf("%.2f", ticks / hz); per = (req > 0) ? sprintf("%.3f", ticks / hz / req * 10000) : "NA" }
+            printf "%s,%s,%s,\"%s\",%s,%s,%.3f,%d,%.1f,%.1f,%.3f,%.3f,%d,%d,%d,%d,%d,%s,%s,%s,%s\n",
+                round, who, shape, path, w, c, secs, req, req / secs, (req - non) / secs,
+                p50 / 1000, p99 / 1000, non, ec, er, ew, et, cpu, per, la, stuck
+        }' >>"$CSV"
+}
+
+run_frontdoor() { # round contender shape path workers conns
+    local round=$1 who=$2 shape=$3 path=$4 w=$5 c=$6 out t pid before after
+    local port=${FD_PORT[$who]}
+    pid=${FD_PID[$who]}
+    t=$((THREADS < c ? THREADS : c))
+    RUN_SEQ=$((RUN_SEQ + 1))
+    out=$OUT/raw/$(printf '%03d' "$RUN_SEQ")-$who-${shape// /_}-r$round.txt
+    before=$(cpu_ticks "$pid")
+    "$WRK" -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$DIR/report.lua" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
+    after=$(cpu_ticks "$pid")
+    alive "$pid" || die "$who (pid $pid) died during $shape; see $out"
+    if ! parse_result "$out"; then
+        log "no result from wrk for $who $shape; see $out"
+        return 0
+    fi
+    local stuck=""
+    if [[ $who == rip ]]; then
+        rip_settled "$w"
+        stuck=$STUCK
+    fi
+    record "$round" "$who" "$shape" "$path" "$w" "$c" "$R_REQ" "$R_DUR_US" "$R_P50_US" "$R_P99_US" \
+        "$R_NON2XX" "$R_EC" "$R_ER" "$R_EW" "$R_ET" $((after - before)) "$stuck"
+    log "  $(tail -n1 "$CSV" | cut -d, -f2,3,9,11,12,13,19 | tr ',' ' ')"
+    if [[ -n $stuck && $stuck != 0 ]]; then
+        log "  rip-server still shows $stuck request(s) in flight with no client left; restarting it"
+        restart_rip "$w"
+    fi
+}
+
+# After a run every request has ended, so rip-server's /status should show
+# nothing in flight. Sets STUCK to what it still shows after 2 s (0 = fine).
+rip_settled() { # workers
+    local i body
+    STUCK=unknown
+    for ((i = 0; i < 40; i++)); do
+        body=$(curl -fsS -m 2 "http://127.0.0.1:${FD_PORT[rip]}/status" 2>/dev/null) || body=""
+        STUCK=$(grep -o '"inflight":[0-9]*' <<<"$body" | head -n1 | cut -d: -f2)
+        STUCK=${STUCK:-unknown}
+        [[ $STUCK == 0 ]] && return 0
+        sleep 0.05
+    done
+    echo "$body" >"$OUT/raw/stuck-$RUN_SEQ.status.json"
+}
+
+restart_rip() { # workers: a fresh rip-server, warmed up, with nothing stuck
+    local pid attempt
+    for ((attempt = 1; attempt <= 3; attempt++)); do
+        pid=${FD_PID[rip]}
+        # SIGKILL: a graceful stop would wait --stop-timeout-ms for the stuck
+        # requests; the workers die with it (parent-death signal).
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        unset "LIVE[$pid]"
+        RIP_RESTARTS=$((RIP_RESTARTS + 1))
+        start_rip "$1"
+        warm rip "$first_path" "$1"
+        rip_settled "$1"
+        [[ $STUCK == 0 ]] && return 0
+        log "  the warm-up left $STUCK request(s) in flight too; restarting again"
+    done
+    log "  rip-server keeps requests stuck after its warm-up; measuring it anyway"
+}
+
+# One wrk -t1 -c1 per TCP worker, all at once; requests and rates summed,
+# p50 = mean of the workers' p50, p99 = the largest p99.
+run_direct() { # round shape path workers
+    local round=$1 shape=$2 path=$3 w=$4 i pid
+    local -a pids=() outs=()
+    RUN_SEQ=$((RUN_SEQ + 1))
+    for ((i = 0; i < w; i++)); do
+        outs[i]=$OUT/raw/$(printf '%03d' "$RUN_SEQ")-direct-${shape// /_}-r$round-w$i.txt
+        "$WRK" -t1 -c1 -d"${DURATION}s" --latency -s "$DIR/report.lua" \
+            "http://127.0.0.1:${DIRECT_PORTS[i]}$path" >"${outs[i]}" 2>&1 &
+        pids[i]=$!
+        LIVE[${pids[i]}]="wrk direct $i"
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || true
+        unset "LIVE[$pid]"
+    done
+    local req=0 rps_sum=0 p50_sum=0 p99_max=0 non=0 ec=0 er=0 ew=0 et=0
+    for ((i = 0; i < w; i++)); do
+        parse_result "${outs[i]}" || {
+            log "no result from wrk for direct $shape worker $i; see ${outs[i]}"
+            return 0
+        }
+        req=$((req + R_REQ))
+        non=$((non + R_NON2XX))
+        ec=$((ec + R_EC))
+        er=$((er + R_ER))
+        ew=$((ew + R_EW))
+        et=$((et + R_ET))
+        rps_sum=$(awk -v a="$rps_sum" -v r="$R_REQ" -v d="$R_DUR_US" 'BEGIN { printf "%.3f", a + r / (d / 1e6) }')
+        p50_sum=$(awk -v a="$p50_sum" -v b="$R_P50_US" 'BEGIN { print a + b }')
+        p99_max=$(awk -v a="$p99_max" -v b="$R_P99_US" 'BEGIN { print (b > a) ? b : a }')
+    done
+    # Express the summed rate through an equivalent duration, so the CSV's
+    # rps column (requests / duration) is the sum of the per-worker rates.
+    local dur_us p50
+    dur_us=$(awk -v r="$req" -v s="$rps_sum" 'BEGIN { printf "%d", (s > 0) ? r / s * 1e6 : 1 }')
+    p50=$(awk -v a="$p50_sum" -v n="$w" 'BEGIN { print a / n }')
+    record "$round" direct "$shape" "$path" "$w" "$w" "$req" "$dur_us" "$p50" "$p99_max" \
+        "$non" "$ec" "$er" "$ew" "$et" NA
+    log "  $(tail -n1 "$CSV" | cut -d, -f2,3,9,11,12,13 | tr ',' ' ')"
+}
+
+warm() { # contender path conns
+    ((WARMUP > 0)) || return 0
+    "$WRK" -t1 -c"$3" -d"${WARMUP}s" "http://127.0.0.1:${FD_PORT[$1]}$2" >/dev/null 2>&1 || true
+}
+
+diagnose_rip() { # shape path workers conns
+    local out=$OUT/raw/diagnose-${1// /_}.txt t=$((THREADS < $4 ? THREADS : $4))
+    log "diagnosing rip-server non-2xx on $1"
+    "$WRK" -t"$t" -c"$4" -d"${DURATION}s" -s "$DIR/reasons.lua" "http://127.0.0.1:${FD_PORT[rip]}$2" >"$out" 2>&1 || true
+    curl -fsS "http://127.0.0.1:${FD_PORT[rip]}/status" >"$out.status.json" 2>/dev/null || true
+    grep -E '^(REASONS|FIRST)' "$out" | sed "s|^|  [$1] |" | tee -a "$OUT/diagnosis.txt" >&2 || true
+    grep -o '"counters":{[^}]*}' "$out.status.json" | sed "s|^|  [$1] rip /status |" | tee -a "$OUT/diagnosis.txt" >&2 || true
+}
+
+# ---------------------------------------------------------------- main loop
+
+label() { # path workers conns -> "ping w4 c16"
+    local p=${1#/}
+    p=${p//\?ms=/}
+    p=${p//[^a-zA-Z0-9]/_}
+    echo "$p w$2 c$3"
+}
+
+has() { [[ " $CONTENDERS " == *" $1 "* ]]; }
+
+declare -A GROUP_SHAPES=()
+GROUP_ORDER=()
+for s in $SHAPES; do
+    c=${s##*:}
+    rest=${s%:*}
+    w=${rest##*:}
+    path=${rest%:*}
+    [[ $c =~ ^[0-9]+$ && $w =~ ^[0-9]+$ && $path == /* ]] || die "shape $s: expected PATH:WORKERS:CONNECTIONS"
+    if [[ -z ${GROUP_SHAPES[$w]+x} ]]; then
+        GROUP_ORDER+=("$w")
+        GROUP_SHAPES[$w]=""
+    fi
+    GROUP_SHAPES[$w]+="$s "
+done
+
+# Estimate: one run per contender and shape, plus direct where conns == workers.
+runs=0
+front=0
+for who in rip haproxy haproxy-reuse nginx; do if has "$who"; then front=$((front + 1)); fi; done
+for s in $SHAPES; do
+    runs=$((runs + front))
+    c=${s##*:}
+    rest=${s%:*}
+    if has direct && [[ $c == "${rest##*:}" ]]; then runs=$((runs + 1)); fi
+done
+log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "$runs runs x $ROUNDS rounds x ${DURATION}s = ~$((runs * ROUNDS * DURATION / 60 + 1)) min of load (plus start-up)"
+START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+START_TIME=$(date +%s)
+
+DIAG_SHAPES=()
+: >"$OUT/diagnosis.txt"
+for w in "${GROUP_ORDER[@]}"; do
+    log "group: $w workers"
+    GROUP_PIDS=()
+    FD_PORT=()
+    FD_PID=()
+    if has haproxy || has haproxy-reuse || has nginx; then start_workers "$w"; fi
+    if has direct; then start_direct "$w"; fi
+    if has rip; then start_rip "$w"; fi
+    if has haproxy; then start_haproxy haproxy "$w" 0; fi
+    if has haproxy-reuse; then start_haproxy haproxy-reuse "$w" 1; fi
+    if has nginx; then start_nginx "$w"; fi
+    first_path=${GROUP_SHAPES[$w]%%:*}
+    for who in rip haproxy haproxy-reuse nginx; do
+        if has "$who"; then warm "$who" "$first_path" "$w"; fi
+    done
+    if has rip; then
+        rip_settled "$w"
+        if [[ $STUCK != 0 ]]; then
+            log "rip-server shows $STUCK request(s) in flight after the warm-up; restarting it"
+            restart_rip "$w"
+        fi
+    fi
+    for ((round = 1; round <= ROUNDS; round++)); do
+        log "round $round/$ROUNDS ($w workers, load average $(cut -d' ' -f1 /proc/loadavg))"
+        for s in ${GROUP_SHAPES[$w]}; do
+            c=${s##*:}
+            rest=${s%:*}
+            path=${rest%:*}
+            shape=$(label "$path" "$w" "$c")
+            for who in rip haproxy haproxy-reuse nginx; do
+                if has "$who"; then run_frontdoor "$round" "$who" "$shape" "$path" "$w" "$c"; fi
+            done
+            if has direct && ((c == w)); then run_direct "$round" "$shape" "$path" "$w"; fi
+        done
+    done
+    if has rip && ((DIAGNOSE)); then
+        for s in ${GROUP_SHAPES[$w]}; do
+            c=${s##*:}
+            rest=${s%:*}
+            path=${rest%:*}
+            shape=$(label "$path" "$w" "$c")
+            if awk -F, -v s="$shape" '$2 == "rip" && $3 == s && $13 > 0 { found = 1 } END { exit !found }' "$CSV"; then
+                DIAG_SHAPES+=("$shape")
+                diagnose_rip "$shape" "$path" "$w" "$c"
+            fi
+        done
+    fi
+    stop_pids "${GROUP_PIDS[@]}"
+done
+END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$(($(date +%s) - START_TIME))
+
+# ---------------------------------------------------------------- table
+
+{
+    echo "rip-server vs HAProxy vs nginx: median of $ROUNDS round(s) x ${DURATION}s, wrk -t$THREADS --latency, loopback"
+    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+    echo "load average: start $START_LOAD, end $END_LOAD; taken $(date -u '+%Y-%m-%d %H:%M UTC'), ${ELAPSED}s"
+    echo
+    print_table "$CSV"
+    if ((RIP_RESTARTS)); then echo "rip-server restarts: $RIP_RESTARTS"; fi
+    if ((${#DIAG_SHAPES[@]})); then
+        echo
+        echo "rip-server answered non-2xx on: ${DIAG_SHAPES[*]}; tallies by Rip-Reason:"
+        cat "$OUT/diagnosis.txt"
+    fi
+} | tee "$TABLE"
+log "raw results: $CSV; table: $TABLE; wrk outputs: $OUT/raw/"
