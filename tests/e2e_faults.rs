@@ -64,3 +64,117 @@ async fn random_worker_kills_under_load_cost_only_their_own_requests() {
     })
     .await;
 }
+
+/// Kills the server (and, through the parent-death signal, its workers) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn get_on(stream: &mut tokio::net::TcpStream, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await?;
+    Ok(String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned())
+}
+
+/// File-descriptor exhaustion: with `ulimit -n 40` and 100 clients holding
+/// connections, a kept-alive connection keeps working, a new one waits in
+/// the backlog, and everything recovers when the load drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_out_of_descriptors_delays_new_connections_and_recovers() {
+    use std::io::BufRead;
+    within(Duration::from_secs(40), async {
+        let dir = short_dir();
+        let prefix = dir.path().join("fd");
+        let child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("ulimit -n 40 && exec \"$0\" \"$@\"")
+            .arg(bin())
+            .args(["builtin:hello", "w:2", "http:0", "--no-access-log"])
+            .arg(format!("--socket-prefix={}", prefix.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the server under a low descriptor limit");
+        let mut server = KillOnDrop(child);
+        let stdout = server.0.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("reader")
+        .expect("start line");
+        let port: u16 = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the start line");
+        // Let the workers join.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let mut kept = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        assert_eq!(get_on(&mut kept, "/ping").await.expect("ping"), "HTTP/1.1 200 OK");
+        let mut hogs = Vec::new();
+        for _ in 0..100 {
+            hogs.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("the kernel backlog accepts"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The connection that already exists keeps working.
+        assert_eq!(
+            get_on(&mut kept, "/ping").await.expect("ping during"),
+            "HTTP/1.1 200 OK"
+        );
+        // A new one is delayed, not refused by the server's crash or a reset.
+        let mut late = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect late");
+        let waited = tokio::time::timeout(Duration::from_millis(500), get_on(&mut late, "/ping")).await;
+        assert!(
+            waited.is_err(),
+            "a new connection waits while descriptors are exhausted: {waited:?}"
+        );
+        drop(hogs);
+        // Load drops: the waiting request is answered and new ones work.
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut late, &mut buf),
+        )
+        .await
+        .expect("the delayed request is answered once descriptors free up")
+        .expect("read");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
+        let mut fresh = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect after");
+        assert_eq!(
+            get_on(&mut fresh, "/ping").await.expect("ping after"),
+            "HTTP/1.1 200 OK"
+        );
+        assert!(
+            server.0.try_wait().expect("status").is_none(),
+            "the server is still running"
+        );
+    })
+    .await;
+}
