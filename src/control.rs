@@ -17,7 +17,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::UnixListener;
 
 use crate::driver::{Admin, DriverHandle};
 use crate::frontdoor::Accept;
@@ -38,11 +37,7 @@ pub type OnStop = Arc<dyn Fn() + Send + Sync>;
 
 /// Binds the control socket with mode 0600, replacing a stale socket file.
 pub fn bind(path: &Path) -> io::Result<crate::frontdoor::UnixAccept> {
-    crate::manager::remove_stale_socket(path)?;
-    let listener = UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(crate::frontdoor::UnixAccept(listener))
+    crate::unix_socket::bind_private(path).map(crate::frontdoor::UnixAccept)
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -200,9 +195,4 @@ pub async fn request(socket: &Path, method: Method, path: &str, body: Option<Str
         .map_err(io::Error::other)?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// The control socket path of a prefix.
-pub fn socket_path(prefix: &Path) -> PathBuf {
-    crate::cli::control_socket_path(prefix)
 }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::core::balancer::{Action, RequestMeta, WorkerEvent, WorkerInfo};
 use crate::core::node::{Node, Output};
-use crate::core::supervisor::{SpawnId, SupervisorAction};
+use crate::core::supervisor::SupervisorAction;
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
 use crate::proto::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
@@ -220,8 +220,6 @@ pub struct Driver<S: Spawner> {
     pending: BTreeMap<RequestId, mpsc::UnboundedSender<Decision>>,
     /// Per-worker address and idle connection.
     conns: BTreeMap<Pid, WorkerConn>,
-    /// Spawn tokens in flight, to map a spawn to its pid.
-    spawned: BTreeMap<Pid, SpawnId>,
     stopped: bool,
     started: Time,
     inspector: Option<Inspector>,
@@ -253,7 +251,6 @@ impl<S: Spawner> Driver<S> {
             rx,
             pending: BTreeMap::new(),
             conns: BTreeMap::new(),
-            spawned: BTreeMap::new(),
             stopped: false,
             started,
             inspector: None,
@@ -375,7 +372,6 @@ impl<S: Spawner> Driver<S> {
                 let _ = reply.send(answer);
             }
             Msg::Exited { pid } => {
-                self.spawned.remove(&pid);
                 self.spawner.exited(pid);
                 self.node.handle_exit(pid, now);
             }
@@ -512,7 +508,6 @@ impl<S: Spawner> Driver<S> {
                     SupervisorAction::Spawn { spawn, slot, version } => {
                         match self.spawner.spawn(slot, version, &self.handle) {
                             Ok(pid) => {
-                                self.spawned.insert(pid, spawn);
                                 self.node.supervisor.handle_spawned(spawn, pid, now);
                             }
                             Err(e) => {

@@ -17,5 +17,6 @@ pub mod manager;
 pub mod proto;
 pub mod server;
 pub mod transport;
+pub mod unix_socket;
 pub mod upstream;
 pub mod worker;

@@ -10,12 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::core::{Pid, Slot, Version};
 use crate::driver::{DriverHandle, Signal, Spawner};
+use crate::unix_socket::remove_stale;
 
 /// What a worker process runs.
 #[derive(Clone, Debug)]
@@ -40,16 +40,12 @@ pub struct WorkerSetup {
     pub hot_reload: &'static str,
 }
 
-struct Child {
-    slot: Slot,
-    socket: PathBuf,
-}
-
 /// Spawns and signals real worker processes.
 pub struct ProcessSpawner {
     setup: WorkerSetup,
     exe: PathBuf,
-    children: BTreeMap<Pid, Child>,
+    /// Live children and the socket path each was given.
+    children: BTreeMap<Pid, PathBuf>,
 }
 
 impl ProcessSpawner {
@@ -69,7 +65,7 @@ impl ProcessSpawner {
     fn socket_for(&self, slot: Slot) -> PathBuf {
         (0..)
             .map(|n| worker_socket(&self.setup.socket_prefix, slot, n))
-            .find(|path| !self.children.values().any(|c| &c.socket == path))
+            .find(|path| !self.children.values().any(|taken| taken == path))
             .expect("an unbounded range has a free path")
     }
 }
@@ -86,23 +82,10 @@ pub fn worker_socket(prefix: &Path, slot: Slot, n: u32) -> PathBuf {
     PathBuf::from(path)
 }
 
-/// Removes `path` if it is a socket; refuses to touch anything else.
-pub fn remove_stale_socket(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket; refusing to remove it", path.display()),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 impl Spawner for ProcessSpawner {
     fn spawn(&mut self, slot: Slot, version: Version, handle: &DriverHandle) -> io::Result<Pid> {
         let socket = self.socket_for(slot);
-        remove_stale_socket(&socket)?;
+        remove_stale(&socket)?;
         let mut command = tokio::process::Command::new(&self.exe);
         match &self.setup.program {
             WorkerProgram::Builtin => {
@@ -136,13 +119,7 @@ impl Spawner for ProcessSpawner {
         let pid = Pid(child
             .id()
             .ok_or_else(|| io::Error::other("child exited before it had a pid"))?);
-        self.children.insert(
-            pid,
-            Child {
-                slot,
-                socket: socket.clone(),
-            },
-        );
+        self.children.insert(pid, socket.clone());
         let handle = handle.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -152,7 +129,7 @@ impl Spawner for ProcessSpawner {
                 Err(e) => tracing::error!(pid = pid.0, "waiting for worker failed: {e}"),
             }
             // The worker removes its socket on a clean exit; a crash leaves it.
-            let _ = remove_stale_socket(&socket);
+            let _ = remove_stale(&socket);
             handle.process_exited(pid);
         });
         tracing::debug!(pid = pid.0, slot = slot.0, version = version.0, "worker started");
@@ -179,12 +156,11 @@ impl Spawner for ProcessSpawner {
     }
 
     fn cleanup(&mut self) {
-        for (pid, child) in std::mem::take(&mut self.children) {
+        for (pid, socket) in std::mem::take(&mut self.children) {
             if let Some(raw) = rustix::process::Pid::from_raw(pid.0 as i32) {
                 let _ = rustix::process::kill_process_group(raw, rustix::process::Signal::KILL);
             }
-            let _ = remove_stale_socket(&child.socket);
-            let _ = child.slot;
+            let _ = remove_stale(&socket);
         }
     }
 }

@@ -9,9 +9,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::access_log::{AccessLog, Format};
-use crate::cli::{EntryKind, LbPolicy, Protocol, ServeConfig};
+use crate::cli::{EntryKind, Protocol, ServeConfig};
 use crate::clock::{Clock, wall_micros};
-use crate::core::balancer::{Balancer, BalancerConfig, Policy};
+use crate::core::balancer::{Balancer, BalancerConfig};
 use crate::core::node::Node;
 use crate::core::supervisor::{Supervisor, SupervisorConfig};
 use crate::driver::{Admin, Driver, DriverHandle, Identity};
@@ -32,14 +32,6 @@ pub fn preflight(config: &ServeConfig) -> Result<WorkerProgram, String> {
              use an executable worker program or builtin:hello",
             config.entry.display()
         )),
-    }
-}
-
-fn policy(p: LbPolicy) -> Policy {
-    match p {
-        LbPolicy::Lifo => Policy::Lifo,
-        LbPolicy::RoundRobin => Policy::RoundRobin,
-        LbPolicy::LeastConnections => Policy::LeastConnections,
     }
 }
 
@@ -65,7 +57,7 @@ async fn claim_sockets(config: &ServeConfig) -> Result<(), String> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(&format!("{base}.")) && name.ends_with(".sock") {
-            crate::manager::remove_stale_socket(&entry.path()).map_err(|e| format!("rip-server: {e}"))?;
+            crate::unix_socket::remove_stale(&entry.path()).map_err(|e| format!("rip-server: {e}"))?;
         }
     }
     Ok(())
@@ -98,7 +90,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         max_queue: config.max_queue,
         queue_timeout: config.queue_timeout,
         read_timeout: config.read_timeout,
-        policy: policy(config.lb_policy),
+        policy: config.lb_policy,
         max_requests_per_worker: config.max_requests,
         desired_workers: config.workers,
         ..BalancerConfig::default()

@@ -16,7 +16,7 @@ use rip_server::frontdoor::{FrontDoor, FrontDoorConfig};
 use turmoil::Sim;
 
 use crate::client::{ClientPlan, client_main, sleep_until};
-use crate::net::{CONTROL_PORT, HTTP_PORT, SOCKET_PREFIX, SimControlListener, SimListener, SimTransport};
+use crate::net::{CONTROL_PORT, HTTP_PORT, SOCKET_PREFIX, SimListener, SimTransport};
 use crate::report::Report;
 use crate::rng::{Rng, mix};
 use crate::spawner::SimSpawner;
@@ -486,8 +486,8 @@ async fn lb_main(shared: SharedRef, config: Config) -> turmoil::Result {
     .with_inspector(Box::new(move |node, _now| inspect(&inspector_shared, node)));
     let handle = driver.handle();
     lock(&shared).handle = Some(handle.clone());
-    let http = SimListener::bind(HTTP_PORT).await?;
-    let control = SimControlListener::bind(CONTROL_PORT).await?;
+    let http = SimListener::public(HTTP_PORT).await?;
+    let control = SimListener::control(CONTROL_PORT).await?;
     let front_door = Arc::new(FrontDoor::new(
         FrontDoorConfig {
             connect_timeout: config.connect_timeout,

@@ -33,12 +33,30 @@ pub fn host_of(address: &str) -> io::Result<&str> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not a sim address: {address}")))
 }
 
-/// The front door's public listener (clients are never trusted).
-pub struct SimListener(pub TcpListener);
+/// A simulated TCP listener for the front door (clients are never trusted)
+/// or the control plane (trusted, as a same-user peer on the production Unix
+/// socket is).
+pub struct SimListener {
+    listener: TcpListener,
+    trusted: bool,
+}
 
 impl SimListener {
-    pub async fn bind(port: u16) -> io::Result<SimListener> {
-        Ok(SimListener(TcpListener::bind(("0.0.0.0", port)).await?))
+    /// The front door's public listener.
+    pub async fn public(port: u16) -> io::Result<SimListener> {
+        Self::bind(port, false).await
+    }
+
+    /// The control plane's listener.
+    pub async fn control(port: u16) -> io::Result<SimListener> {
+        Self::bind(port, true).await
+    }
+
+    async fn bind(port: u16, trusted: bool) -> io::Result<SimListener> {
+        Ok(SimListener {
+            listener: TcpListener::bind(("0.0.0.0", port)).await?,
+            trusted,
+        })
     }
 }
 
@@ -46,37 +64,12 @@ impl Accept for SimListener {
     type Io = TcpStream;
 
     async fn accept(&mut self) -> io::Result<(TcpStream, Peer)> {
-        let (stream, peer) = self.0.accept().await?;
+        let (stream, peer) = self.listener.accept().await?;
         Ok((
             stream,
             Peer {
                 ip: Some(peer.ip()),
-                trusted: false,
-            },
-        ))
-    }
-}
-
-/// The control plane's listener: its peers are trusted, as a same-user peer
-/// on the production Unix socket is.
-pub struct SimControlListener(pub TcpListener);
-
-impl SimControlListener {
-    pub async fn bind(port: u16) -> io::Result<SimControlListener> {
-        Ok(SimControlListener(TcpListener::bind(("0.0.0.0", port)).await?))
-    }
-}
-
-impl Accept for SimControlListener {
-    type Io = TcpStream;
-
-    async fn accept(&mut self) -> io::Result<(TcpStream, Peer)> {
-        let (stream, peer) = self.0.accept().await?;
-        Ok((
-            stream,
-            Peer {
-                ip: Some(peer.ip()),
-                trusted: true,
+                trusted: self.trusted,
             },
         ))
     }

@@ -254,43 +254,9 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// How the front door picks among free workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LbPolicy {
-    /// `lifo`: the most recently freed worker (warm caches).
-    Lifo,
-    /// `rr`: round robin.
-    RoundRobin,
-    /// `lc`: least connections.
-    LeastConnections,
-}
-
-impl LbPolicy {
-    /// The flag value: `lifo`, `rr` or `lc`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LbPolicy::Lifo => "lifo",
-            LbPolicy::RoundRobin => "rr",
-            LbPolicy::LeastConnections => "lc",
-        }
-    }
-
-    /// Parses a flag value.
-    pub fn from_name(name: &str) -> Option<LbPolicy> {
-        match name {
-            "lifo" => Some(LbPolicy::Lifo),
-            "rr" => Some(LbPolicy::RoundRobin),
-            "lc" => Some(LbPolicy::LeastConnections),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for LbPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How the front door picks among free workers (`--lb-policy=lifo|rr|lc`):
+/// the core's own selection policy.
+pub use crate::core::balancer::Policy as LbPolicy;
 
 /// Hot reload mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -140,8 +140,6 @@ pub struct Observer {
     next_order: u64,
     queue_len_before: usize,
     stopping_before: bool,
-    /// Workers eligible for a dispatch before the current step.
-    eligible_before: BTreeSet<Pid>,
     queue_timeout: Duration,
     read_timeout: Duration,
     max_queue: usize,
@@ -166,11 +164,6 @@ impl Observer {
     pub fn before(&mut self, b: &Balancer) {
         self.queue_len_before = b.queue_len();
         self.stopping_before = b.is_stopping();
-        self.eligible_before = b
-            .workers_view()
-            .filter(|w| !w.draining && !w.leaving && !w.stuck && Some(w.version) == b.active_version())
-            .map(|w| w.pid)
-            .collect();
     }
 
     fn fail(&mut self, message: String) {

@@ -214,14 +214,27 @@ impl Drop for RelayBody {
         let on_end = self.on_end.take();
         let sent = self.sent;
         tokio::spawn(async move {
-            let drained = tokio::time::timeout(limit, drain(inner)).await;
-            let clean = matches!(drained, Ok(Ok(())));
-            driver.complete(request, clean, if clean { conn } else { None });
+            finish_unread(inner, conn, &driver, request, limit).await;
             if let Some(on_end) = on_end {
                 on_end(sent);
             }
         });
     }
+}
+
+/// Ends an exchange nobody reads any more (client gone, read timeout): reads
+/// the rest of the worker's body, at most for `limit`, so the worker finishes
+/// its write, then reports the completion; the connection is reused only
+/// after a clean end.
+pub async fn finish_unread(
+    body: Incoming,
+    conn: Option<Upstream>,
+    driver: &DriverHandle,
+    request: RequestId,
+    limit: Duration,
+) {
+    let clean = matches!(tokio::time::timeout(limit, drain(body)).await, Ok(Ok(())));
+    driver.complete(request, clean, if clean { conn } else { None });
 }
 
 /// Reads a body to its end, discarding it.

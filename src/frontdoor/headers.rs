@@ -85,9 +85,7 @@ pub fn rewrite_request(
             v
         }
     };
-    let mut start = itoa_buf(start_micros);
-    start.insert_str(0, "t=");
-    if let Ok(v) = HeaderValue::from_str(&start) {
+    if let Ok(v) = HeaderValue::from_str(&format!("t={start_micros}")) {
         headers.insert(&X_REQUEST_START, v);
     }
     id
@@ -111,10 +109,6 @@ pub fn is_busy(headers: &HeaderMap) -> bool {
 /// The request id header name.
 pub fn request_id_header() -> &'static HeaderName {
     &X_REQUEST_ID
-}
-
-fn itoa_buf(n: u64) -> String {
-    n.to_string()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use super::FrontDoor;
-use super::body::{BodyFault, ClientFault, LimitedBody, RelayBody, ResponseBody, drain};
+use super::body::{BodyFault, ClientFault, LimitedBody, RelayBody, ResponseBody, drain, finish_unread};
 use super::headers;
 use crate::access_log::Record;
 use crate::clock::wall_micros;
@@ -24,7 +24,7 @@ use crate::core::balancer::RequestMeta;
 use crate::core::{Answer, Pid, RequestId, Time};
 use crate::driver::{Decision, DriverHandle};
 use crate::transport::Transport;
-use crate::upstream::{BoxError, SendError, Upstream, UpstreamBody};
+use crate::upstream::{SendError, Upstream, UpstreamBody};
 
 /// Bodies up to this size are read before dispatch, so a retry can resend
 /// them and a slow uploader never holds a worker.
@@ -141,11 +141,7 @@ impl Drop for PendingExchange {
         rx.close();
         if let Ok(Exchanged::Head(response, conn)) = rx.try_recv() {
             let (driver, id, limit) = (self.driver.clone(), self.id, self.drain_limit);
-            tokio::spawn(async move {
-                let drained = tokio::time::timeout(limit, drain(response.into_body())).await;
-                let clean = matches!(drained, Ok(Ok(())));
-                driver.complete(id, clean, clean.then_some(conn));
-            });
+            tokio::spawn(async move { finish_unread(response.into_body(), Some(conn), &driver, id, limit).await });
         }
     }
 }
@@ -493,19 +489,11 @@ impl<T: Transport> FrontDoor<T> {
             // Nobody waits for this response (read timeout, client gone):
             // read it to its end so the worker finishes, then free it.
             let limit = self.config.read_timeout;
-            let drained = tokio::time::timeout(limit, drain(response.into_body())).await;
-            let clean = matches!(drained, Ok(Ok(())));
-            self.driver.complete(id, clean, clean.then_some(upstream));
+            finish_unread(response.into_body(), Some(upstream), &self.driver, id, limit).await;
         }
     }
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
-}
-
-// Keeps the error type in one place for the boxed request body.
-#[allow(dead_code)]
-fn _assert_body_error(e: BoxError) -> BoxError {
-    e
 }

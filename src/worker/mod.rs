@@ -32,7 +32,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -232,7 +232,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<WorkerBod
 /// bound or the join is refused or not answered within [`JOIN_TIMEOUT`]; a
 /// failed quit is only logged.
 pub async fn run<H: Handler>(env: WorkerEnv, handler: H, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let listener = bind(&env.socket)?;
+    let listener = crate::unix_socket::bind_private(&env.socket)?;
     let identity = file_identity(&env.socket);
     tracing::info!(worker = env.worker_id, socket = %env.socket.display(), "worker listening");
     serve(env, Listener::Unix(listener), identity, handler, shutdown).await
@@ -395,25 +395,6 @@ impl Shared {
             self.slot.add_permits(1);
         }
     }
-}
-
-/// Binds `path` after removing a stale socket there, then restricts it to our user.
-fn bind(path: &Path) -> io::Result<UnixListener> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket", path.display()),
-            ));
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener =
-        UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
 }
 
 /// The (device, inode) of `path`, to remove only our own socket file later.

@@ -23,6 +23,33 @@ pub enum Policy {
     LeastConnections,
 }
 
+impl Policy {
+    /// The `--lb-policy` value: `lifo`, `rr` or `lc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Lifo => "lifo",
+            Policy::RoundRobin => "rr",
+            Policy::LeastConnections => "lc",
+        }
+    }
+
+    /// Parses an `--lb-policy` value.
+    pub fn from_name(name: &str) -> Option<Policy> {
+        match name {
+            "lifo" => Some(Policy::Lifo),
+            "rr" => Some(Policy::RoundRobin),
+            "lc" => Some(Policy::LeastConnections),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum IdleSet {
     /// Keyed by the order in which workers went idle; the last is the warmest.

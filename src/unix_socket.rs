@@ -1,0 +1,33 @@
+//! Unix socket files: the one place that removes stale ones and binds new
+//! ones, for the control socket, the manager and the worker runtime alike.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use tokio::net::UnixListener;
+
+/// Removes `path` if it is a socket; refuses to touch anything else (a
+/// regular file or a symlink planted there stops us instead of being trusted
+/// or deleted).
+pub fn remove_stale(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket; refusing to remove it", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Binds `path` after removing a stale socket there, and restricts it to
+/// the server's user (mode 0600).
+pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    remove_stale(path)?;
+    let listener =
+        UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
