@@ -72,24 +72,13 @@ impl Node {
             Some(slot) if slot != info.slot => return Err(JoinError::WrongSlot { pid, slot }),
             Some(_) => {}
         }
-        if self.is_leaving(pid, now) {
+        if self.supervisor.is_leaving(pid) {
             // Told to stop while it was booting: it never enters the pool.
             return Err(JoinError::NotWanted(pid));
         }
         self.balancer.handle_join(info, now)?;
         self.supervisor.handle_ready(pid, now);
         Ok(())
-    }
-
-    /// Whether the supervisor is retiring this process (joins are rare, so
-    /// reading the status snapshot is cheap enough).
-    fn is_leaving(&self, pid: Pid, now: Time) -> bool {
-        self.supervisor
-            .status(now)
-            .slots
-            .iter()
-            .flat_map(|slot| slot.processes.iter())
-            .any(|p| p.pid == Some(pid) && p.leaving.is_some())
     }
 
     /// A worker quit on its own.

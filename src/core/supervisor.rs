@@ -1209,6 +1209,11 @@ impl Supervisor {
         self.by_pid.get(&pid).map(|id| self.procs[id].slot)
     }
 
+    /// Whether a live process is being retired (drained, terminated or killed).
+    pub fn is_leaving(&self, pid: Pid) -> bool {
+        self.by_pid.get(&pid).is_some_and(|id| self.procs[id].leave.is_some())
+    }
+
     /// Every started process not yet reaped, sorted.
     pub fn live_pids(&self) -> Vec<Pid> {
         self.by_pid.keys().copied().collect()
