@@ -20,6 +20,7 @@ use crate::core::balancer::{Action, RequestMeta, WorkerEvent, WorkerInfo};
 use crate::core::node::{Node, Output};
 use crate::core::supervisor::SupervisorAction;
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
+use crate::decision::{self, DecisionRx, DecisionTx};
 use crate::proto::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
 
@@ -70,7 +71,7 @@ enum Msg {
     Arrive {
         id: RequestId,
         meta: RequestMeta,
-        tx: mpsc::UnboundedSender<Decision>,
+        tx: DecisionTx,
     },
     Head {
         id: RequestId,
@@ -133,9 +134,9 @@ impl DriverHandle {
     }
 
     /// Registers a new request; decisions arrive on the returned receiver.
-    pub fn arrive(&self, meta: RequestMeta) -> (RequestId, mpsc::UnboundedReceiver<Decision>) {
+    pub fn arrive(&self, meta: RequestMeta) -> (RequestId, DecisionRx) {
         let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = decision::channel();
         self.send(Msg::Arrive { id, meta, tx });
         (id, rx)
     }
@@ -217,7 +218,7 @@ pub struct Driver<S: Spawner> {
     handle: DriverHandle,
     rx: mpsc::UnboundedReceiver<Msg>,
     /// Per-request decision channels.
-    pending: BTreeMap<RequestId, mpsc::UnboundedSender<Decision>>,
+    pending: BTreeMap<RequestId, DecisionTx>,
     /// Per-worker address and idle connection.
     conns: BTreeMap<Pid, WorkerConn>,
     stopped: bool,
@@ -276,12 +277,15 @@ impl<S: Spawner> Driver<S> {
         tokio::pin!(sleep);
         let mut armed: Option<Time> = None;
         while !self.stopped {
-            let deadline = self.next_deadline();
-            if deadline != armed {
-                if let Some(t) = deadline {
-                    sleep.as_mut().reset(self.clock.instant(t));
-                }
-                armed = deadline;
+            // Re-arm only for an earlier deadline. A later one (the usual
+            // case: the earliest read deadline just completed) leaves the
+            // timer as it is; it fires early once and is re-armed then. This
+            // keeps timer-wheel updates off the per-request path.
+            if let Some(t) = self.next_deadline()
+                && armed.is_none_or(|a| t < a)
+            {
+                sleep.as_mut().reset(self.clock.instant(t));
+                armed = Some(t);
             }
             tokio::select! {
                 biased;
@@ -571,7 +575,7 @@ impl<S: Spawner> Driver<S> {
                     address: wc.address.clone(),
                     conn: wc.idle.take(),
                 };
-                if let Err(mpsc::error::SendError(Decision::Dispatch { conn, .. })) = tx.send(decision) {
+                if let Err(Decision::Dispatch { conn, .. }) = tx.send(decision) {
                     // The request task is gone; it will never report an
                     // outcome, so the exchange ends here.
                     if let Some(wc) = self.conns.get_mut(&pid) {
@@ -585,13 +589,11 @@ impl<S: Spawner> Driver<S> {
             Action::Answer { request, answer } => {
                 // A timed-out request stays registered: its task still
                 // reports how the worker's exchange ended.
-                let keep = answer == Answer::UpstreamTimeout;
-                let tx = if keep {
-                    self.pending.get(&request).cloned()
-                } else {
-                    self.pending.remove(&request)
-                };
-                if let Some(tx) = tx {
+                if answer == Answer::UpstreamTimeout {
+                    if let Some(tx) = self.pending.get(&request) {
+                        let _ = tx.send(Decision::Answer(answer));
+                    }
+                } else if let Some(tx) = self.pending.remove(&request) {
                     let _ = tx.send(Decision::Answer(answer));
                 }
             }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod control;
 pub mod core;
+pub mod decision;
 pub mod driver;
 pub mod frontdoor;
 #[doc(hidden)]

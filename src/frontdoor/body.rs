@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::core::RequestId;
 use crate::driver::DriverHandle;
-use crate::upstream::{BoxError, Upstream};
+use crate::upstream::{BoxError, UpstreamError, WorkerBody};
 
 /// What went wrong with a client's streamed body, if anything: the
 /// exchange then fails through no fault of the worker.
@@ -120,8 +119,7 @@ pub type OnEnd = Box<dyn FnOnce(u64) + Send>;
 /// client leaves first, the rest is drained in the background so the worker
 /// finishes its write and the connection can be reused.
 pub struct RelayBody {
-    inner: Option<Incoming>,
-    conn: Option<Upstream>,
+    inner: Option<WorkerBody>,
     request: RequestId,
     driver: DriverHandle,
     sent: u64,
@@ -131,8 +129,7 @@ pub struct RelayBody {
 
 impl RelayBody {
     pub fn new(
-        inner: Incoming,
-        conn: Upstream,
+        inner: WorkerBody,
         request: RequestId,
         driver: DriverHandle,
         drain_limit: Duration,
@@ -140,7 +137,6 @@ impl RelayBody {
     ) -> RelayBody {
         RelayBody {
             inner: Some(inner),
-            conn: Some(conn),
             request,
             driver,
             sent: 0,
@@ -150,8 +146,10 @@ impl RelayBody {
     }
 
     fn finish(&mut self, clean: bool) {
-        self.inner = None;
-        let conn = if clean { self.conn.take() } else { None };
+        let conn = self
+            .inner
+            .take()
+            .and_then(|mut body| if clean { body.take_conn() } else { None });
         self.driver.complete(self.request, clean, conn);
         if let Some(on_end) = self.on_end.take() {
             on_end(self.sent);
@@ -161,9 +159,9 @@ impl RelayBody {
 
 impl Body for RelayBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -174,7 +172,7 @@ impl Body for RelayBody {
                 }
                 // Release the worker as soon as its last byte is in hand, not
                 // when the client has read it: a slow reader never holds a worker.
-                if self.inner.as_ref().is_some_and(Body::is_end_stream) {
+                if self.inner.as_ref().is_some_and(WorkerBody::is_done) {
                     self.finish(true);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -192,7 +190,7 @@ impl Body for RelayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.inner.as_ref().is_none_or(WorkerBody::is_done)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -207,14 +205,13 @@ impl Drop for RelayBody {
         };
         // The client went away mid-body: drain the rest so the worker ends
         // its write cleanly, then report the completion.
-        let conn = self.conn.take();
         let driver = self.driver.clone();
         let request = self.request;
         let limit = self.drain_limit;
         let on_end = self.on_end.take();
         let sent = self.sent;
         tokio::spawn(async move {
-            finish_unread(inner, conn, &driver, request, limit).await;
+            finish_unread(inner, &driver, request, limit).await;
             if let Some(on_end) = on_end {
                 on_end(sent);
             }
@@ -226,23 +223,9 @@ impl Drop for RelayBody {
 /// the rest of the worker's body, at most for `limit`, so the worker finishes
 /// its write, then reports the completion; the connection is reused only
 /// after a clean end.
-pub async fn finish_unread(
-    body: Incoming,
-    conn: Option<Upstream>,
-    driver: &DriverHandle,
-    request: RequestId,
-    limit: Duration,
-) {
-    let clean = matches!(tokio::time::timeout(limit, drain(body)).await, Ok(Ok(())));
-    driver.complete(request, clean, if clean { conn } else { None });
-}
-
-/// Reads a body to its end, discarding it.
-pub async fn drain(mut body: Incoming) -> Result<(), hyper::Error> {
-    while let Some(frame) = body.frame().await {
-        frame?;
-    }
-    Ok(())
+pub async fn finish_unread(mut body: WorkerBody, driver: &DriverHandle, request: RequestId, limit: Duration) {
+    let clean = matches!(tokio::time::timeout(limit, body.drain()).await, Ok(Ok(())));
+    driver.complete(request, clean, if clean { body.take_conn() } else { None });
 }
 
 /// What the front door sends a client.
@@ -263,9 +246,9 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Relay(relay) => Pin::new(relay).poll_frame(cx),

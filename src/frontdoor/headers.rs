@@ -25,7 +25,16 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 static RIP_WORKER_BUSY: HeaderName = HeaderName::from_static(WORKER_BUSY_HEADER);
 static RIP_WORKER_ID: HeaderName = HeaderName::from_static(WORKER_ID_HEADER);
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The common case has none: one pass over the names instead of a hashed
+    // removal per name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -85,7 +94,7 @@ pub fn rewrite_request(
             v
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&format!("t={start_micros}")) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("t={start_micros}"))) {
         headers.insert(&X_REQUEST_START, v);
     }
     id

@@ -221,7 +221,8 @@ pub async fn run<T: Transport, L: Accept>(
                 .keep_alive(true)
                 .header_read_timeout(config.header_timeout)
                 .max_headers(config.max_headers)
-                .max_buf_size(config.max_head_bytes.max(8192));
+                .max_buf_size(config.max_head_bytes.max(8192))
+                .writev(false);
             let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             tokio::select! {

@@ -5,69 +5,66 @@
 //! never cancels a request a worker is already running: the worker's slot is
 //! released only when its exchange really ended.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::{mpsc, oneshot};
 
 use super::FrontDoor;
-use super::body::{BodyFault, ClientFault, LimitedBody, RelayBody, ResponseBody, drain, finish_unread};
+use super::body::{BodyFault, ClientFault, LimitedBody, RelayBody, ResponseBody, finish_unread};
 use super::headers;
 use crate::access_log::Record;
 use crate::clock::wall_micros;
 use crate::core::balancer::RequestMeta;
 use crate::core::{Answer, Pid, RequestId, Time};
+use crate::decision::DecisionRx;
 use crate::driver::{Decision, DriverHandle};
 use crate::transport::Transport;
-use crate::upstream::{SendError, Upstream, UpstreamBody};
+use crate::upstream::{RequestFraming, Upstream, UpstreamBody, WorkerBody, encode_request};
 
 /// Bodies up to this size are read before dispatch, so a retry can resend
 /// them and a slow uploader never holds a worker.
 pub const BUFFER_BODY_LIMIT: u64 = 64 * 1024;
 
-/// A request ready to go to a worker.
+/// A request ready to go to a worker, its head serialized once.
 enum Outgoing {
-    /// Bodyless or buffered: can be sent again.
-    Replayable { parts: http::request::Parts, body: Bytes },
+    /// Bodyless or buffered (head and body in `wire`): can be sent again.
+    Replayable { wire: Bytes },
     /// Streams from the client: can be sent once.
-    Streaming(Request<UpstreamBody>),
+    Streaming {
+        wire: Bytes,
+        body: UpstreamBody,
+        framing: RequestFraming,
+    },
+    /// A streamed request already handed to an attempt.
+    Spent,
 }
 
 impl Outgoing {
-    fn build(&mut self) -> Option<Request<UpstreamBody>> {
+    fn take(&mut self) -> Outgoing {
         match self {
-            Outgoing::Replayable { parts, body } => {
-                let full = Full::new(body.clone()).map_err(|never| match never {}).boxed();
-                Some(Request::from_parts(parts.clone(), full))
-            }
-            Outgoing::Streaming(_) => {
-                let taken = std::mem::replace(
-                    self,
-                    Outgoing::Replayable {
-                        parts: empty_parts(),
-                        body: Bytes::new(),
-                    },
-                );
-                match taken {
-                    Outgoing::Streaming(req) => Some(req),
-                    Outgoing::Replayable { .. } => None,
-                }
-            }
+            Outgoing::Replayable { wire } => Outgoing::Replayable { wire: wire.clone() },
+            _ => std::mem::replace(self, Outgoing::Spent),
         }
     }
 
     fn is_replayable(&self) -> bool {
         matches!(self, Outgoing::Replayable { .. })
     }
-}
 
-fn empty_parts() -> http::request::Parts {
-    Request::new(()).into_parts().0
+    fn wire(&self) -> &Bytes {
+        static EMPTY: Bytes = Bytes::new();
+        match self {
+            Outgoing::Replayable { wire } | Outgoing::Streaming { wire, .. } => wire,
+            Outgoing::Spent => &EMPTY,
+        }
+    }
 }
 
 /// One attempt at a worker, run in its own task.
@@ -75,18 +72,15 @@ struct Attempt {
     id: RequestId,
     address: Arc<str>,
     conn: Option<Upstream>,
-    request: Request<UpstreamBody>,
-    /// The request task keeps a copy to send again if the worker does not
-    /// take this one (bodyless or buffered requests).
-    replayable: bool,
+    request: Outgoing,
+    method: Method,
     fault: Arc<ClientFault>,
-    tx: oneshot::Sender<Exchanged>,
 }
 
 /// How an exchange went, told to the request task.
 enum Exchanged {
-    /// The worker answered; the connection comes along to be returned at the end.
-    Head(Response<Incoming>, Upstream),
+    /// The worker answered; its body owns the connection, returned at the end.
+    Head(http::response::Parts, WorkerBody),
     /// The worker did not take the request; a streamed one comes back for
     /// the retry (a replayable one never left the request task).
     NotTaken(Option<Outgoing>),
@@ -98,7 +92,7 @@ enum Exchanged {
 struct Ticket {
     id: RequestId,
     driver: DriverHandle,
-    rx: mpsc::UnboundedReceiver<Decision>,
+    rx: DecisionRx,
     done: bool,
 }
 
@@ -112,7 +106,7 @@ impl Drop for Ticket {
         // it); a dispatch already waiting hands its connection back.
         self.rx.close();
         let mut unused = None;
-        while let Ok(decision) = self.rx.try_recv() {
+        while let Some(decision) = self.rx.try_recv() {
             if let Decision::Dispatch { conn, .. } = decision {
                 unused = Some(conn);
             }
@@ -124,11 +118,16 @@ impl Drop for Ticket {
     }
 }
 
-/// The receiver of a running exchange. If the request task is dropped (its
-/// client left) while a response head sits unread in it, nobody else would
-/// release the worker: drain that response and report the completion.
+/// An exchange with a worker, polled inline by the request task.
+type ExchangeFuture = Pin<Box<dyn Future<Output = Exchanged> + Send>>;
+
+/// The exchange in progress, if any. It runs inside the request task (no
+/// task of its own on the hot path), but a client that leaves or a read
+/// timeout never cancels it: when this guard is dropped with the exchange
+/// still running, the exchange moves to a task of its own, which finishes
+/// it, drains an answer nobody reads, and reports the completion.
 struct PendingExchange {
-    rx: Option<oneshot::Receiver<Exchanged>>,
+    future: Option<ExchangeFuture>,
     id: RequestId,
     driver: DriverHandle,
     drain_limit: Duration,
@@ -136,13 +135,13 @@ struct PendingExchange {
 
 impl Drop for PendingExchange {
     fn drop(&mut self) {
-        let Some(mut rx) = self.rx.take() else { return };
-        // From now on the exchange task's send fails and it drains on its own.
-        rx.close();
-        if let Ok(Exchanged::Head(response, conn)) = rx.try_recv() {
-            let (driver, id, limit) = (self.driver.clone(), self.id, self.drain_limit);
-            tokio::spawn(async move { finish_unread(response.into_body(), Some(conn), &driver, id, limit).await });
-        }
+        let Some(future) = self.future.take() else { return };
+        let (driver, id, limit) = (self.driver.clone(), self.id, self.drain_limit);
+        tokio::spawn(async move {
+            if let Exchanged::Head(_, body) = future.await {
+                finish_unread(body, &driver, id, limit).await;
+            }
+        });
     }
 }
 
@@ -183,12 +182,21 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     response
 }
 
+/// What the access log and warnings need to know about a request. Cheap to
+/// build: the method and path share the request's own bytes, and without an
+/// access log no clock is read for it.
 struct LogCtx {
     t_micros: u64,
     start: Time,
-    method: String,
-    path: String,
+    method: Method,
+    path: Option<http::uri::PathAndQuery>,
     request_id: HeaderValue,
+}
+
+impl LogCtx {
+    fn path(&self) -> &str {
+        self.path.as_ref().map_or("/", |p| p.as_str())
+    }
 }
 
 impl<T: Transport> FrontDoor<T> {
@@ -204,8 +212,8 @@ impl<T: Transport> FrontDoor<T> {
         let now = self.clock.now();
         log.log(Record {
             t_micros: ctx.t_micros,
-            method: ctx.method.clone(),
-            path: ctx.path.clone(),
+            method: ctx.method.to_string(),
+            path: ctx.path().to_owned(),
             status,
             total_seconds: now.saturating_since(ctx.start).as_secs_f64(),
             worker_seconds: worker.map(|(_, t)| t.saturating_since(ctx.start).as_secs_f64()),
@@ -222,7 +230,9 @@ impl<T: Transport> FrontDoor<T> {
         request: Request<Incoming>,
         client: Option<IpAddr>,
     ) -> Response<ResponseBody> {
-        let start = self.clock.now();
+        let logging = self.access_log.is_some();
+        let now = || if logging { self.clock.now() } else { Time::ZERO };
+        let start = now();
         let t_micros = wall_micros();
         let (mut parts, body) = request.into_parts();
         // Framing first: rewriting drops the client's framing headers.
@@ -234,11 +244,8 @@ impl<T: Transport> FrontDoor<T> {
         let ctx = LogCtx {
             t_micros,
             start,
-            method: parts.method.to_string(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            method: parts.method.clone(),
+            path: parts.uri.path_and_query().cloned(),
             request_id: request_id.clone(),
         };
         if declared.is_some_and(|n| n > self.config.max_body) {
@@ -258,16 +265,29 @@ impl<T: Transport> FrontDoor<T> {
                     }
                 }
             };
-            Outgoing::Replayable { parts, body: bytes }
+            let framing = if declared.is_some() || !bytes.is_empty() {
+                RequestFraming::Length(bytes.len() as u64)
+            } else {
+                RequestFraming::None
+            };
+            Outgoing::Replayable {
+                wire: encode_request(&parts, framing, &bytes),
+            }
         } else {
+            let framing = match declared {
+                Some(n) if !chunked => RequestFraming::Length(n),
+                _ => RequestFraming::Chunked,
+            };
             let limited = LimitedBody::new(body, self.config.max_body, fault.clone());
-            Outgoing::Streaming(Request::from_parts(parts, limited.boxed()))
+            Outgoing::Streaming {
+                wire: encode_request(&parts, framing, &[]),
+                body: limited.boxed(),
+                framing,
+            }
         };
+        let method = parts.method;
         let meta = RequestMeta {
-            idempotent: match &outgoing {
-                Outgoing::Replayable { parts, .. } => is_idempotent(&parts.method),
-                Outgoing::Streaming(r) => is_idempotent(r.method()),
-            },
+            idempotent: is_idempotent(&method),
             replayable: outgoing.is_replayable(),
         };
         let (id, rx) = self.driver.arrive(meta);
@@ -278,7 +298,7 @@ impl<T: Transport> FrontDoor<T> {
             done: false,
         };
         let mut exchange = PendingExchange {
-            rx: None,
+            future: None,
             id,
             driver: self.driver.clone(),
             drain_limit: self.config.read_timeout,
@@ -288,21 +308,21 @@ impl<T: Transport> FrontDoor<T> {
         loop {
             tokio::select! {
                 biased;
-                result = async { exchange.rx.as_mut().expect("guarded").await }, if exchange.rx.is_some() => {
-                    exchange.rx = None;
+                result = async { exchange.future.as_mut().expect("guarded").await }, if exchange.future.is_some() => {
+                    exchange.future = None;
                     match result {
-                        Ok(Exchanged::Head(response, conn)) => {
+                        Exchanged::Head(response, body) => {
                             ticket.done = true;
-                            let head_at = self.clock.now();
+                            let head_at = now();
                             let worker = worker.map(|(p, _)| (p, head_at));
-                            return self.relay(response, conn, id, &ctx, worker);
+                            return self.relay(response, body, id, &ctx, worker);
                         }
-                        Ok(Exchanged::NotTaken(back)) => {
+                        Exchanged::NotTaken(back) => {
                             if let Some(back) = back {
                                 outgoing = back;
                             }
                         }
-                        Ok(Exchanged::Failed) | Err(_) => {
+                        Exchanged::Failed => {
                             match fault.get() {
                                 // Our limit cut the stream; the exchange told the driver.
                                 Some(BodyFault::TooLarge) => {
@@ -323,19 +343,18 @@ impl<T: Transport> FrontDoor<T> {
                 }
                 decision = ticket.rx.recv(), if !decisions_closed => match decision {
                     Some(Decision::Dispatch { pid, attempt: _, address, conn }) => {
-                        let Some(request) = outgoing.build() else {
+                        let request = outgoing.take();
+                        if matches!(request, Outgoing::Spent) {
                             // Cannot happen: a streamed body is never retried.
                             self.driver.failed_after_send(id);
                             continue;
-                        };
-                        let replayable = outgoing.is_replayable();
-                        let (tx, rx) = oneshot::channel();
-                        exchange.rx = Some(rx);
-                        worker = Some((pid, self.clock.now()));
+                        }
+                        worker = Some((pid, now()));
                         let this = self.clone();
                         let fault = fault.clone();
-                        let attempt = Attempt { id, address, conn, request, replayable, fault, tx };
-                        tokio::spawn(this.exchange(attempt));
+                        let method = method.clone();
+                        let attempt = Attempt { id, address, conn, request, method, fault };
+                        exchange.future = Some(Box::pin(this.exchange(attempt)));
                     }
                     Some(Decision::Answer(answer)) => {
                         // A timed-out exchange goes on in its own task and reports its end.
@@ -345,7 +364,7 @@ impl<T: Transport> FrontDoor<T> {
                                 request = id.0,
                                 request_id = %String::from_utf8_lossy(ctx.request_id.as_bytes()),
                                 method = %ctx.method,
-                                path = %ctx.path,
+                                path = %ctx.path(),
                                 pid = worker.map_or(0, |(p, _)| p.0),
                                 "no response head within the read timeout: 504 sent; the worker is stuck on this request"
                             );
@@ -357,7 +376,7 @@ impl<T: Transport> FrontDoor<T> {
                         // The driver closes the channel once the head was
                         // reported; the exchange's result is on its way.
                         decisions_closed = true;
-                        if exchange.rx.is_none() {
+                        if exchange.future.is_none() {
                             ticket.done = true;
                             self.log(&ctx, 503, None, None, Some("no_capacity"));
                             return render_answer(Answer::NoCapacity, &ctx.request_id);
@@ -370,13 +389,12 @@ impl<T: Transport> FrontDoor<T> {
 
     fn relay(
         &self,
-        response: Response<Incoming>,
-        conn: Upstream,
+        mut parts: http::response::Parts,
+        body: WorkerBody,
         id: RequestId,
         ctx: &LogCtx,
         worker: Option<(Pid, Time)>,
     ) -> Response<ResponseBody> {
-        let (mut parts, body) = response.into_parts();
         headers::rewrite_response(&mut parts.headers);
         let status = parts.status.as_u16();
         let on_end: super::body::OnEnd = match &self.access_log {
@@ -385,8 +403,8 @@ impl<T: Transport> FrontDoor<T> {
                 let clock = self.clock;
                 let record = Record {
                     t_micros: ctx.t_micros,
-                    method: ctx.method.clone(),
-                    path: ctx.path.clone(),
+                    method: ctx.method.to_string(),
+                    path: ctx.path().to_owned(),
                     status,
                     total_seconds: 0.0,
                     worker_seconds: worker.map(|(_, t)| t.saturating_since(ctx.start).as_secs_f64()),
@@ -407,28 +425,26 @@ impl<T: Transport> FrontDoor<T> {
             }
             None => Box::new(|_| {}),
         };
-        let relay = RelayBody::new(body, conn, id, self.driver.clone(), self.config.read_timeout, on_end);
+        let relay = RelayBody::new(body, id, self.driver.clone(), self.config.read_timeout, on_end);
         Response::from_parts(parts, ResponseBody::Relay(relay))
     }
 
     /// Runs one attempt against a worker and reports its outcome to the driver.
-    async fn exchange(self: Arc<Self>, attempt: Attempt) {
+    async fn exchange(self: Arc<Self>, attempt: Attempt) -> Exchanged {
         let Attempt {
             id,
             address,
             conn,
-            request,
-            replayable,
+            mut request,
+            method,
             fault,
-            tx,
         } = attempt;
-        let give_back = |request: Request<UpstreamBody>| (!replayable).then(|| Outgoing::Streaming(request));
-        let mut conn = match conn {
-            Some(mut c) if c.is_open() => c.ready().await.then_some(c),
-            _ => None,
-        };
-        let mut request = request;
-        let response = loop {
+        let replayable = request.is_replayable();
+        // What goes back to the request task when the worker never saw the
+        // request: a streamed one (a replayable one was never taken from it).
+        let give_back = |request: Outgoing| (!replayable).then_some(request);
+        let mut conn = conn.and_then(|mut c| c.is_open().then_some(c));
+        let (response, body) = loop {
             let fresh = conn.is_none();
             let mut upstream = match conn.take() {
                 Some(c) => c,
@@ -437,60 +453,55 @@ impl<T: Transport> FrontDoor<T> {
                     Err(e) => {
                         tracing::debug!(request = id.0, %address, "worker connect failed: {e}");
                         self.driver.connect_failed(id);
-                        let _ = tx.send(Exchanged::NotTaken(give_back(request)));
-                        return;
+                        return Exchanged::NotTaken(give_back(request));
                     }
                 },
             };
-            match upstream.send(request).await {
-                Ok(response) => break (response, upstream),
-                Err(SendError::Unsent(back)) if !fresh => {
-                    // A kept-alive connection had closed; try once on a new one.
-                    request = *back;
+            if let Err(e) = upstream.write_request(request.wire()).await {
+                if !fresh {
+                    // A kept-alive connection had closed: the worker cannot
+                    // have run a request it did not fully receive. Once more
+                    // on a new connection.
+                    continue;
                 }
-                Err(SendError::Unsent(back)) => {
-                    self.driver.connect_failed(id);
-                    let _ = tx.send(Exchanged::NotTaken(give_back(*back)));
-                    return;
-                }
-                Err(SendError::AfterSend(_)) if fault.get().is_some() => {
+                tracing::debug!(request = id.0, %address, "writing to a new worker connection failed: {e}");
+                self.driver.connect_failed(id);
+                return Exchanged::NotTaken(give_back(request));
+            }
+            if let Outgoing::Streaming { body, framing, .. } = std::mem::replace(&mut request, Outgoing::Spent) {
+                upstream.start_body(body, framing);
+            }
+            match upstream.read_response(&method).await {
+                Ok(response) => break response,
+                Err(_) if fault.get().is_some() => {
                     // The client's body failed, not the worker: the request
                     // ends for the client and the worker is not to blame.
                     self.driver.client_gone(id);
                     self.driver.complete(id, true, None);
-                    let _ = tx.send(Exchanged::Failed);
-                    return;
+                    return Exchanged::Failed;
                 }
-                Err(SendError::AfterSend(e)) => {
+                Err(e) => {
                     tracing::debug!(request = id.0, "worker failed after the request was sent: {e}");
                     self.driver.failed_after_send(id);
-                    let _ = tx.send(Exchanged::Failed);
-                    return;
+                    return Exchanged::Failed;
                 }
             }
         };
-        let (response, upstream) = response;
-        if headers::is_busy(response.headers()) {
+        let mut body = body;
+        if headers::is_busy(&response.headers) {
             // The worker says it is busy: it did not run the request. A
             // streamed body may be partly consumed, so only a replayable
             // request can go elsewhere.
-            let _ = tokio::time::timeout(Duration::from_secs(1), drain(response.into_body())).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), body.drain()).await;
             if replayable {
                 self.driver.busy(id);
-                let _ = tx.send(Exchanged::NotTaken(None));
-            } else {
-                self.driver.failed_after_send(id);
-                let _ = tx.send(Exchanged::Failed);
+                return Exchanged::NotTaken(None);
             }
-            return;
+            self.driver.failed_after_send(id);
+            return Exchanged::Failed;
         }
         self.driver.response_head(id);
-        if let Err(Exchanged::Head(response, upstream)) = tx.send(Exchanged::Head(response, upstream)) {
-            // Nobody waits for this response (read timeout, client gone):
-            // read it to its end so the worker finishes, then free it.
-            let limit = self.config.read_timeout;
-            finish_unread(response.into_body(), Some(upstream), &self.driver, id, limit).await;
-        }
+        Exchanged::Head(response, body)
     }
 }
 
