@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod manager;
 pub mod proto;
 pub mod server;
+pub mod sys;
 pub mod transport;
 pub mod unix_socket;
 pub mod upstream;

@@ -182,6 +182,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         stopped(done_rx),
     ));
     tokio::spawn(crate::frontdoor::run(listener, front_door, stopped(stop_rx.clone())));
+    tokio::spawn(release_memory_of_idle_connections());
 
     println!(
         "rip-server: app {} with {} worker{} on http://localhost:{port}",
@@ -236,4 +237,16 @@ fn libc_sigttin() -> i32 {
 
 fn libc_sigttou() -> i32 {
     rustix::process::Signal::TTOU.as_raw()
+}
+
+/// Gives memory freed by connections that went idle back to the system, at
+/// most once a second and only after some was freed (a burst of 10,000
+/// clients going idle would otherwise leave the process at its peak size).
+async fn release_memory_of_idle_connections() {
+    loop {
+        crate::frontdoor::client_conn::buffers_freed().notified().await;
+        // Let the rest of a burst go idle first.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
+    }
 }

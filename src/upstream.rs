@@ -531,6 +531,23 @@ impl WorkerBody {
         matches!(self.decoder, Decoder::Done | Decoder::Length(0))
     }
 
+    /// The whole rest of the body, if it is already buffered (a sized body
+    /// that arrived with its head, the common case for small responses).
+    /// The body is then done and its connection can be taken back at once.
+    pub fn take_buffered(&mut self) -> Option<Bytes> {
+        let Decoder::Length(left) = self.decoder else {
+            return None;
+        };
+        let conn = self.conn.as_mut()?;
+        let left = usize::try_from(left).ok()?;
+        if conn.buf.len() < left {
+            return None;
+        }
+        let bytes = conn.buf.split_to(left).freeze();
+        self.decoder = Decoder::Done;
+        Some(bytes)
+    }
+
     /// The connection, if the body ended at a clean boundary and the worker
     /// keeps the connection open; `None` otherwise (the connection closes).
     pub fn take_conn(&mut self) -> Option<Upstream> {
@@ -730,6 +747,19 @@ mod tests {
         assert_eq!(parts.headers[header::CONTENT_LENGTH], "5");
         assert_eq!(body, b"hello");
         assert!(reusable);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_came_with_its_head_is_taken_whole() {
+        let conn = pair(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
+        let (_, mut body) = conn.read_response(&Method::GET).await.unwrap();
+        // The duplex delivers the write in one piece.
+        assert_eq!(body.take_buffered().as_deref(), Some(&b"hello"[..]));
+        assert!(body.is_done());
+        assert!(body.take_conn().is_some());
+        let conn = pair(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n").await;
+        let (_, mut body) = conn.read_response(&Method::GET).await.unwrap();
+        assert!(body.take_buffered().is_none(), "only sized bodies are taken whole");
     }
 
     #[tokio::test]

@@ -3,9 +3,13 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use rip_server::frontdoor::client_conn::PollReadable;
 use rip_server::frontdoor::{Accept, Peer};
 use rip_server::transport::Transport;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use turmoil::net::{TcpListener, TcpStream};
 
 use crate::state::{SharedRef, lock, now_us};
@@ -60,13 +64,45 @@ impl SimListener {
     }
 }
 
-impl Accept for SimListener {
-    type Io = TcpStream;
+/// An accepted client connection: turmoil's stream, plus waiting for
+/// readability (a one-byte peek) for the front door's idle connections.
+pub struct SimStream(TcpStream);
 
-    async fn accept(&mut self) -> io::Result<(TcpStream, Peer)> {
+impl AsyncRead for SimStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SimStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl PollReadable for SimStream {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        self.0.poll_peek(cx, &mut buf).map_ok(|_| ())
+    }
+}
+
+impl Accept for SimListener {
+    type Io = SimStream;
+
+    async fn accept(&mut self) -> io::Result<(SimStream, Peer)> {
         let (stream, peer) = self.listener.accept().await?;
         Ok((
-            stream,
+            SimStream(stream),
             Peer {
                 ip: Some(peer.ip()),
                 trusted: self.trusted,

@@ -73,7 +73,7 @@ pub fn rewrite_request(
         headers.remove(header::CONTENT_LENGTH);
     }
     if let Some(ip) = client {
-        let mut value = String::with_capacity(64);
+        let mut value = String::with_capacity(48);
         for previous in headers.get_all(&X_FORWARDED_FOR) {
             if let Ok(s) = previous.to_str() {
                 value.push_str(s);
@@ -81,7 +81,7 @@ pub fn rewrite_request(
             }
         }
         let _ = write!(value, "{ip}");
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Ok(v) = shared_value(value) {
             headers.insert(&X_FORWARDED_FOR, v);
         }
     }
@@ -89,15 +89,53 @@ pub fn rewrite_request(
     let id = match headers.get(&X_REQUEST_ID) {
         Some(v) if !v.is_empty() && v.len() <= 200 => v.clone(),
         _ => {
-            let v = HeaderValue::from_str(&new_id()).unwrap_or(HeaderValue::from_static("-"));
+            let v = shared_value(new_id()).unwrap_or(HeaderValue::from_static("-"));
             headers.insert(&X_REQUEST_ID, v.clone());
             v
         }
     };
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("t={start_micros}"))) {
+    let mut start = String::with_capacity(24);
+    start.push_str("t=");
+    push_decimal(&mut start, start_micros);
+    if let Ok(v) = shared_value(start) {
         headers.insert(&X_REQUEST_START, v);
     }
     id
+}
+
+/// A header value that takes over the string's buffer instead of copying it.
+fn shared_value(value: String) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
+}
+
+/// Appends `n` in decimal (the formatting machinery is slow on this path).
+pub fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
+}
+
+/// Appends `n` in lowercase hexadecimal.
+pub fn push_hex(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 /// Rewrites a worker's response headers for the client: drops hop-by-hop
@@ -123,6 +161,17 @@ pub fn request_id_header() -> &'static HeaderName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn number_formatting_matches_std() {
+        for n in [0u64, 1, 9, 10, 255, 4096, 1_700_000_000_000_000, u64::MAX] {
+            let (mut d, mut h) = (String::new(), String::new());
+            push_decimal(&mut d, n);
+            push_hex(&mut h, n);
+            assert_eq!(d, n.to_string());
+            assert_eq!(h, format!("{n:x}"));
+        }
+    }
 
     #[test]
     fn request_gets_forwarding_headers_and_keeps_a_client_id() {

@@ -6,6 +6,7 @@
 //! a worker chosen by the core (see [`proxy`]).
 
 pub mod body;
+pub mod client_conn;
 pub mod headers;
 pub mod proxy;
 
@@ -13,14 +14,14 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -29,6 +30,7 @@ use crate::clock::Clock;
 use crate::driver::DriverHandle;
 use crate::transport::Transport;
 use body::ResponseBody;
+use client_conn::{PollReadable, ProbeState, Tracked};
 
 /// Front-door settings.
 #[derive(Clone, Debug)]
@@ -93,7 +95,11 @@ impl<T: Transport> FrontDoor<T> {
     }
 
     fn new_request_id(&self) -> String {
-        format!("{}-{:x}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
+        let mut id = String::with_capacity(self.id_prefix.len() + 17);
+        id.push_str(&self.id_prefix);
+        id.push('-');
+        headers::push_hex(&mut id, self.next_id.fetch_add(1, Ordering::Relaxed));
+        id
     }
 
     async fn serve(self: Arc<Self>, request: Request<Incoming>, client: Option<IpAddr>) -> Response<ResponseBody> {
@@ -132,9 +138,36 @@ impl<T: Transport> FrontDoor<T> {
     }
 }
 
+/// The service hyper calls for each request on one connection.
+struct ProxyService<T: Transport> {
+    front_door: Arc<FrontDoor<T>>,
+    client: Option<IpAddr>,
+    state: Arc<ProbeState>,
+}
+
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response<Tracked<ResponseBody>>, Infallible>> + Send>>;
+
+impl<T: Transport> hyper::service::Service<Request<Incoming>> for ProxyService<T> {
+    type Response = Response<Tracked<ResponseBody>>;
+    type Error = Infallible;
+    // Boxed: hyper keeps a slot the size of this future for the connection's
+    // whole busy life (about 2 KB); a box per request costs less.
+    type Future = ServiceFuture;
+
+    fn call(&self, request: Request<Incoming>) -> ServiceFuture {
+        let active = self.state.start_request();
+        let front_door = self.front_door.clone();
+        let client = self.client;
+        Box::pin(async move {
+            let response = front_door.serve(request, client).await;
+            Ok(response.map(|body| Tracked::new(body, active)))
+        })
+    }
+}
+
 /// A listener the front door can accept client connections from.
 pub trait Accept: Send + 'static {
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Io: AsyncRead + AsyncWrite + PollReadable + Unpin + Send + 'static;
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
 }
 
@@ -208,32 +241,27 @@ pub async fn run<T: Transport, L: Accept>(
             }
         };
         let fd = front_door.clone();
-        let config = front_door.config.clone();
-        let mut closing = closing_rx.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let fd = fd.clone();
-                async move { Ok::<_, Infallible>(fd.serve(request, peer.ip).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .header_read_timeout(config.header_timeout)
-                .max_headers(config.max_headers)
-                .max_buf_size(config.max_head_bytes.max(8192))
-                .writev(false);
-            let conn = builder.serve_connection(TokioIo::new(io), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                biased;
-                _ = conn.as_mut() => {}
-                _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+        let closing = closing_rx.clone();
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(fd.config.header_timeout)
+            .max_headers(fd.config.max_headers)
+            .max_buf_size(fd.config.max_head_bytes.max(8192))
+            .writev(false);
+        let idle_timeout = fd.config.header_timeout;
+        tokio::spawn(client_conn::serve(
+            io,
+            builder,
+            move |state: &Arc<ProbeState>| ProxyService {
+                front_door: fd.clone(),
+                client: peer.ip,
+                state: state.clone(),
+            },
+            idle_timeout,
+            closing,
+        ));
     }
     let _ = closing_tx.send(true);
 }

@@ -81,6 +81,9 @@ struct Attempt {
 enum Exchanged {
     /// The worker answered; its body owns the connection, returned at the end.
     Head(http::response::Parts, WorkerBody),
+    /// The worker answered and its whole body is here: the completion was
+    /// already reported and the worker is free.
+    Whole(http::response::Parts, Bytes),
     /// The worker did not take the request; a streamed one comes back for
     /// the retry (a replayable one never left the request task).
     NotTaken(Option<Outgoing>),
@@ -317,6 +320,14 @@ impl<T: Transport> FrontDoor<T> {
                             let worker = worker.map(|(p, _)| (p, head_at));
                             return self.relay(response, body, id, &ctx, worker);
                         }
+                        Exchanged::Whole(mut parts, bytes) => {
+                            ticket.done = true;
+                            let worker = worker.map(|(p, _)| (p, now()));
+                            headers::rewrite_response(&mut parts.headers);
+                            let length = Some(bytes.len() as u64);
+                            self.log(&ctx, parts.status.as_u16(), worker, length, None);
+                            return Response::from_parts(parts, ResponseBody::full(bytes));
+                        }
                         Exchanged::NotTaken(back) => {
                             if let Some(back) = back {
                                 outgoing = back;
@@ -499,6 +510,12 @@ impl<T: Transport> FrontDoor<T> {
             }
             self.driver.failed_after_send(id);
             return Exchanged::Failed;
+        }
+        if let Some(bytes) = body.take_buffered() {
+            // One message instead of a head and a completion, and the worker
+            // is free before the client has its first byte.
+            self.driver.complete(id, true, body.take_conn());
+            return Exchanged::Whole(response, bytes);
         }
         self.driver.response_head(id);
         Exchanged::Head(response, body)

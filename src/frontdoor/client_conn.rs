@@ -1,0 +1,313 @@
+//! One client connection: hyper while requests flow, nothing while idle.
+//!
+//! hyper's HTTP/1 connection holds about 10 KB per connection (an 8 KiB
+//! write buffer allocated up front, an 8 KiB read buffer from the first
+//! read, its state) for as long as it lives, idle or not: 10,000 idle
+//! keep-alive clients cost over 100 MB. nginx frees a keep-alive
+//! connection's buffers while it waits; we do the same:
+//!
+//! ```text
+//!   accept ──▶ Idle ──first byte──▶ Busy (hyper) ──idle for IDLE_GRACE──▶ Idle
+//!               │  no buffers, just    │  serves requests as usual;         │
+//!               │  the socket          │  taken apart with into_parts()     │
+//!               ▼                      │  only between requests, with       │
+//!            closed after the          │  nothing unread or unflushed       │
+//!            header timeout            ▼                                    │
+//!            or on shutdown         closed when hyper is done ◀─────────────┘
+//! ```
+//!
+//! Under load a connection never goes idle for [`IDLE_GRACE`], so the hot
+//! path is plain hyper; the bookkeeping is a few relaxed atomics in the
+//! [`Probe`] that hyper reads and writes through.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+/// How long a connection waits between requests before its HTTP buffers
+/// are freed. Short enough that idle clients cost little, long enough that
+/// a busy client never pays for rebuilding them.
+pub const IDLE_GRACE: Duration = Duration::from_millis(250);
+
+/// Notified whenever an idle connection freed its HTTP buffers; the server
+/// then hands the freed memory back to the system (see
+/// [`crate::sys::release_free_memory`]), at most once a second.
+pub fn buffers_freed() -> &'static tokio::sync::Notify {
+    static FREED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+    &FREED
+}
+
+/// Waiting for a connection to become readable without reading from it.
+pub trait PollReadable {
+    /// Ready when bytes (or the end of the stream, or an error) can be read.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl PollReadable for tokio::net::TcpStream {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+impl PollReadable for tokio::net::UnixStream {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+/// What the connection loop learns from hyper's reads and writes.
+#[derive(Default)]
+pub struct ProbeState {
+    /// Requests handed to the service whose response is not done.
+    active: AtomicUsize,
+    /// Bytes arrived since the last response ended: a head may be half read.
+    read_since_done: AtomicBool,
+    /// hyper's last read found nothing to read.
+    waiting: AtomicBool,
+    /// Bytes written and not yet flushed.
+    unflushed: AtomicBool,
+    /// Bumped on every sign of activity, so a timer can tell "idle since".
+    epoch: AtomicU64,
+}
+
+impl ProbeState {
+    fn touch(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// hyper waits for the next request and holds nothing unread or unsent.
+    fn is_idle(&self) -> bool {
+        self.active.load(Ordering::Relaxed) == 0
+            && !self.read_since_done.load(Ordering::Relaxed)
+            && self.waiting.load(Ordering::Relaxed)
+            && !self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// Marks a request as handed to the service until the guard drops
+    /// (its response body was sent, or hyper gave up on it).
+    pub fn start_request(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Relaxed);
+        self.touch();
+        ActiveGuard(self.clone())
+    }
+}
+
+/// See [`ProbeState::start_request`].
+pub struct ActiveGuard(Arc<ProbeState>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.read_since_done.store(false, Ordering::Relaxed);
+        }
+        self.0.touch();
+    }
+}
+
+/// A response body that keeps its request counted as active until hyper
+/// drops it (after its last byte, or on error).
+pub struct Tracked<B> {
+    body: B,
+    _active: ActiveGuard,
+}
+
+impl<B> Tracked<B> {
+    pub fn new(body: B, active: ActiveGuard) -> Tracked<B> {
+        Tracked { body, _active: active }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The client stream as hyper sees it: bytes read before hyper existed
+/// come first, and every read and write is noted in the [`ProbeState`].
+pub struct Probe<I> {
+    inner: I,
+    prefix: Bytes,
+    state: Arc<ProbeState>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Probe<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            this.state.read_since_done.store(true, Ordering::Relaxed);
+            this.state.waiting.store(false, Ordering::Relaxed);
+            this.state.touch();
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending => {
+                this.state.waiting.store(true, Ordering::Relaxed);
+                Poll::Pending
+            }
+            ready => {
+                if buf.filled().len() > before {
+                    this.state.read_since_done.store(true, Ordering::Relaxed);
+                }
+                this.state.waiting.store(false, Ordering::Relaxed);
+                this.state.touch();
+                ready
+            }
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Probe<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.state.waiting.store(false, Ordering::Relaxed);
+        self.state.touch();
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.unflushed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(result, Poll::Ready(Ok(()))) {
+            self.state.unflushed.store(false, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one client connection until it closes, the idle timeout passes,
+/// or `closing` turns true (then an idle connection closes at once and a
+/// busy one after its current request). `make_service` builds the service
+/// for each busy phase; it must count requests with
+/// [`ProbeState::start_request`] and wrap bodies in [`Tracked`].
+pub async fn serve<I, S, B, M>(
+    mut io: I,
+    builder: http1::Builder,
+    make_service: M,
+    idle_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + PollReadable + Unpin + Send + 'static,
+    M: Fn(&Arc<ProbeState>) -> S,
+    S: HttpService<Incoming, ResBody = B> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut prefix = Bytes::new();
+    let mut idle_budget = idle_timeout;
+    loop {
+        if prefix.is_empty() {
+            // Idle: no HTTP state at all, only the socket.
+            let readable = std::future::poll_fn(|cx| io.poll_readable(cx));
+            tokio::select! {
+                biased;
+                _ = closing.wait_for(|c| *c) => return,
+                ready = tokio::time::timeout(idle_budget, readable) => match ready {
+                    Ok(Ok(())) => {}
+                    // The idle timeout, or the socket failed: close.
+                    Ok(Err(_)) | Err(_) => return,
+                },
+            }
+        }
+        let state = Arc::new(ProbeState::default());
+        let probe = Probe {
+            inner: io,
+            prefix: std::mem::take(&mut prefix),
+            state: state.clone(),
+        };
+        let mut conn = builder.serve_connection(TokioIo::new(probe), make_service(&state));
+        let went_idle = {
+            let mut closing_now = Box::pin(closing.wait_for(|c| *c));
+            let mut shutting_down = false;
+            // The grace timer and the activity epoch it was armed at.
+            let mut grace: Option<(Pin<Box<Sleep>>, u64)> = None;
+            std::future::poll_fn(|cx| {
+                if !shutting_down && closing_now.as_mut().poll(cx).is_ready() {
+                    shutting_down = true;
+                    grace = None;
+                    Pin::new(&mut conn).graceful_shutdown();
+                }
+                if Pin::new(&mut conn).poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                if shutting_down || !state.is_idle() {
+                    return Poll::Pending;
+                }
+                let epoch = state.epoch.load(Ordering::Relaxed);
+                if let Some((timer, armed)) = &mut grace {
+                    let fired = timer.as_mut().poll(cx).is_ready();
+                    if fired && *armed == epoch {
+                        // Armed when this idle stretch began: it has lasted.
+                        return Poll::Ready(true);
+                    }
+                    if !fired {
+                        // Armed during an earlier stretch: left alone rather
+                        // than reset on every request; re-armed once it fires.
+                        return Poll::Pending;
+                    }
+                }
+                let mut timer = Box::pin(tokio::time::sleep(IDLE_GRACE));
+                let _ = timer.as_mut().poll(cx);
+                grace = Some((timer, epoch));
+                Poll::Pending
+            })
+            .await
+        };
+        if !went_idle {
+            return;
+        }
+        tracing::trace!("idle connection: HTTP buffers freed");
+        buffers_freed().notify_one();
+        // Idle for the whole grace period: take the stream back from hyper
+        // and free everything else.
+        let parts = conn.into_parts();
+        let probe = parts.io.into_inner();
+        io = probe.inner;
+        // Copied, never kept: even an empty `read_buf` can hold hyper's
+        // whole 8 KiB read buffer alive.
+        prefix = if parts.read_buf.is_empty() && probe.prefix.is_empty() {
+            Bytes::new()
+        } else {
+            [parts.read_buf, probe.prefix].concat().into()
+        };
+        idle_budget = idle_timeout.saturating_sub(IDLE_GRACE);
+    }
+}
