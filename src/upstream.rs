@@ -373,9 +373,12 @@ impl Upstream {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
-        let len = match response.parse(&self.buf) {
+        // Uninitialized slots: zeroing 128 of them cost more than the parse.
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed =
+            httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, &self.buf, &mut slots);
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(UpstreamError::Malformed("too many headers")),
@@ -392,6 +395,9 @@ impl Upstream {
         let base = self.buf.as_ptr() as usize;
         let mut fields = Vec::with_capacity(response.headers.len());
         for h in response.headers.iter() {
+            if dropped_from_worker(h.name.as_bytes()) {
+                continue;
+            }
             let name =
                 HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| UpstreamError::Malformed("bad header name"))?;
             // An empty value may not point into the buffer at all.
@@ -483,6 +489,13 @@ async fn write_body(
     }
     io.flush().await?;
     Ok(())
+}
+
+/// Worker response headers no client ever sees, skipped while parsing
+/// rather than removed afterwards: the front door's `Date` replaces the
+/// worker's, and the worker id is internal (see `frontdoor::headers`).
+fn dropped_from_worker(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"date") || name.eq_ignore_ascii_case(crate::proto::WORKER_ID_HEADER.as_bytes())
 }
 
 /// Where a response body's decoding stands.

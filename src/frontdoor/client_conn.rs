@@ -82,11 +82,18 @@ pub struct ProbeState {
     unflushed: AtomicBool,
     /// Bumped on every sign of activity, so a timer can tell "idle since".
     epoch: AtomicU64,
+    /// Request heads completed so far, so a timer can tell "the same head".
+    heads: AtomicU64,
 }
 
 impl ProbeState {
     fn touch(&self) {
         self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes of a request head arrived and the head is not complete yet.
+    fn head_in_progress(&self) -> bool {
+        self.active.load(Ordering::Relaxed) == 0 && self.read_since_done.load(Ordering::Relaxed)
     }
 
     /// hyper waits for the next request and holds nothing unread or unsent.
@@ -101,6 +108,7 @@ impl ProbeState {
     /// (its response body was sent, or hyper gave up on it).
     pub fn start_request(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.heads.fetch_add(1, Ordering::Relaxed);
         self.waiting.store(false, Ordering::Relaxed);
         self.touch();
         ActiveGuard(self.clone())
@@ -211,16 +219,30 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Probe<I> {
     }
 }
 
+/// How a busy phase ended.
+enum Ended {
+    /// hyper finished (the client closed, or `Connection: close`).
+    Done,
+    /// Idle for [`IDLE_GRACE`]: hand the stream back.
+    Idle,
+    /// A request head took longer than the header timeout.
+    HeadTimeout,
+}
+
 /// Serves one client connection until it closes, the idle timeout passes,
 /// or `closing` turns true (then an idle connection closes at once and a
-/// busy one after its current request). `make_service` builds the service
-/// for each busy phase; it must count requests with
-/// [`ProbeState::start_request`] and wrap bodies in [`Tracked`].
+/// busy one after its current request). `header_timeout` bounds both the
+/// wait for a request's first byte and the time from its first byte to
+/// its last header line (the latter between one and two timeouts for a
+/// head split across packets while the connection serves others; see the
+/// timer below). `make_service` builds the service for each busy phase; it
+/// must count requests with [`ProbeState::start_request`] and wrap bodies
+/// in [`Tracked`].
 pub async fn serve<I, S, B, M>(
     mut io: I,
     builder: http1::Builder,
     make_service: M,
-    idle_timeout: Duration,
+    header_timeout: Duration,
     mut closing: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + PollReadable + Unpin + Send + 'static,
@@ -232,7 +254,7 @@ pub async fn serve<I, S, B, M>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut prefix = Bytes::new();
-    let mut idle_budget = idle_timeout;
+    let mut idle_budget = header_timeout;
     loop {
         if prefix.is_empty() {
             // Idle: no HTTP state at all, only the socket.
@@ -254,11 +276,16 @@ pub async fn serve<I, S, B, M>(
             state: state.clone(),
         };
         let mut conn = builder.serve_connection(TokioIo::new(probe), make_service(&state));
-        let went_idle = {
+        let ended = {
             let mut closing_now = Box::pin(closing.wait_for(|c| *c));
             let mut shutting_down = false;
             // The grace timer and the activity epoch it was armed at.
             let mut grace: Option<(Pin<Box<Sleep>>, u64)> = None;
+            // The header timer and the count of heads done when it was armed.
+            // Our own rather than hyper's, which allocates and registers a
+            // timer for every request; this one is armed only when a head
+            // arrives in pieces, which a busy client's heads almost never do.
+            let mut head_timer: Option<(Pin<Box<Sleep>>, u64)> = None;
             std::future::poll_fn(|cx| {
                 if !shutting_down && closing_now.as_mut().poll(cx).is_ready() {
                     shutting_down = true;
@@ -266,7 +293,25 @@ pub async fn serve<I, S, B, M>(
                     Pin::new(&mut conn).graceful_shutdown();
                 }
                 if Pin::new(&mut conn).poll(cx).is_ready() {
-                    return Poll::Ready(false);
+                    return Poll::Ready(Ended::Done);
+                }
+                if state.head_in_progress() {
+                    let heads = state.heads.load(Ordering::Relaxed);
+                    if let Some((timer, armed)) = &mut head_timer {
+                        let fired = timer.as_mut().poll(cx).is_ready();
+                        if fired && *armed == heads {
+                            return Poll::Ready(Ended::HeadTimeout);
+                        }
+                        if fired {
+                            // Armed for an earlier head: time this one from now.
+                            head_timer = None;
+                        }
+                    }
+                    if head_timer.is_none() {
+                        let mut timer = Box::pin(tokio::time::sleep(header_timeout));
+                        let _ = timer.as_mut().poll(cx);
+                        head_timer = Some((timer, heads));
+                    }
                 }
                 if shutting_down || !state.is_idle() {
                     return Poll::Pending;
@@ -276,7 +321,7 @@ pub async fn serve<I, S, B, M>(
                     let fired = timer.as_mut().poll(cx).is_ready();
                     if fired && *armed == epoch {
                         // Armed when this idle stretch began: it has lasted.
-                        return Poll::Ready(true);
+                        return Poll::Ready(Ended::Idle);
                     }
                     if !fired {
                         // Armed during an earlier stretch: left alone rather
@@ -291,8 +336,13 @@ pub async fn serve<I, S, B, M>(
             })
             .await
         };
-        if !went_idle {
-            return;
+        match ended {
+            Ended::Done => return,
+            Ended::HeadTimeout => {
+                tracing::debug!("request head not complete within the header timeout: connection closed");
+                return;
+            }
+            Ended::Idle => {}
         }
         tracing::trace!("idle connection: HTTP buffers freed");
         buffers_freed().notify_one();
@@ -308,6 +358,6 @@ pub async fn serve<I, S, B, M>(
         } else {
             [parts.read_buf, probe.prefix].concat().into()
         };
-        idle_budget = idle_timeout.saturating_sub(IDLE_GRACE);
+        idle_budget = header_timeout.saturating_sub(IDLE_GRACE);
     }
 }

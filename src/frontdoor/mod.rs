@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -243,14 +242,13 @@ pub async fn run<T: Transport, L: Accept>(
         let fd = front_door.clone();
         let closing = closing_rx.clone();
         let mut builder = hyper::server::conn::http1::Builder::new();
+        // No header_read_timeout here: client_conn enforces it (see there).
         builder
-            .timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(fd.config.header_timeout)
             .max_headers(fd.config.max_headers)
             .max_buf_size(fd.config.max_head_bytes.max(8192))
             .writev(false);
-        let idle_timeout = fd.config.header_timeout;
+        let header_timeout = fd.config.header_timeout;
         tokio::spawn(client_conn::serve(
             io,
             builder,
@@ -259,7 +257,7 @@ pub async fn run<T: Transport, L: Accept>(
                 client: peer.ip,
                 state: state.clone(),
             },
-            idle_timeout,
+            header_timeout,
             closing,
         ));
     }
