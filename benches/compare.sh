@@ -16,6 +16,10 @@
 #   SHAPES      space-separated PATH:WORKERS:CONNECTIONS
 #   DIAGNOSE    1 (default): re-run rip-server shapes that had non-2xx answers
 #               with a Lua script that tallies status and Rip-Reason
+#   MEMORY      1 (default): also measure rip-server's RSS holding IDLE_CONNS
+#               idle keep-alive connections (benches/idle_conns.py) and its
+#               peak RSS growth during a 64 MB upload; 0 skips it
+#   IDLE_CONNS  connections for the memory run (default 10000; needs ulimit -n)
 #
 #   benches/compare.sh --table [results.csv]   re-prints the table of a run
 #
@@ -119,6 +123,8 @@ THREADS=${THREADS:-2}
 CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx direct"}
 SHAPES=${SHAPES:-"/ping:2:2 /ping:2:16 /ping:2:128 /ping:4:2 /ping:4:4 /ping:4:16 /ping:4:128 /sleep?ms=5:4:4 /sleep?ms=5:4:16"}
 DIAGNOSE=${DIAGNOSE:-1}
+MEMORY=${MEMORY:-1}
+IDLE_CONNS=${IDLE_CONNS:-10000}
 
 for v in DURATION ROUNDS THREADS WARMUP; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [[ $v != WARMUP ]] && ((${!v} < 1)); }; then
@@ -147,6 +153,7 @@ missing=()
 [[ -n $(find_tool haproxy) ]] || missing+=(haproxy)
 [[ -n $(find_tool nginx) ]] || missing+=(nginx-light)
 [[ -n $(find_tool curl) ]] || missing+=(curl)
+[[ -n $(find_tool python3) ]] || missing+=(python3)
 if ((${#missing[@]})); then
     log "installing ${missing[*]} (apt-get; note: Debian starts the haproxy/nginx system services on install)"
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get; install them yourself"
@@ -730,6 +737,52 @@ for w in "${GROUP_ORDER[@]}"; do
     fi
     stop_pids "${GROUP_PIDS[@]}"
 done
+
+# ---------------------------------------------------------------- memory
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+MEMORY_LINES=()
+if ((MEMORY)) && has rip; then
+    log "memory: $IDLE_CONNS idle keep-alive connections, then a 64 MB upload"
+    GROUP_PIDS=()
+    # Enough descriptors for the connections on both ends (the script and
+    # rip-server inherit this limit).
+    want=$((IDLE_CONNS + 200))
+    if (($(ulimit -n) < want)); then ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; fi
+    if (($(ulimit -n) < want)); then
+        IDLE_CONNS=$(($(ulimit -n) - 200))
+        log "ulimit -n allows only $IDLE_CONNS connections"
+    fi
+    start_rip 2
+    pid=${FD_PID[rip]}
+    line=$(python3 "$ROOT/benches/idle_conns.py" "${FD_PORT[rip]}" "$pid" "$IDLE_CONNS")
+    log "idle connections: $line"
+    idle=$(sed -n 's/.*rss_idle_kib=\([0-9]*\).*/\1/p' <<<"$line")
+    busy=$(sed -n 's/.*rss_busy_kib=\([0-9]*\).*/\1/p' <<<"$line")
+    before=$(sed -n 's/.*rss_before_kib=\([0-9]*\).*/\1/p' <<<"$line")
+    MEMORY_LINES+=("$(printf '%-48s %6s MB  (before %s MB, right after the requests %s MB)  target < 64 MB' \
+        "RSS holding $IDLE_CONNS idle keep-alive conns" "$(mb "$idle")" "$(mb "$before")" "$(mb "$busy")")")
+    stop_pids "${GROUP_PIDS[@]}"
+    GROUP_PIDS=()
+    start_rip 2
+    pid=${FD_PID[rip]}
+    head -c $((64 * 1024 * 1024)) /dev/zero >"$DIR/upload.bin"
+    before=$(rss_kib "$pid")
+    hwm0=$(hwm_kib "$pid")
+    got=$(curl -sS -o /dev/null -w '%{http_code} %{size_download}' --data-binary @"$DIR/upload.bin" \
+        -H 'Content-Type: application/octet-stream' "http://127.0.0.1:${FD_PORT[rip]}/echo")
+    hwm1=$(hwm_kib "$pid")
+    peak=$((hwm1 > before ? hwm1 : before))
+    log "64 MB upload echoed: HTTP $got; RSS $before kB before, peak $hwm1 kB (peak before: $hwm0 kB)"
+    MEMORY_LINES+=("$(printf '%-48s %6s MB  (HTTP %s)  target < 8 MB' "peak RSS growth during a 64 MB upload (echoed)" \
+        "$(mb $((peak - before)))" "$got")")
+    rm -f "$DIR/upload.bin"
+    stop_pids "${GROUP_PIDS[@]}"
+fi
+
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START_TIME))
 
@@ -742,6 +795,11 @@ ELAPSED=$(($(date +%s) - START_TIME))
     echo
     print_table "$CSV"
     if ((RIP_RESTARTS)); then echo "rip-server restarts: $RIP_RESTARTS"; fi
+    if ((${#MEMORY_LINES[@]})); then
+        echo
+        echo "rip-server memory (w:2):"
+        printf '  %s\n' "${MEMORY_LINES[@]}"
+    fi
     if ((${#DIAG_SHAPES[@]})); then
         echo
         echo "rip-server answered non-2xx on: ${DIAG_SHAPES[*]}; tallies by Rip-Reason:"

@@ -143,6 +143,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
             header_timeout: config.header_timeout,
+            response_buffer: config.response_buffer,
             ..FrontDoorConfig::default()
         },
         UnixTransport,

@@ -129,6 +129,7 @@ fn defaults() {
             upstream_max_idle: 8,
             upstream_max_conns_per_socket: 1,
             header_timeout: Duration::from_millis(10_000),
+            response_buffer: 1024 * 1024,
             stuck_grace: Duration::from_millis(5000),
             stop_timeout: Duration::from_millis(10_000),
         }
@@ -362,6 +363,7 @@ fn every_value_flag_both_forms() {
         ("--cert", "/c.pem"),
         ("--key", "/c.key"),
         ("--header-timeout-ms", "1234"),
+        ("--response-buffer-kb", "0"),
         ("--stuck-grace-ms", "0"),
         ("--stop-timeout-ms", "99"),
     ];
@@ -385,6 +387,7 @@ fn every_value_flag_both_forms() {
         "--upstream-max-idle=0",
         "--upstream-max-conns-per-socket=4",
         "--header-timeout-ms=1234",
+        "--response-buffer-kb=64",
         "--stuck-grace-ms=0",
         "--stop-timeout-ms=99",
         "--no-access-log",
@@ -402,6 +405,7 @@ fn every_value_flag_both_forms() {
     assert_eq!(c.upstream_max_idle, 0);
     assert_eq!(c.upstream_max_conns_per_socket, 4);
     assert_eq!(c.header_timeout, Duration::from_millis(1234));
+    assert_eq!(c.response_buffer, 64 * 1024);
     assert_eq!(c.stuck_grace, Duration::ZERO);
     assert_eq!(c.stop_timeout, Duration::from_millis(99));
     assert!(!c.access_log);
@@ -493,6 +497,8 @@ fn flag_errors() {
     );
     fails(&[d, "--max-reloads=x"], "--max-reloads=x");
     fails(&[d, "--upstream-max-idle=1025"], "--upstream-max-idle=1025");
+    fails(&[d, "--response-buffer-kb=1048577"], "--response-buffer-kb=1048577");
+    fails(&[d, "--response-buffer-kb=1M"], "--response-buffer-kb=1M");
     fails(
         &[d, "--upstream-max-conns-per-socket=0"],
         "--upstream-max-conns-per-socket=0",
@@ -966,6 +972,7 @@ fn help_lists_everything() {
         "--cert",
         "--key",
         "--header-timeout-ms",
+        "--response-buffer-kb",
         "--stuck-grace-ms",
         "--stop-timeout-ms",
         "--help",

@@ -70,6 +70,12 @@ pub const DEFAULT_STUCK_GRACE: Duration = Duration::from_millis(5000);
 /// `--stop-timeout-ms` (our extension): how long a graceful stop may take
 /// before the remaining workers are killed.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_millis(10_000);
+/// `--response-buffer-kb` (our extension): how much of a worker's response
+/// the front door reads ahead of a slow client, in KiB, so that the worker
+/// is free once its answer fits; 0 paces the worker by the client.
+pub const DEFAULT_RESPONSE_BUFFER_KB: u32 = 1024;
+/// The largest `--response-buffer-kb`: 1 GiB.
+pub const MAX_RESPONSE_BUFFER_KB: u32 = 1024 * 1024;
 /// The longest duration any flag or token accepts: 365 days, in milliseconds.
 pub const MAX_DURATION_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// The directory of default socket prefixes: `/tmp/rip_<variant>_<app>`.
@@ -351,6 +357,8 @@ pub struct ServeConfig {
     pub upstream_max_conns_per_socket: u32,
     /// A client must send its request head within this.
     pub header_timeout: Duration,
+    /// Bytes of a worker's response read ahead of a slow client.
+    pub response_buffer: usize,
     /// A worker still busy this long after a read timeout is killed and replaced.
     pub stuck_grace: Duration,
     /// A graceful stop kills what is left after this.
@@ -466,6 +474,7 @@ enum FlagId {
     Cert,
     Key,
     HeaderTimeoutMs,
+    ResponseBufferKb,
     StuckGraceMs,
     StopTimeoutMs,
 }
@@ -652,6 +661,14 @@ const FLAGS: &[FlagSpec] = &[
         None,
         "10000",
         "a client must send its request head within this",
+    ),
+    flag(
+        "--response-buffer-kb",
+        FlagId::ResponseBufferKb,
+        Some("KB"),
+        None,
+        "1024",
+        "read this much of a response ahead of a slow client, freeing the worker sooner (0: none)",
     ),
     flag(
         "--stuck-grace-ms",
@@ -912,6 +929,7 @@ struct Seen {
     upstream_max_idle: Option<u32>,
     upstream_max_conns_per_socket: Option<u32>,
     header_timeout: Option<Duration>,
+    response_buffer_kb: Option<u32>,
     stuck_grace: Option<Duration>,
     stop_timeout: Option<Duration>,
 }
@@ -1054,6 +1072,11 @@ fn serve_flag<'a>(seen: &mut Seen, words: &mut Words<'a>, word: &'a str) -> Resu
         FlagId::Cert => seen.cert = Some(parse_path(value).map_err(err)?),
         FlagId::Key => seen.key = Some(parse_path(value).map_err(err)?),
         FlagId::HeaderTimeoutMs => seen.header_timeout = Some(parse_ms(value).map_err(err)?),
+        FlagId::ResponseBufferKb => {
+            seen.response_buffer_kb = Some(
+                parse_u32_in(value, 0, MAX_RESPONSE_BUFFER_KB, "a whole number of KiB up to 1048576").map_err(err)?,
+            )
+        }
         FlagId::StuckGraceMs => seen.stuck_grace = Some(parse_ms_or_zero(value).map_err(err)?),
         FlagId::StopTimeoutMs => seen.stop_timeout = Some(parse_ms_or_zero(value).map_err(err)?),
         FlagId::JsonLogging | FlagId::NoAccessLog | FlagId::NoHotReload => {
@@ -1194,6 +1217,7 @@ fn finish_serve(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
             .upstream_max_conns_per_socket
             .unwrap_or(DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET),
         header_timeout: seen.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+        response_buffer: seen.response_buffer_kb.unwrap_or(DEFAULT_RESPONSE_BUFFER_KB) as usize * 1024,
         stuck_grace: seen.stuck_grace.unwrap_or(DEFAULT_STUCK_GRACE),
         stop_timeout: seen.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
     })
@@ -1464,6 +1488,10 @@ mod tests {
         assert_eq!(default_of("--connect-timeout-ms"), ms(DEFAULT_CONNECT_TIMEOUT));
         assert_eq!(default_of("--read-timeout-ms"), ms(DEFAULT_READ_TIMEOUT));
         assert_eq!(default_of("--header-timeout-ms"), ms(DEFAULT_HEADER_TIMEOUT));
+        assert_eq!(
+            default_of("--response-buffer-kb"),
+            DEFAULT_RESPONSE_BUFFER_KB.to_string()
+        );
         assert_eq!(default_of("--stuck-grace-ms"), ms(DEFAULT_STUCK_GRACE));
         assert_eq!(default_of("--stop-timeout-ms"), ms(DEFAULT_STOP_TIMEOUT));
         assert_eq!(default_of("--hot-reload"), DEFAULT_HOT_RELOAD.as_str());

@@ -3,11 +3,14 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::core::RequestId;
@@ -114,18 +117,43 @@ impl Body for LimitedBody {
 /// Called once when a relayed response ends, with the bytes sent.
 pub type OnEnd = Box<dyn FnOnce(u64) + Send>;
 
-/// A worker's response body on its way to the client. When it ends, the
-/// worker's connection goes back to the driver with the completion; if the
-/// client leaves first, the rest is drained in the background so the worker
-/// finishes its write and the connection can be reused.
+/// A worker's response body on its way to the client.
+///
+/// With a read-ahead buffer (`--response-buffer-kb`, 1 MiB by default) a
+/// task of its own reads the worker's body into a queue bounded by that many
+/// bytes, and reports the completion (handing the connection back) as soon
+/// as the worker's last byte is in it: a client that reads slowly holds the
+/// worker only while more than the buffer is still to come, as with nginx's
+/// proxy buffering. Without one (0), the worker is read as the client reads
+/// and released at its last byte.
+///
+/// Either way, if the client leaves first, the rest is drained (at most for
+/// the drain limit) so the worker ends its write cleanly and the connection
+/// can be reused.
 pub struct RelayBody {
-    inner: Option<WorkerBody>,
-    request: RequestId,
-    driver: DriverHandle,
+    source: Source,
     sent: u64,
-    drain_limit: Duration,
     on_end: Option<OnEnd>,
 }
+
+enum Source {
+    Direct {
+        inner: Option<WorkerBody>,
+        request: RequestId,
+        driver: DriverHandle,
+        drain_limit: Duration,
+    },
+    ReadAhead {
+        rx: mpsc::UnboundedReceiver<Result<Chunk, UpstreamError>>,
+        /// Bytes still to come, when the worker declared a length.
+        remaining: Option<u64>,
+        done: bool,
+    },
+}
+
+/// A piece of a read-ahead body, holding its share of the buffer until the
+/// client has it.
+type Chunk = (Bytes, OwnedSemaphorePermit);
 
 impl RelayBody {
     pub fn new(
@@ -134,27 +162,79 @@ impl RelayBody {
         driver: DriverHandle,
         drain_limit: Duration,
         on_end: OnEnd,
+        read_ahead: usize,
     ) -> RelayBody {
+        let source = if read_ahead == 0 {
+            Source::Direct {
+                inner: Some(inner),
+                request,
+                driver,
+                drain_limit,
+            }
+        } else {
+            let remaining = inner.size_hint().exact();
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(read_ahead_task(inner, tx, read_ahead, driver, request, drain_limit));
+            Source::ReadAhead {
+                rx,
+                remaining,
+                done: false,
+            }
+        };
         RelayBody {
-            inner: Some(inner),
-            request,
-            driver,
+            source,
             sent: 0,
-            drain_limit,
             on_end: Some(on_end),
         }
     }
 
-    fn finish(&mut self, clean: bool) {
-        let conn = self
-            .inner
-            .take()
-            .and_then(|mut body| if clean { body.take_conn() } else { None });
-        self.driver.complete(self.request, clean, conn);
+    fn ended(&mut self) {
         if let Some(on_end) = self.on_end.take() {
             on_end(self.sent);
         }
     }
+}
+
+/// Reads a worker's body ahead of the client into at most `limit` bytes,
+/// then reports the completion; drains the rest if the client leaves.
+async fn read_ahead_task(
+    mut body: WorkerBody,
+    tx: mpsc::UnboundedSender<Result<Chunk, UpstreamError>>,
+    limit: usize,
+    driver: DriverHandle,
+    request: RequestId,
+    drain_limit: Duration,
+) {
+    let budget = Arc::new(Semaphore::new(limit));
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => {
+                let _ = tx.send(Err(e));
+                driver.complete(request, false, None);
+                return;
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { continue };
+                // A piece larger than the whole buffer takes all of it.
+                let share = u32::try_from(data.len().min(limit)).unwrap_or(u32::MAX);
+                let permit = tokio::select! {
+                    biased;
+                    permit = budget.clone().acquire_many_owned(share) => permit.expect("never closed"),
+                    () = tx.closed() => {
+                        finish_unread(body, &driver, request, drain_limit).await;
+                        return;
+                    }
+                };
+                if tx.send(Ok((data, permit))).is_err() {
+                    // The client left: finish reading so the worker is free.
+                    finish_unread(body, &driver, request, drain_limit).await;
+                    return;
+                }
+            }
+        }
+    }
+    driver.complete(request, true, body.take_conn());
 }
 
 impl Body for RelayBody {
@@ -162,60 +242,107 @@ impl Body for RelayBody {
     type Error = UpstreamError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
-        let Some(inner) = self.inner.as_mut() else {
-            return Poll::Ready(None);
+        let this = &mut *self;
+        let polled = match &mut this.source {
+            Source::Direct {
+                inner, request, driver, ..
+            } => {
+                let Some(body) = inner.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                // Release the worker as soon as its last byte is in hand, not
+                // when the client has read it.
+                let finished = match &polled {
+                    Poll::Ready(Some(Ok(_))) => body.is_done().then_some(true),
+                    Poll::Ready(None) => Some(true),
+                    Poll::Ready(Some(Err(_))) => Some(false),
+                    Poll::Pending => None,
+                };
+                if let Some(clean) = finished {
+                    let conn = inner.take().and_then(|mut b| if clean { b.take_conn() } else { None });
+                    driver.complete(*request, clean, conn);
+                }
+                polled
+            }
+            Source::ReadAhead { rx, remaining, done } => {
+                if *done {
+                    return Poll::Ready(None);
+                }
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(Ok((data, _permit)))) => {
+                        if let Some(left) = remaining {
+                            *left = left.saturating_sub(data.len() as u64);
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        *done = true;
+                        Poll::Ready(Some(Err(e)))
+                    }
+                    Poll::Ready(None) => {
+                        *done = true;
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         };
-        match Pin::new(inner).poll_frame(cx) {
+        match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.sent += data.len() as u64;
+                    this.sent += data.len() as u64;
                 }
-                // Release the worker as soon as its last byte is in hand, not
-                // when the client has read it: a slow reader never holds a worker.
-                if self.inner.as_ref().is_some_and(WorkerBody::is_done) {
-                    self.finish(true);
+                if this.is_end_stream() {
+                    this.ended();
                 }
-                Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                self.finish(false);
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                self.finish(true);
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => this.ended(),
+            Poll::Pending => {}
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(WorkerBody::is_done)
+        match &self.source {
+            Source::Direct { inner, .. } => inner.as_ref().is_none_or(WorkerBody::is_done),
+            Source::ReadAhead { remaining, done, .. } => *done || *remaining == Some(0),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or(SizeHint::with_exact(0), Body::size_hint)
+        match &self.source {
+            Source::Direct { inner, .. } => inner.as_ref().map_or(SizeHint::with_exact(0), Body::size_hint),
+            Source::ReadAhead { remaining, done, .. } => match (done, remaining) {
+                (true, _) => SizeHint::with_exact(0),
+                (false, Some(n)) => SizeHint::with_exact(*n),
+                (false, None) => SizeHint::default(),
+            },
+        }
     }
 }
 
 impl Drop for RelayBody {
     fn drop(&mut self) {
-        let Some(inner) = self.inner.take() else {
+        // Logged with what the client got, however the response ended.
+        self.ended();
+        let Source::Direct {
+            inner,
+            request,
+            driver,
+            drain_limit,
+        } = &mut self.source
+        else {
+            // A read-ahead task sees the queue close and finishes on its own.
+            return;
+        };
+        let Some(inner) = inner.take() else {
             return;
         };
         // The client went away mid-body: drain the rest so the worker ends
         // its write cleanly, then report the completion.
-        let driver = self.driver.clone();
-        let request = self.request;
-        let limit = self.drain_limit;
-        let on_end = self.on_end.take();
-        let sent = self.sent;
-        tokio::spawn(async move {
-            finish_unread(inner, &driver, request, limit).await;
-            if let Some(on_end) = on_end {
-                on_end(sent);
-            }
-        });
+        let (driver, request, limit) = (driver.clone(), *request, *drain_limit);
+        tokio::spawn(async move { finish_unread(inner, &driver, request, limit).await });
     }
 }
 

@@ -46,6 +46,9 @@ pub struct FrontDoorConfig {
     pub max_headers: usize,
     /// Largest request head in bytes (431 above it).
     pub max_head_bytes: usize,
+    /// Bytes of a streamed response read from the worker ahead of the
+    /// client (see `body::RelayBody`); 0 reads only as fast as the client.
+    pub response_buffer: usize,
 }
 
 impl Default for FrontDoorConfig {
@@ -55,6 +58,7 @@ impl Default for FrontDoorConfig {
             connect_timeout: Duration::from_millis(200),
             read_timeout: Duration::from_millis(5000),
             header_timeout: Duration::from_secs(10),
+            response_buffer: 1024 * 1024,
             max_body: 100 * 1024 * 1024,
             max_headers: 100,
             max_head_bytes: 64 * 1024,

@@ -436,7 +436,14 @@ impl<T: Transport> FrontDoor<T> {
             }
             None => Box::new(|_| {}),
         };
-        let relay = RelayBody::new(body, id, self.driver.clone(), self.config.read_timeout, on_end);
+        let relay = RelayBody::new(
+            body,
+            id,
+            self.driver.clone(),
+            self.config.read_timeout,
+            on_end,
+            self.config.response_buffer,
+        );
         Response::from_parts(parts, ResponseBody::Relay(relay))
     }
 
