@@ -16,6 +16,9 @@
 #   SHAPES      space-separated PATH:WORKERS:CONNECTIONS
 #   DIAGNOSE    1 (default): re-run rip-server shapes that had non-2xx answers
 #               with a Lua script that tallies status and Rip-Reason
+#   RIP_ARGS    extra rip-server tokens/flags (default "r:0": the standalone
+#               workers behind HAProxy and nginx never recycle, so neither do
+#               rip-server's; see docs/benchmarking.md)
 #   MEMORY      1 (default): also measure rip-server's RSS holding IDLE_CONNS
 #               idle keep-alive connections (benches/idle_conns.py) and its
 #               peak RSS growth during a 64 MB upload; 0 skips it
@@ -124,6 +127,7 @@ CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx direct"}
 SHAPES=${SHAPES:-"/ping:2:2 /ping:2:16 /ping:2:128 /ping:4:2 /ping:4:4 /ping:4:16 /ping:4:128 /sleep?ms=5:4:4 /sleep?ms=5:4:16"}
 DIAGNOSE=${DIAGNOSE:-1}
 MEMORY=${MEMORY:-1}
+RIP_ARGS=${RIP_ARGS-r:0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 
 for v in DURATION ROUNDS THREADS WARMUP; do
@@ -340,7 +344,8 @@ start_rip() { # n
     local pid i
     pick_port
     RIP_STARTS=$((RIP_STARTS + 1))
-    RUST_LOG=warn "$BIN" builtin:hello "w:$1" "http:$PORT" --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" \
+    # shellcheck disable=SC2086 # RIP_ARGS is a list of words
+    RUST_LOG=warn "$BIN" builtin:hello "w:$1" "http:$PORT" --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" $RIP_ARGS \
         >"$DIR/rip.log" 2>&1 &
     pid=$!
     LIVE[$pid]="rip-server"
@@ -790,6 +795,7 @@ ELAPSED=$(($(date +%s) - START_TIME))
 
 {
     echo "rip-server vs HAProxy vs nginx: median of $ROUNDS round(s) x ${DURATION}s, wrk -t$THREADS --latency, loopback"
+    echo "rip-server extra arguments: ${RIP_ARGS:-none}"
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
     echo "load average: start $START_LOAD, end $END_LOAD; taken $(date -u '+%Y-%m-%d %H:%M UTC'), ${ELAPSED}s"
     echo

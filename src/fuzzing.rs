@@ -32,6 +32,54 @@ pub fn cli_args(data: &[u8]) {
     }
 }
 
+/// The parser of workers' responses (`upstream`) never panics, and a
+/// response it accepts has a body consistent with its framing: exactly the
+/// declared length when sized, and the connection is offered for reuse only
+/// after a clean end. The first byte picks the request method (odd: HEAD).
+pub fn worker_response(data: &[u8]) {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    let method = if pick % 2 == 1 {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (ours, mut theirs) = tokio::io::duplex(data.len() + 1);
+        theirs.write_all(data).await.expect("fits the duplex");
+        drop(theirs);
+        let conn = crate::upstream::Upstream::from_stream(ours);
+        let Ok((_parts, mut body)) = conn.read_response(&method).await else {
+            return;
+        };
+        let exact = http_body::Body::size_hint(&body).exact();
+        let mut total = 0u64;
+        let mut clean = true;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => total += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        if clean && let Some(n) = exact {
+            assert_eq!(total, n, "a sized body yields exactly its length");
+        }
+        if !clean {
+            assert!(body.take_conn().is_none(), "a broken body never offers its connection");
+        }
+    });
+}
+
 /// A byte cursor that yields small numbers and then zeros.
 struct Bytes<'a>(&'a [u8]);
 

@@ -215,6 +215,15 @@ impl Upstream {
         }
     }
 
+    /// A connection over any stream (tests and fuzzing).
+    #[doc(hidden)]
+    pub fn from_stream(stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) -> Upstream {
+        Upstream {
+            io: Io::Whole(Box::new(stream)),
+            buf: BytesMut::new(),
+        }
+    }
+
     /// Whether a kept-alive connection still looks usable: the worker has
     /// not closed it and has sent nothing unasked. Never waits; after a
     /// response that was read to its end this costs no system call (tokio

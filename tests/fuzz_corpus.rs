@@ -35,3 +35,8 @@ fn control_payload_corpus() {
 fn cli_args_corpus() {
     replay("cli_args", rip_server::fuzzing::cli_args);
 }
+
+#[test]
+fn worker_response_corpus() {
+    replay("worker_response", rip_server::fuzzing::worker_response);
+}
