@@ -1,5 +1,6 @@
 //! Benchmarks of the per-request work outside the balancer: header
-//! rewriting, synthesized replies, access-log lines and `/status`.
+//! rewriting, the worker exchange's request encoding and response parsing,
+//! synthesized replies, access-log lines and `/status`.
 //!
 //! Run with `cargo bench --bench hot_path` (add `-- --quick` for a shorter
 //! run); `cargo test --benches` runs every benchmark once as a smoke test.
@@ -15,6 +16,7 @@ use rip_server::core::balancer::{Action, Balancer, BalancerConfig, RequestMeta, 
 use rip_server::core::{Answer, Pid, RequestId, Slot, Time, Version};
 use rip_server::frontdoor::headers::{rewrite_request, rewrite_response};
 use rip_server::frontdoor::proxy::render_answer;
+use rip_server::upstream::{RequestFraming, Upstream, encode_request};
 
 /// Header maps cloned per timed batch: few enough to stay in cache, as a map
 /// fresh from the parser is (`SmallInput` would prepare millions, cold).
@@ -234,6 +236,46 @@ fn status(c: &mut Criterion) {
     group.finish();
 }
 
+/// Serializing a request for a worker, and parsing a worker's response that
+/// arrived whole in one read (the common case of `/ping`-sized answers).
+fn worker_exchange(c: &mut Criterion) {
+    let mut group = c.benchmark_group("upstream");
+    group.throughput(Throughput::Elements(1));
+    let mut request = http::Request::get("/dashboard?tab=2").body(()).expect("request");
+    *request.headers_mut() = request_headers(true);
+    rewrite_request(
+        request.headers_mut(),
+        Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        "https",
+        1,
+        || "x".into(),
+    );
+    let (parts, ()) = request.into_parts();
+    let wire = encode_request(&parts, RequestFraming::None, b"");
+    assert!(wire.starts_with(b"GET /dashboard?tab=2 HTTP/1.1\r\n") && wire.ends_with(b"\r\n\r\n"));
+    group.bench_function("encode_request/14_headers", |b| {
+        b.iter(|| encode_request(black_box(&parts), RequestFraming::None, b""))
+    });
+
+    let mut response = Vec::new();
+    response.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    for (name, value) in &response_headers() {
+        response.extend_from_slice(name.as_str().as_bytes());
+        response.extend_from_slice(b": ");
+        response.extend_from_slice(value.as_bytes());
+        response.extend_from_slice(b"\r\n");
+    }
+    response.extend_from_slice(b"\r\n");
+    response.extend(std::iter::repeat_n(b'x', 5120));
+    let (head, body) = Upstream::parse_buffered(&response).expect("a whole response");
+    assert_eq!((head.status.as_u16(), body.len()), (200, 5120));
+    assert!(!head.headers.contains_key("date") && !head.headers.contains_key("rip-worker-id"));
+    group.bench_function("parse_response/11_headers_5k_body", |b| {
+        b.iter(|| Upstream::parse_buffered(black_box(&response)))
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -244,6 +286,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = headers, answers, access_log, status
+    targets = headers, worker_exchange, answers, access_log, status
 }
 criterion_main!(benches);

@@ -224,6 +224,25 @@ impl Upstream {
         }
     }
 
+    /// Parses a whole response already in memory, as `read_response` and
+    /// `WorkerBody::take_buffered` do for one that arrived in one read
+    /// (benchmarks); `None` if it is incomplete, malformed or not sized.
+    #[doc(hidden)]
+    pub fn parse_buffered(data: &[u8]) -> Option<(http::response::Parts, Bytes)> {
+        let mut conn = Upstream {
+            io: Io::Gone,
+            buf: BytesMut::from(data),
+        };
+        let (parts, _, decoder) = conn.parse_head().ok()??;
+        let mut body = WorkerBody {
+            conn: Some(conn),
+            decoder,
+            keep_alive: true,
+        };
+        let bytes = body.take_buffered()?;
+        Some((parts, bytes))
+    }
+
     /// Whether a kept-alive connection still looks usable: the worker has
     /// not closed it and has sent nothing unasked. Never waits; after a
     /// response that was read to its end this costs no system call (tokio
