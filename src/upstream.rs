@@ -208,15 +208,11 @@ impl Upstream {
         match tokio::time::timeout(timeout, transport.connect(address)).await {
             Err(_) => Err(ConnectError::Timeout),
             Ok(Err(e)) => Err(ConnectError::Io(e)),
-            Ok(Ok(stream)) => Ok(Upstream {
-                io: Io::Whole(Box::new(stream)),
-                buf: BytesMut::new(),
-            }),
+            Ok(Ok(stream)) => Ok(Upstream::from_stream(stream)),
         }
     }
 
-    /// A connection over any stream (tests and fuzzing).
-    #[doc(hidden)]
+    /// A connection over any connected stream.
     pub fn from_stream(stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) -> Upstream {
         Upstream {
             io: Io::Whole(Box::new(stream)),
@@ -224,21 +220,21 @@ impl Upstream {
         }
     }
 
-    /// Parses a whole response already in memory, as `read_response` and
-    /// `WorkerBody::take_buffered` do for one that arrived in one read
-    /// (benchmarks); `None` if it is incomplete, malformed or not sized.
+    /// Parses a whole response to a GET already in memory, as
+    /// `read_response` and `WorkerBody::take_buffered` do for one that
+    /// arrived in one read (benchmarks); `None` if it is incomplete,
+    /// malformed or not sized.
     #[doc(hidden)]
     pub fn parse_buffered(data: &[u8]) -> Option<(http::response::Parts, Bytes)> {
         let mut conn = Upstream {
             io: Io::Gone,
             buf: BytesMut::from(data),
         };
-        let (parts, _, decoder) = conn.parse_head().ok()??;
-        let mut body = WorkerBody {
-            conn: Some(conn),
-            decoder,
-            keep_alive: true,
-        };
+        let head = conn.parse_head().ok()??;
+        if head.0.status.is_informational() {
+            return None;
+        }
+        let (parts, mut body) = conn.into_response(head, &Method::GET);
         let bytes = body.take_buffered()?;
         Some((parts, bytes))
     }
@@ -296,29 +292,11 @@ impl Upstream {
     ) -> Result<(http::response::Parts, WorkerBody), UpstreamError> {
         loop {
             if let Some(head) = self.parse_head()? {
-                let (mut parts, keep_alive, framing) = head;
-                if parts.status.is_informational() {
+                // Informational (1xx) heads are skipped.
+                if head.0.status.is_informational() {
                     continue;
                 }
-                let framing = if *method == Method::HEAD
-                    || parts.status == StatusCode::NO_CONTENT
-                    || parts.status == StatusCode::NOT_MODIFIED
-                {
-                    Decoder::Length(0)
-                } else {
-                    framing
-                };
-                // The front door re-frames the body for its client.
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                if !matches!(framing, Decoder::Length(_)) {
-                    parts.headers.remove(header::CONTENT_LENGTH);
-                }
-                let body = WorkerBody {
-                    conn: Some(self),
-                    decoder: framing,
-                    keep_alive,
-                };
-                return Ok((parts, body));
+                return Ok(self.into_response(head, method));
             }
             if self.buf.len() >= MAX_RESPONSE_HEAD {
                 return Err(UpstreamError::Malformed("response head too large"));
@@ -327,6 +305,34 @@ impl Upstream {
                 return Err(UpstreamError::Closed);
             }
         }
+    }
+
+    /// A parsed final (not 1xx) head, and the body that follows it on this
+    /// connection.
+    fn into_response(
+        self,
+        (mut parts, keep_alive, framing): (http::response::Parts, bool, Decoder),
+        method: &Method,
+    ) -> (http::response::Parts, WorkerBody) {
+        let framing = if *method == Method::HEAD
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED
+        {
+            Decoder::Length(0)
+        } else {
+            framing
+        };
+        // The front door re-frames the body for its client.
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        if !matches!(framing, Decoder::Length(_)) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        let body = WorkerBody {
+            conn: Some(self),
+            decoder: framing,
+            keep_alive,
+        };
+        (parts, body)
     }
 
     async fn read_more(&mut self) -> io::Result<usize> {
@@ -763,10 +769,7 @@ mod tests {
             // Keep the peer open a little so "until close" bodies end by EOF.
             tokio::time::sleep(Duration::from_millis(20)).await;
         });
-        Upstream {
-            io: Io::Whole(Box::new(a)),
-            buf: BytesMut::new(),
-        }
+        Upstream::from_stream(a)
     }
 
     async fn read_all(conn: Upstream, method: Method) -> Result<(http::response::Parts, Vec<u8>, bool), UpstreamError> {

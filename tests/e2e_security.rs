@@ -27,6 +27,23 @@ fn world_readable_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Starts a server on `prefix` and checks that it refuses to start.
+async fn refused_start(prefix: &std::path::Path) -> Output {
+    let out = run_cli(
+        &[
+            "builtin:hello",
+            "w:1",
+            "http:0",
+            &format!("--socket-prefix={}", prefix.display()),
+        ],
+        &[],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "the server must not start: {}", out.stderr);
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_users_socket_or_symlink_at_the_prefix_stops_the_server_untouched() {
     if !is_root() {
@@ -41,18 +58,7 @@ async fn another_users_socket_or_symlink_at_the_prefix_stops_the_server_untouche
         let planted = dir.path().join("a.0.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&planted).expect("plant a socket");
         std::os::unix::fs::chown(&planted, Some(NOBODY), Some(NOBODY)).expect("chown");
-        let out = run_cli(
-            &[
-                "builtin:hello",
-                "w:1",
-                "http:0",
-                &format!("--socket-prefix={}", prefix.display()),
-            ],
-            &[],
-            Duration::from_secs(10),
-        )
-        .await;
-        assert_ne!(out.code, Some(0), "the server must not start: {}", out.stderr);
+        let out = refused_start(&prefix).await;
         assert!(out.stderr.contains("owned by uid 65534"), "{}", out.stderr);
         assert_eq!(out.stderr.trim().lines().count(), 1, "one clear line: {}", out.stderr);
         let meta = std::fs::symlink_metadata(&planted).expect("the planted socket is still there");
@@ -64,18 +70,7 @@ async fn another_users_socket_or_symlink_at_the_prefix_stops_the_server_untouche
         std::fs::write(&target, "keep me").expect("write");
         let link = dir.path().join("b.ctl.sock");
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
-        let out = run_cli(
-            &[
-                "builtin:hello",
-                "w:1",
-                "http:0",
-                &format!("--socket-prefix={}", prefix.display()),
-            ],
-            &[],
-            Duration::from_secs(10),
-        )
-        .await;
-        assert_ne!(out.code, Some(0), "the server must not start: {}", out.stderr);
+        let out = refused_start(&prefix).await;
         assert!(out.stderr.contains("not a socket"), "{}", out.stderr);
         assert!(
             std::fs::symlink_metadata(&link)

@@ -219,6 +219,37 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Probe<I> {
     }
 }
 
+/// A timer for "the same thing has lasted `after`", where the thing is named
+/// by a key that changes when it is replaced (an idle stretch, a request
+/// head). Never reset on the hot path: a timer armed for an earlier key is
+/// left to fire, and only then re-armed for the current one, so a busy
+/// connection costs one timer per period, not one per request. The
+/// measured span is therefore between `after` and twice that.
+#[derive(Default)]
+struct LazyTimer {
+    armed: Option<(Pin<Box<Sleep>>, u64)>,
+}
+
+impl LazyTimer {
+    /// Whether the thing named `key` has lasted `after`; arms the timer
+    /// (registering `cx`) when it is not running.
+    fn expired(&mut self, cx: &mut Context<'_>, key: u64, after: Duration) -> bool {
+        if let Some((timer, armed)) = &mut self.armed {
+            let fired = timer.as_mut().poll(cx).is_ready();
+            if fired && *armed == key {
+                return true;
+            }
+            if !fired {
+                return false;
+            }
+        }
+        let mut timer = Box::pin(tokio::time::sleep(after));
+        let _ = timer.as_mut().poll(cx);
+        self.armed = Some((timer, key));
+        false
+    }
+}
+
 /// How a busy phase ended.
 enum Ended {
     /// hyper finished (the client closed, or `Connection: close`).
@@ -279,59 +310,33 @@ pub async fn serve<I, S, B, M>(
         let ended = {
             let mut closing_now = Box::pin(closing.wait_for(|c| *c));
             let mut shutting_down = false;
-            // The grace timer and the activity epoch it was armed at.
-            let mut grace: Option<(Pin<Box<Sleep>>, u64)> = None;
-            // The header timer and the count of heads done when it was armed.
-            // Our own rather than hyper's, which allocates and registers a
-            // timer for every request; this one is armed only when a head
-            // arrives in pieces, which a busy client's heads almost never do.
-            let mut head_timer: Option<(Pin<Box<Sleep>>, u64)> = None;
+            // Keyed by the activity epoch: the idle stretch it times.
+            let mut grace = LazyTimer::default();
+            // Keyed by the count of heads done: the head it times. Our own
+            // rather than hyper's, which allocates and registers a timer for
+            // every request; this one is armed only when a head arrives in
+            // pieces, which a busy client's heads almost never do.
+            let mut head_timer = LazyTimer::default();
             std::future::poll_fn(|cx| {
                 if !shutting_down && closing_now.as_mut().poll(cx).is_ready() {
                     shutting_down = true;
-                    grace = None;
+                    grace = LazyTimer::default();
                     Pin::new(&mut conn).graceful_shutdown();
                 }
                 if Pin::new(&mut conn).poll(cx).is_ready() {
                     return Poll::Ready(Ended::Done);
                 }
-                if state.head_in_progress() {
-                    let heads = state.heads.load(Ordering::Relaxed);
-                    if let Some((timer, armed)) = &mut head_timer {
-                        let fired = timer.as_mut().poll(cx).is_ready();
-                        if fired && *armed == heads {
-                            return Poll::Ready(Ended::HeadTimeout);
-                        }
-                        if fired {
-                            // Armed for an earlier head: time this one from now.
-                            head_timer = None;
-                        }
-                    }
-                    if head_timer.is_none() {
-                        let mut timer = Box::pin(tokio::time::sleep(header_timeout));
-                        let _ = timer.as_mut().poll(cx);
-                        head_timer = Some((timer, heads));
-                    }
+                if state.head_in_progress()
+                    && head_timer.expired(cx, state.heads.load(Ordering::Relaxed), header_timeout)
+                {
+                    return Poll::Ready(Ended::HeadTimeout);
                 }
-                if shutting_down || !state.is_idle() {
-                    return Poll::Pending;
+                if !shutting_down
+                    && state.is_idle()
+                    && grace.expired(cx, state.epoch.load(Ordering::Relaxed), IDLE_GRACE)
+                {
+                    return Poll::Ready(Ended::Idle);
                 }
-                let epoch = state.epoch.load(Ordering::Relaxed);
-                if let Some((timer, armed)) = &mut grace {
-                    let fired = timer.as_mut().poll(cx).is_ready();
-                    if fired && *armed == epoch {
-                        // Armed when this idle stretch began: it has lasted.
-                        return Poll::Ready(Ended::Idle);
-                    }
-                    if !fired {
-                        // Armed during an earlier stretch: left alone rather
-                        // than reset on every request; re-armed once it fires.
-                        return Poll::Pending;
-                    }
-                }
-                let mut timer = Box::pin(tokio::time::sleep(IDLE_GRACE));
-                let _ = timer.as_mut().poll(cx);
-                grace = Some((timer, epoch));
                 Poll::Pending
             })
             .await

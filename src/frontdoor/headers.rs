@@ -109,28 +109,23 @@ fn shared_value(value: String) -> Result<HeaderValue, http::header::InvalidHeade
 }
 
 /// Appends `n` in decimal (the formatting machinery is slow on this path).
-pub fn push_decimal(out: &mut String, mut n: u64) {
+pub fn push_decimal(out: &mut String, n: u64) {
+    push_digits(out, n, 10);
+}
+
+/// Appends `n` in lowercase hexadecimal.
+pub fn push_hex(out: &mut String, n: u64) {
+    push_digits(out, n, 16);
+}
+
+fn push_digits(out: &mut String, mut n: u64, radix: u64) {
+    // u64::MAX has 20 decimal digits, fewer in any larger radix.
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().map(|&d| d as char));
-}
-
-/// Appends `n` in lowercase hexadecimal.
-pub fn push_hex(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
+        digits[i] = b"0123456789abcdef"[(n % radix) as usize];
+        n /= radix;
         if n == 0 {
             break;
         }

@@ -1,8 +1,9 @@
 //! One client request, from arrival to the last byte of its response.
 //!
-//! The request task asks the driver for a decision, then runs the exchange
-//! with the worker in a task of its own, so that a client that goes away
-//! never cancels a request a worker is already running: the worker's slot is
+//! The request task asks the driver for a decision, then polls the exchange
+//! with the worker itself; if the client goes away (or the read timeout
+//! answers first), the exchange moves to a task of its own, so a request a
+//! worker is already running is never cancelled: the worker's slot is
 //! released only when its exchange really ended.
 
 use std::future::Future;
@@ -67,7 +68,7 @@ impl Outgoing {
     }
 }
 
-/// One attempt at a worker, run in its own task.
+/// One attempt at a worker (see [`PendingExchange`] for where it runs).
 struct Attempt {
     id: RequestId,
     address: Arc<str>,
@@ -462,7 +463,7 @@ impl<T: Transport> FrontDoor<T> {
         // request: a streamed one (a replayable one was never taken from it).
         let give_back = |request: Outgoing| (!replayable).then_some(request);
         let mut conn = conn.and_then(|mut c| c.is_open().then_some(c));
-        let (response, body) = loop {
+        let (response, mut body) = loop {
             let fresh = conn.is_none();
             let mut upstream = match conn.take() {
                 Some(c) => c,
@@ -505,7 +506,6 @@ impl<T: Transport> FrontDoor<T> {
                 }
             }
         };
-        let mut body = body;
         if headers::is_busy(&response.headers) {
             // The worker says it is busy: it did not run the request. A
             // streamed body may be partly consumed, so only a replayable
