@@ -44,6 +44,24 @@ pub fn wall_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// Appends the current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37
+/// GMT`), rendered at most once a second per thread.
+pub fn push_http_date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = wall_micros() / 1_000_000;
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            *cache = (secs, httpdate::fmt_http_date(time));
+        }
+        out.extend_from_slice(cache.1.as_bytes());
+    });
+}
+
 /// Formats wall-clock microseconds as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_millis(micros: u64) -> String {
     let secs = micros / 1_000_000;

@@ -28,15 +28,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Sleep;
+
+use super::{FrontDoor, ProxyService, fast_path};
+use crate::transport::Transport;
+use std::net::IpAddr;
 
 /// How long a connection waits between requests before its HTTP buffers
 /// are freed. Short enough that idle clients cost little, long enough that
@@ -226,14 +229,14 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Probe<I> {
 /// connection costs one timer per period, not one per request. The
 /// measured span is therefore between `after` and twice that.
 #[derive(Default)]
-struct LazyTimer {
+pub(super) struct LazyTimer {
     armed: Option<(Pin<Box<Sleep>>, u64)>,
 }
 
 impl LazyTimer {
     /// Whether the thing named `key` has lasted `after`; arms the timer
     /// (registering `cx`) when it is not running.
-    fn expired(&mut self, cx: &mut Context<'_>, key: u64, after: Duration) -> bool {
+    pub(super) fn expired(&mut self, cx: &mut Context<'_>, key: u64, after: Duration) -> bool {
         if let Some((timer, armed)) = &mut self.armed {
             let fired = timer.as_mut().poll(cx).is_ready();
             if fired && *armed == key {
@@ -262,28 +265,23 @@ enum Ended {
 
 /// Serves one client connection until it closes, the idle timeout passes,
 /// or `closing` turns true (then an idle connection closes at once and a
-/// busy one after its current request). `header_timeout` bounds both the
-/// wait for a request's first byte and the time from its first byte to
-/// its last header line (the latter between one and two timeouts for a
-/// head split across packets while the connection serves others; see the
-/// timer below). `make_service` builds the service for each busy phase; it
-/// must count requests with [`ProbeState::start_request`] and wrap bodies
-/// in [`Tracked`].
-pub async fn serve<I, S, B, M>(
+/// busy one after its current request). Requests go to the fast path
+/// first; at the first one it does not take, hyper serves the connection
+/// until it idles. The header timeout bounds both the wait for a request's
+/// first byte and the time from its first byte to its last header line
+/// (the latter between one and two timeouts for a head split across
+/// packets while the connection serves others; see [`LazyTimer`]).
+pub async fn serve<T, I>(
     mut io: I,
+    front_door: Arc<FrontDoor<T>>,
+    client: Option<IpAddr>,
     builder: http1::Builder,
-    make_service: M,
-    header_timeout: Duration,
     mut closing: watch::Receiver<bool>,
 ) where
+    T: Transport,
     I: AsyncRead + AsyncWrite + PollReadable + Unpin + Send + 'static,
-    M: Fn(&Arc<ProbeState>) -> S,
-    S: HttpService<Incoming, ResBody = B> + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let header_timeout = front_door.config.header_timeout;
     let mut prefix = Bytes::new();
     let mut idle_budget = header_timeout;
     loop {
@@ -300,13 +298,32 @@ pub async fn serve<I, S, B, M>(
                 },
             }
         }
+        let mut buf = BytesMut::from(std::mem::take(&mut prefix));
+        // Boxed: its state lives only while requests flow, not in every
+        // idle connection's task.
+        let ended = Box::pin(fast_path::serve(&front_door, client, &mut io, &mut buf, &mut closing)).await;
+        match ended {
+            fast_path::Ended::Close => return,
+            fast_path::Ended::Idle => {
+                tracing::trace!("idle connection: HTTP buffers freed");
+                buffers_freed().notify_one();
+                idle_budget = header_timeout.saturating_sub(IDLE_GRACE);
+                continue;
+            }
+            fast_path::Ended::Handover => prefix = buf.freeze(),
+        }
         let state = Arc::new(ProbeState::default());
+        let service = ProxyService {
+            front_door: front_door.clone(),
+            client,
+            state: state.clone(),
+        };
         let probe = Probe {
             inner: io,
             prefix: std::mem::take(&mut prefix),
             state: state.clone(),
         };
-        let mut conn = builder.serve_connection(TokioIo::new(probe), make_service(&state));
+        let mut conn = builder.serve_connection(TokioIo::new(probe), service);
         let ended = {
             let mut closing_now = Box::pin(closing.wait_for(|c| *c));
             let mut shutting_down = false;

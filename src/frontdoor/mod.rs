@@ -7,6 +7,8 @@
 
 pub mod body;
 pub mod client_conn;
+pub mod codec;
+mod fast_path;
 pub mod headers;
 pub mod proxy;
 
@@ -252,18 +254,7 @@ pub async fn run<T: Transport, L: Accept>(
             .max_headers(fd.config.max_headers)
             .max_buf_size(fd.config.max_head_bytes.max(8192))
             .writev(false);
-        let header_timeout = fd.config.header_timeout;
-        tokio::spawn(client_conn::serve(
-            io,
-            builder,
-            move |state: &Arc<ProbeState>| ProxyService {
-                front_door: fd.clone(),
-                client: peer.ip,
-                state: state.clone(),
-            },
-            header_timeout,
-            closing,
-        ));
+        tokio::spawn(client_conn::serve(io, fd, peer.ip, builder, closing));
     }
     let _ = closing_tx.send(true);
 }

@@ -186,20 +186,84 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     response
 }
 
+/// How the front door answers a request, whichever codec serves the
+/// connection (hyper's, or the fast path's in `fast_path`): each renders it.
+pub enum Reply {
+    /// A synthesized 502/503/504, with the request's id.
+    Answer(Answer, HeaderValue),
+    /// The front door's own refusal (413, 400).
+    Plain(StatusCode, &'static str),
+    /// The worker's whole answer, already in memory; the worker is free.
+    Whole(http::response::Parts, Bytes),
+    /// The worker's answer, its body still to come.
+    Relay(http::response::Parts, RelayBody),
+}
+
+impl Reply {
+    /// The reply as a hyper response.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        match self {
+            Reply::Answer(answer, request_id) => render_answer(answer, &request_id),
+            Reply::Plain(status, text) => plain(status, text),
+            Reply::Whole(parts, bytes) => Response::from_parts(parts, ResponseBody::full(bytes)),
+            Reply::Relay(parts, body) => Response::from_parts(parts, ResponseBody::Relay(body)),
+        }
+    }
+}
+
+/// A request ready for [`FrontDoor::run`]: its head rewritten and
+/// serialized for the worker, a small body with it.
+pub struct Prepared {
+    outgoing: Outgoing,
+    method: Method,
+    ctx: LogCtx,
+    fault: Arc<ClientFault>,
+}
+
+impl Prepared {
+    /// A bodyless or fully buffered request whose worker-bound bytes
+    /// (`wire`: head and body) were built by the fast path.
+    pub fn replayable(
+        wire: Bytes,
+        method: Method,
+        path: Bytes,
+        request_id: HeaderValue,
+        t_micros: u64,
+        start: Time,
+    ) -> Prepared {
+        Prepared {
+            outgoing: Outgoing::Replayable { wire },
+            method: method.clone(),
+            ctx: LogCtx {
+                t_micros,
+                start,
+                method,
+                path,
+                request_id,
+            },
+            fault: Arc::new(ClientFault::default()),
+        }
+    }
+}
+
 /// What the access log and warnings need to know about a request. Cheap to
-/// build: the method and path share the request's own bytes, and without an
-/// access log no clock is read for it.
+/// build: the path shares the request's own bytes, and without an access
+/// log no clock is read for it.
 struct LogCtx {
     t_micros: u64,
     start: Time,
     method: Method,
-    path: Option<http::uri::PathAndQuery>,
+    /// The request target as the client sent it (origin form).
+    path: Bytes,
     request_id: HeaderValue,
 }
 
 impl LogCtx {
     fn path(&self) -> &str {
-        self.path.as_ref().map_or("/", |p| p.as_str())
+        match std::str::from_utf8(&self.path) {
+            Ok(path) if !path.is_empty() => path,
+            _ => "/",
+        }
     }
 }
 
@@ -228,15 +292,21 @@ impl<T: Transport> FrontDoor<T> {
         });
     }
 
-    /// Proxies one request to a worker.
+    /// Proxies one request hyper parsed to a worker.
     pub(super) async fn proxy(
         self: Arc<Self>,
         request: Request<Incoming>,
         client: Option<IpAddr>,
     ) -> Response<ResponseBody> {
-        let logging = self.access_log.is_some();
-        let now = || if logging { self.clock.now() } else { Time::ZERO };
-        let start = now();
+        match self.prepare(request, client).await {
+            Ok(prepared) => self.run(prepared).await.into_response(),
+            Err(reply) => reply.into_response(),
+        }
+    }
+
+    /// Rewrites a request hyper parsed for the worker and reads a small body.
+    async fn prepare(&self, request: Request<Incoming>, client: Option<IpAddr>) -> Result<Prepared, Reply> {
+        let start = self.now();
         let t_micros = wall_micros();
         let (mut parts, body) = request.into_parts();
         // Framing first: rewriting drops the client's framing headers.
@@ -245,19 +315,23 @@ impl<T: Transport> FrontDoor<T> {
         let request_id = headers::rewrite_request(&mut parts.headers, client, self.config.scheme, t_micros, || {
             self.new_request_id()
         });
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or_else(Bytes::new, |p| Bytes::copy_from_slice(p.as_str().as_bytes()));
         let ctx = LogCtx {
             t_micros,
             start,
             method: parts.method.clone(),
-            path: parts.uri.path_and_query().cloned(),
-            request_id: request_id.clone(),
+            path,
+            request_id,
         };
         if declared.is_some_and(|n| n > self.config.max_body) {
             self.log(&ctx, 413, None, None, Some("body_too_large"));
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+            return Err(Reply::Plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"));
         }
         let fault = Arc::new(ClientFault::default());
-        let mut outgoing = if !chunked && declared.unwrap_or(0) <= BUFFER_BODY_LIMIT {
+        let outgoing = if !chunked && declared.unwrap_or(0) <= BUFFER_BODY_LIMIT {
             let bytes = if declared.unwrap_or(0) == 0 {
                 Bytes::new()
             } else {
@@ -265,7 +339,10 @@ impl<T: Transport> FrontDoor<T> {
                     Ok(collected) => collected.to_bytes(),
                     Err(_) => {
                         self.log(&ctx, 400, None, None, Some("bad_body"));
-                        return plain(StatusCode::BAD_REQUEST, "could not read the request body\n");
+                        return Err(Reply::Plain(
+                            StatusCode::BAD_REQUEST,
+                            "could not read the request body\n",
+                        ));
                     }
                 }
             };
@@ -289,7 +366,33 @@ impl<T: Transport> FrontDoor<T> {
                 framing,
             }
         };
-        let method = parts.method;
+        Ok(Prepared {
+            outgoing,
+            method: parts.method,
+            ctx,
+            fault,
+        })
+    }
+
+    /// The time, read only when the access log needs it.
+    pub(super) fn now(&self) -> Time {
+        if self.access_log.is_some() {
+            self.clock.now()
+        } else {
+            Time::ZERO
+        }
+    }
+
+    /// Takes a prepared request through the core (queue, dispatch, retry)
+    /// and the worker exchange to the reply.
+    pub(super) async fn run(self: Arc<Self>, prepared: Prepared) -> Reply {
+        let Prepared {
+            mut outgoing,
+            method,
+            ctx,
+            fault,
+        } = prepared;
+        let now = || self.now();
         let meta = RequestMeta {
             idempotent: is_idempotent(&method),
             replayable: outgoing.is_replayable(),
@@ -327,7 +430,7 @@ impl<T: Transport> FrontDoor<T> {
                             headers::rewrite_response(&mut parts.headers);
                             let length = Some(bytes.len() as u64);
                             self.log(&ctx, parts.status.as_u16(), worker, length, None);
-                            return Response::from_parts(parts, ResponseBody::full(bytes));
+                            return Reply::Whole(parts, bytes);
                         }
                         Exchanged::NotTaken(back) => {
                             if let Some(back) = back {
@@ -340,13 +443,13 @@ impl<T: Transport> FrontDoor<T> {
                                 Some(BodyFault::TooLarge) => {
                                     ticket.done = true;
                                     self.log(&ctx, 413, None, None, Some("body_too_large"));
-                                    return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                                    return Reply::Plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
                                 }
                                 // The client's own body was malformed or cut short.
                                 Some(BodyFault::Broken) => {
                                     ticket.done = true;
                                     self.log(&ctx, 400, None, None, Some("bad_body"));
-                                    return plain(StatusCode::BAD_REQUEST, "malformed request body\n");
+                                    return Reply::Plain(StatusCode::BAD_REQUEST, "malformed request body\n");
                                 }
                                 None => {}
                             }
@@ -382,7 +485,7 @@ impl<T: Transport> FrontDoor<T> {
                             );
                         }
                         self.log(&ctx, answer.status(), None, None, Some(answer.reason()));
-                        return render_answer(answer, &ctx.request_id);
+                        return Reply::Answer(answer, ctx.request_id);
                     }
                     None => {
                         // The driver closes the channel once the head was
@@ -391,7 +494,7 @@ impl<T: Transport> FrontDoor<T> {
                         if exchange.future.is_none() {
                             ticket.done = true;
                             self.log(&ctx, 503, None, None, Some("no_capacity"));
-                            return render_answer(Answer::NoCapacity, &ctx.request_id);
+                            return Reply::Answer(Answer::NoCapacity, ctx.request_id);
                         }
                     }
                 }
@@ -406,7 +509,7 @@ impl<T: Transport> FrontDoor<T> {
         id: RequestId,
         ctx: &LogCtx,
         worker: Option<(Pid, Time)>,
-    ) -> Response<ResponseBody> {
+    ) -> Reply {
         headers::rewrite_response(&mut parts.headers);
         let status = parts.status.as_u16();
         let on_end: super::body::OnEnd = match &self.access_log {
@@ -445,7 +548,7 @@ impl<T: Transport> FrontDoor<T> {
             on_end,
             self.config.response_buffer,
         );
-        Response::from_parts(parts, ResponseBody::Relay(relay))
+        Reply::Relay(parts, relay)
     }
 
     /// Runs one attempt against a worker and reports its outcome to the driver.

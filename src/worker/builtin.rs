@@ -15,6 +15,7 @@
 //! | `/status/<code>` | that status |
 //! | `POST`/`PUT /echo` | the request body, streamed back |
 //! | `/bytes?n=N` | N bytes, streamed in 64 KiB chunks |
+//! | `/chunked?n=N` | the same with no declared length (chunked on the wire) |
 //! | `/headers` | JSON object of the request headers |
 //! | `/stats` | JSON `served`, `busyRejections`, `maxConcurrent` |
 //! | anything else | 404 `not found` |
@@ -115,9 +116,10 @@ impl Handler for Builtin {
                 std::process::exit(1)
             }
             "/echo" => echo(req),
-            "/bytes" => match query_number(&query, "n") {
+            "/bytes" | "/chunked" => match query_number(&query, "n") {
                 Some(n) => {
-                    let mut response = Response::new(Repeat { remaining: n }.boxed_unsync());
+                    let sized = path == "/bytes";
+                    let mut response = Response::new(Repeat { remaining: n, sized }.boxed_unsync());
                     response.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("application/octet-stream"),
@@ -279,6 +281,8 @@ fn burn_cpu(ms: u64) {
 /// `remaining` bytes of `x`, in chunks of [`CHUNK_SIZE`].
 struct Repeat {
     remaining: u64,
+    /// Declares its length (else hyper sends it chunked).
+    sized: bool,
 }
 
 impl Body for Repeat {
@@ -300,7 +304,11 @@ impl Body for Repeat {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        if self.sized {
+            SizeHint::with_exact(self.remaining)
+        } else {
+            SizeHint::default()
+        }
     }
 }
 
