@@ -142,7 +142,8 @@ proptest! {
         micros in any::<u64>(),
     ) {
         let bytes = render(&method, &path, http10, &headers);
-        let rewrite = Rewrite { client, scheme: "http", start_micros: micros, new_id: || "new-id".to_owned() };
+        let client_text = client.map(|ip| ip.to_string());
+        let rewrite = Rewrite { client: client_text.as_deref(), scheme: "http", start_micros: micros, new_id: || "new-id".to_owned() };
         let lower = |n: &str| n.to_ascii_lowercase();
         let lengths = headers.iter().filter(|(n, _)| lower(n) == "content-length").count();
         let foreign_connection = headers.iter().any(|(n, v)| {

@@ -25,7 +25,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -230,25 +230,40 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Probe<I> {
 /// measured span is therefore between `after` and twice that.
 #[derive(Default)]
 pub(super) struct LazyTimer {
-    armed: Option<(Pin<Box<Sleep>>, u64)>,
+    armed: Option<Armed>,
+}
+
+struct Armed {
+    timer: Pin<Box<Sleep>>,
+    key: u64,
+    /// The waker the timer last registered; while it still applies and the
+    /// timer has not elapsed, polling it again would only re-register it.
+    waker: Waker,
 }
 
 impl LazyTimer {
     /// Whether the thing named `key` has lasted `after`; arms the timer
     /// (registering `cx`) when it is not running.
     pub(super) fn expired(&mut self, cx: &mut Context<'_>, key: u64, after: Duration) -> bool {
-        if let Some((timer, armed)) = &mut self.armed {
-            let fired = timer.as_mut().poll(cx).is_ready();
-            if fired && *armed == key {
-                return true;
-            }
-            if !fired {
+        if let Some(armed) = &mut self.armed {
+            if !armed.timer.is_elapsed() && armed.waker.will_wake(cx.waker()) {
                 return false;
+            }
+            if armed.timer.as_mut().poll(cx).is_pending() {
+                armed.waker.clone_from(cx.waker());
+                return false;
+            }
+            if armed.key == key {
+                return true;
             }
         }
         let mut timer = Box::pin(tokio::time::sleep(after));
         let _ = timer.as_mut().poll(cx);
-        self.armed = Some((timer, key));
+        self.armed = Some(Armed {
+            timer,
+            key,
+            waker: cx.waker().clone(),
+        });
         false
     }
 }

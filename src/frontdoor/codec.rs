@@ -18,13 +18,11 @@
 //! own `/status` and `/server`), and the connection goes to hyper, which
 //! handles or refuses it as before.
 
-use std::io::Write as _;
-use std::net::IpAddr;
 use std::ops::Range;
 
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::headers::push_decimal;
+use super::headers::{push_decimal_bytes, push_hex_bytes};
 use crate::clock::push_http_date;
 
 /// The most request headers the fast path parses (more go to hyper, which
@@ -43,8 +41,8 @@ pub struct Limits {
 
 /// How the worker-bound head is rewritten.
 pub struct Rewrite<'a, F: FnOnce() -> String> {
-    /// The client's address, appended to `X-Forwarded-For`.
-    pub client: Option<IpAddr>,
+    /// The client's address as text, appended to `X-Forwarded-For`.
+    pub client: Option<&'a str>,
     /// `X-Forwarded-Proto`.
     pub scheme: &'a str,
     /// `X-Request-Start: t=<this>`.
@@ -236,7 +234,7 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
     if let Some(ip) = rewrite.client {
         wire.extend_from_slice(b"x-forwarded-for: ");
         wire.extend_from_slice(&previous_for);
-        let _ = write!(wire, "{ip}");
+        wire.extend_from_slice(ip.as_bytes());
         wire.extend_from_slice(b"\r\n");
     }
     wire.extend_from_slice(b"x-forwarded-proto: ");
@@ -264,12 +262,6 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
         request_id,
         start_micros: rewrite.start_micros,
     })
-}
-
-fn push_decimal_bytes(out: &mut Vec<u8>, n: u64) {
-    let mut s = String::with_capacity(20);
-    push_decimal(&mut s, n);
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Where `part` (a slice of `whole`) sits in it.
@@ -346,8 +338,6 @@ pub fn write_response_head(
 
 /// Appends a chunk's size line.
 pub fn push_chunk_size(out: &mut Vec<u8>, len: usize) {
-    let mut s = String::with_capacity(18);
-    super::headers::push_hex(&mut s, len as u64);
-    out.extend_from_slice(s.as_bytes());
+    push_hex_bytes(out, len as u64);
     out.extend_from_slice(b"\r\n");
 }

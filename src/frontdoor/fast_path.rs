@@ -84,13 +84,15 @@ where
     let mut served: u64 = 0;
     let mut out = Vec::new();
     let stop = closing.clone();
+    // Formatted once: `X-Forwarded-For` names it in every request.
+    let client_text = client.map(|ip| ip.to_string());
     let mut stopping = pin!(closing.wait_for(|c| *c));
     loop {
         // A whole head, and the body it announces.
         let request = loop {
             if !buf.is_empty() {
                 let rewrite = Rewrite {
-                    client,
+                    client: client_text.as_deref(),
                     scheme: config.scheme,
                     start_micros: wall_micros(),
                     new_id: || front_door.new_request_id(),

@@ -110,17 +110,31 @@ fn shared_value(value: String) -> Result<HeaderValue, http::header::InvalidHeade
 
 /// Appends `n` in decimal (the formatting machinery is slow on this path).
 pub fn push_decimal(out: &mut String, n: u64) {
-    push_digits(out, n, 10);
+    let mut digits = [0u8; 20];
+    out.extend(format_digits(&mut digits, n, 10).iter().map(|&d| d as char));
 }
 
 /// Appends `n` in lowercase hexadecimal.
 pub fn push_hex(out: &mut String, n: u64) {
-    push_digits(out, n, 16);
+    let mut digits = [0u8; 20];
+    out.extend(format_digits(&mut digits, n, 16).iter().map(|&d| d as char));
 }
 
-fn push_digits(out: &mut String, mut n: u64, radix: u64) {
-    // u64::MAX has 20 decimal digits, fewer in any larger radix.
+/// Appends `n` in decimal to bytes.
+pub fn push_decimal_bytes(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
+    out.extend_from_slice(format_digits(&mut digits, n, 10));
+}
+
+/// Appends `n` in lowercase hexadecimal to bytes.
+pub fn push_hex_bytes(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(format_digits(&mut digits, n, 16));
+}
+
+/// Writes `n`'s digits at the end of `digits` (u64::MAX has 20 decimal
+/// digits, fewer in any larger radix) and returns them.
+fn format_digits(digits: &mut [u8; 20], mut n: u64, radix: u64) -> &[u8] {
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -130,7 +144,7 @@ fn push_digits(out: &mut String, mut n: u64, radix: u64) {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|&d| d as char));
+    &digits[i..]
 }
 
 /// Rewrites a worker's response headers for the client: drops hop-by-hop
@@ -165,6 +179,11 @@ mod tests {
             push_hex(&mut h, n);
             assert_eq!(d, n.to_string());
             assert_eq!(h, format!("{n:x}"));
+            let (mut d, mut h) = (Vec::new(), Vec::new());
+            push_decimal_bytes(&mut d, n);
+            push_hex_bytes(&mut h, n);
+            assert_eq!(d, n.to_string().as_bytes());
+            assert_eq!(h, format!("{n:x}").as_bytes());
         }
     }
 
