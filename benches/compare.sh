@@ -239,7 +239,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-NEXT_PORT=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (ip_local_port_range, 32768 and up by
+# default): the memory run's 10,000 client sockets take ephemeral ports, and
+# a port in use as one cannot be listened on even though nobody answers it.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+NEXT_PORT=$((10000 + RANDOM % (EPHEMERAL_LOW - 12000)))
 PORT=0
 pick_port() { # sets PORT to a loopback port nobody answers on
     local i

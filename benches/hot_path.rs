@@ -1,6 +1,7 @@
-//! Benchmarks of the per-request work outside the balancer: header
-//! rewriting, the worker exchange's request encoding and response parsing,
-//! synthesized replies, access-log lines and `/status`.
+//! Benchmarks of the per-request work outside the balancer: the fast
+//! path's codec (request head to worker request, response head), the hyper
+//! path's header rewriting, the worker exchange's request encoding and
+//! response parsing, synthesized replies, access-log lines and `/status`.
 //!
 //! Run with `cargo bench --bench hot_path` (add `-- --quick` for a shorter
 //! run); `cargo test --benches` runs every benchmark once as a smoke test.
@@ -276,6 +277,53 @@ fn worker_exchange(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fast path: a browser-like request head parsed and rewritten into the
+/// worker's request in one pass, and a response head written from a
+/// worker's answer (compare with `headers/*` + `upstream/encode_request`,
+/// the hyper path's equivalent).
+fn fast_path_codec(c: &mut Criterion) {
+    use rip_server::frontdoor::codec::{Framing, Head, Limits, Rewrite, parse_request, write_response_head};
+
+    let mut group = c.benchmark_group("codec");
+    group.throughput(Throughput::Elements(1));
+    let mut head = b"GET /dashboard?tab=2 HTTP/1.1\r\n".to_vec();
+    for (name, value) in &request_headers(true) {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let limits = Limits {
+        max_headers: 100,
+        max_body: 64 * 1024,
+    };
+    let parse = |bytes: &[u8]| {
+        let rewrite = Rewrite {
+            client: Some("127.0.0.1"),
+            scheme: "https",
+            start_micros: 1_700_000_000_000_000,
+            new_id: || "x".to_owned(),
+        };
+        parse_request(bytes, limits, rewrite)
+    };
+    assert!(matches!(parse(&head), Head::Complete(r) if r.head_len == head.len()));
+    group.bench_function("parse_request/12_headers", |b| b.iter(|| parse(black_box(&head))));
+
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.headers = response_headers();
+    rewrite_response(&mut parts.headers);
+    let mut out = Vec::with_capacity(1024);
+    group.bench_function("write_response_head/after_rewrite", |b| {
+        b.iter(|| {
+            out.clear();
+            write_response_head(&mut out, black_box(&parts), Framing::Length(5120), true, false);
+            out.len()
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -286,6 +334,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = headers, worker_exchange, answers, access_log, status
+    targets = fast_path_codec, headers, worker_exchange, answers, access_log, status
 }
 criterion_main!(benches);

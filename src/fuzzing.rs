@@ -80,6 +80,70 @@ pub fn worker_response(data: &[u8]) {
     });
 }
 
+/// The fast path's request parser (`frontdoor::codec`) never panics, and a
+/// head it takes becomes a well-formed worker request: httparse reads it back
+/// whole with the same method and target, it carries exactly one
+/// `X-Request-Start` and `X-Forwarded-Proto`, its only framing is our own
+/// `Content-Length` matching the body the client declared, and no hop-by-hop
+/// header of the client's gets through (so nothing can smuggle a second
+/// request or re-frame the body past the front door).
+pub fn request_head(data: &[u8]) {
+    use crate::frontdoor::codec::{Head, Limits, Rewrite, parse_request};
+
+    let limits = Limits {
+        max_headers: 100,
+        max_body: 64 * 1024,
+    };
+    let rewrite = Rewrite {
+        client: Some("127.0.0.1"),
+        scheme: "http",
+        start_micros: 1,
+        new_id: || "fuzz-1".to_owned(),
+    };
+    let Head::Complete(request) = parse_request(data, limits, rewrite) else {
+        return;
+    };
+    assert!(request.head_len <= data.len());
+    assert!(request.path.end <= request.head_len);
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut again = httparse::Request::new(&mut slots);
+    let parsed = again.parse(&request.wire).expect("the worker request parses");
+    assert_eq!(parsed, httparse::Status::Complete(request.wire.len()), "one whole head");
+    assert_eq!(again.method, Some(request.method.as_str()));
+    assert_eq!(again.path.map(str::as_bytes), Some(&data[request.path.clone()]));
+    let count = |name: &str| {
+        again
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .count()
+    };
+    assert_eq!(count("x-request-start"), 1);
+    assert_eq!(count("x-forwarded-proto"), 1);
+    for hop in [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "transfer-encoding",
+        "proxy-connection",
+    ] {
+        assert_eq!(count(hop), 0, "{hop} got through");
+    }
+    let lengths: Vec<&[u8]> = again
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| h.value)
+        .collect();
+    match lengths.as_slice() {
+        [] => assert_eq!(request.body_len, 0),
+        [n] => assert_eq!(*n, request.body_len.to_string().as_bytes()),
+        _ => panic!("several content-length headers"),
+    }
+}
+
 /// A byte cursor that yields small numbers and then zeros.
 struct Bytes<'a>(&'a [u8]);
 

@@ -40,3 +40,8 @@ fn cli_args_corpus() {
 fn worker_response_corpus() {
     replay("worker_response", rip_server::fuzzing::worker_response);
 }
+
+#[test]
+fn request_head_corpus() {
+    replay("request_head", rip_server::fuzzing::request_head);
+}
