@@ -1,9 +1,12 @@
 //! The front door: the public HTTP listener.
 //!
-//! [`run`] accepts connections until `shutdown` resolves, serves each with
-//! hyper's HTTP/1.1 server (keep-alive, header timeout, header limits), and
-//! answers `/status` and `/server` itself; every other request is proxied to
-//! a worker chosen by the core (see [`proxy`]).
+//! [`run`] accepts connections until `shutdown` resolves and serves each
+//! (see [`client_conn`]): the common request shape with our own HTTP/1.1
+//! codec ([`codec`], `fast_path`), anything else with hyper's HTTP/1.1
+//! server (keep-alive, header limits, the refusals); the header timeout is
+//! the connection loop's on both. `/status` and `/server` are answered here;
+//! every other request is proxied to a worker chosen by the core (see
+//! [`proxy`]).
 
 pub mod body;
 pub mod client_conn;
