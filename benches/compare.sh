@@ -19,6 +19,10 @@
 #   RIP_ARGS    extra rip-server tokens/flags (default "r:0": the standalone
 #               workers behind HAProxy and nginx never recycle, so neither do
 #               rip-server's; see docs/benchmarking.md)
+#   PEER_HEADERS 1 (default): HAProxy and nginx send the workers the same
+#               forwarding headers rip-server adds (X-Forwarded-For,
+#               X-Forwarded-Proto, X-Request-Id, X-Request-Start), so every
+#               worker parses the same request; 0: the peers add nothing
 #   MEMORY      1 (default): also measure rip-server's RSS holding IDLE_CONNS
 #               idle keep-alive connections (benches/idle_conns.py) and its
 #               peak RSS growth during a 64 MB upload; 0 skips it
@@ -127,6 +131,7 @@ CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx direct"}
 SHAPES=${SHAPES:-"/ping:2:2 /ping:2:16 /ping:2:128 /ping:4:2 /ping:4:4 /ping:4:16 /ping:4:128 /sleep?ms=5:4:4 /sleep?ms=5:4:16"}
 DIAGNOSE=${DIAGNOSE:-1}
 MEMORY=${MEMORY:-1}
+PEER_HEADERS=${PEER_HEADERS:-1}
 RIP_ARGS=${RIP_ARGS-r:0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 
@@ -388,6 +393,13 @@ start_haproxy() { # name n reuse(0|1)
         echo "    timeout http-keep-alive 10s"
         echo "frontend fe"
         echo "    bind 127.0.0.1:$PORT"
+        if ((PEER_HEADERS)); then
+            echo "    option forwardfor"
+            echo "    unique-id-format %{+X}o\\ %ci%cp%Ts%rt"
+            echo "    unique-id-header X-Request-Id"
+            echo "    http-request set-header X-Forwarded-Proto http"
+            echo "    http-request set-header X-Request-Start t=%[date(0,us)]"
+        fi
         echo "    default_backend workers"
         echo "backend workers"
         echo "    balance first"
@@ -438,6 +450,12 @@ start_nginx() { # n
         echo "            proxy_pass http://workers;"
         echo "            proxy_http_version 1.1;"
         echo "            proxy_set_header Connection \"\";"
+        if ((PEER_HEADERS)); then
+            echo "            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+            echo "            proxy_set_header X-Forwarded-Proto \$scheme;"
+            echo "            proxy_set_header X-Request-Id \$request_id;"
+            echo "            proxy_set_header X-Request-Start \"t=\${msec}\";"
+        fi
         echo "        }"
         echo "    }"
         echo "}"
@@ -800,6 +818,11 @@ ELAPSED=$(($(date +%s) - START_TIME))
 {
     echo "rip-server vs HAProxy vs nginx: median of $ROUNDS round(s) x ${DURATION}s, wrk -t$THREADS --latency, loopback"
     echo "rip-server extra arguments: ${RIP_ARGS:-none}"
+    if ((PEER_HEADERS)); then
+        echo "HAProxy and nginx add the forwarding headers rip-server adds (PEER_HEADERS=1)"
+    else
+        echo "HAProxy and nginx add no headers (PEER_HEADERS=0); rip-server adds its four"
+    fi
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
     echo "load average: start $START_LOAD, end $END_LOAD; taken $(date -u '+%Y-%m-%d %H:%M UTC'), ${ELAPSED}s"
     echo
