@@ -77,6 +77,16 @@ fn head() -> impl Strategy<Value = (String, String, bool, Vec<(String, String)>)
         .prop_map(|(m, p, v10, h)| (m.to_owned(), p, v10, h))
 }
 
+/// The rewrite for a request from a Unix-socket peer (no address to forward).
+fn no_client() -> Rewrite<'static, fn() -> String> {
+    Rewrite {
+        client: None,
+        scheme: "http",
+        start_micros: 1,
+        new_id: String::new,
+    }
+}
+
 fn render(method: &str, path: &str, http10: bool, headers: &[(String, String)]) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.{}\r\n", if http10 { 0 } else { 1 });
     for (n, v) in headers {
@@ -169,8 +179,7 @@ proptest! {
     fn every_prefix_of_a_head_is_partial((method, path, http10, headers) in head(), cut in any::<prop::sample::Index>()) {
         let bytes = render(&method, &path, http10, &headers);
         let cut = cut.index(bytes.len());
-        let rewrite = Rewrite { client: None, scheme: "http", start_micros: 1, new_id: String::new };
-        prop_assert!(matches!(parse_request(&bytes[..cut], LIMITS, rewrite), Head::Partial | Head::Unsupported));
+        prop_assert!(matches!(parse_request(&bytes[..cut], LIMITS, no_client()), Head::Partial | Head::Unsupported));
     }
 }
 
@@ -192,26 +201,14 @@ fn requests_the_fast_path_leaves_to_hyper() {
         "GET / HTTP/2.0\r\n\r\n",
     ];
     for head in unsupported {
-        let rewrite = Rewrite {
-            client: None,
-            scheme: "http",
-            start_micros: 1,
-            new_id: String::new,
-        };
         assert!(
-            matches!(parse_request(head.as_bytes(), LIMITS, rewrite), Head::Unsupported),
+            matches!(parse_request(head.as_bytes(), LIMITS, no_client()), Head::Unsupported),
             "{head:?}"
         );
     }
     // POST /status is the app's, not the front door's.
-    let rewrite = Rewrite {
-        client: None,
-        scheme: "http",
-        start_micros: 1,
-        new_id: String::new,
-    };
     assert!(matches!(
-        parse_request(b"POST /status HTTP/1.1\r\n\r\n", LIMITS, rewrite),
+        parse_request(b"POST /status HTTP/1.1\r\n\r\n", LIMITS, no_client()),
         Head::Complete(_)
     ));
 }
@@ -227,14 +224,8 @@ fn too_many_headers_go_to_hyper_for_its_431() {
         max_headers: 5,
         max_body: 0,
     };
-    let rewrite = Rewrite {
-        client: None,
-        scheme: "http",
-        start_micros: 1,
-        new_id: String::new,
-    };
     assert!(matches!(
-        parse_request(head.as_bytes(), limits, rewrite),
+        parse_request(head.as_bytes(), limits, no_client()),
         Head::Unsupported
     ));
 }

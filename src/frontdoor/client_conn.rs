@@ -1,4 +1,5 @@
-//! One client connection: hyper while requests flow, nothing while idle.
+//! One client connection: our fast path or hyper while requests flow,
+//! nothing while idle.
 //!
 //! hyper's HTTP/1 connection holds about 10 KB per connection (an 8 KiB
 //! write buffer allocated up front, an 8 KiB read buffer from the first
@@ -7,21 +8,25 @@
 //! connection's buffers while it waits; we do the same:
 //!
 //! ```text
-//!   accept ──▶ Idle ──first byte──▶ Busy (hyper) ──idle for IDLE_GRACE──▶ Idle
-//!               │  no buffers, just    │  serves requests as usual;         │
-//!               │  the socket          │  taken apart with into_parts()     │
-//!               ▼                      │  only between requests, with       │
-//!            closed after the          │  nothing unread or unflushed       │
-//!            header timeout            ▼                                    │
-//!            or on shutdown         closed when hyper is done ◀─────────────┘
+//!   accept ──▶ Idle ──first byte──▶ Fast path ──idle for IDLE_GRACE──▶ Idle
+//!               │  no buffers, just    │ our codec, one read buffer   ▲
+//!               │  the socket          │                              │
+//!               ▼                      │ a request it does not take   │
+//!            closed after the          ▼ (bytes kept)                 │
+//!            header timeout         Busy (hyper) ──idle for IDLE_GRACE┘
+//!            or on shutdown            │ taken apart with into_parts()
+//!                                      ▼ only between requests, with
+//!                                   closed when    nothing unread or unflushed
+//!                                   hyper is done
 //! ```
 //!
-//! Under load a connection never goes idle for [`IDLE_GRACE`], so the hot
-//! path is plain hyper; the bookkeeping is a few relaxed atomics in the
-//! [`Probe`] that hyper reads and writes through.
+//! Under load the common request never leaves the fast path (see
+//! `fast_path`); a connection hyper serves is watched through the few
+//! relaxed atomics of the [`Probe`] it reads and writes through.
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -39,7 +44,6 @@ use tokio::time::Sleep;
 
 use super::{FrontDoor, ProxyService, fast_path};
 use crate::transport::Transport;
-use std::net::IpAddr;
 
 /// How long a connection waits between requests before its HTTP buffers
 /// are freed. Short enough that idle clients cost little, long enough that

@@ -118,15 +118,6 @@ fn kind(name: &str) -> Kind {
     }
 }
 
-/// Whether the path names one of the front door's own endpoints.
-fn is_local(method: &str, path: &[u8]) -> bool {
-    if method != "GET" && method != "HEAD" {
-        return false;
-    }
-    let path = path.split(|&b| b == b'?').next().unwrap_or(path);
-    path == b"/status" || path == b"/server"
-}
-
 /// A value `HeaderValue::to_str` accepts (visible ASCII, space, tab), the
 /// only ones the hyper path copies into `X-Forwarded-For`.
 fn is_visible_ascii(value: &[u8]) -> bool {
@@ -156,7 +147,8 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
     let (Some(method), Some(path), Some(version)) = (request.method, request.path, request.version) else {
         return Head::Unsupported;
     };
-    if !path.starts_with('/') || method == "CONNECT" || is_local(method, path.as_bytes()) {
+    let without_query = path.split('?').next().unwrap_or(path);
+    if !path.starts_with('/') || method == "CONNECT" || super::own_endpoint(method, without_query).is_some() {
         return Head::Unsupported;
     }
     let http10 = version == 0;
@@ -276,7 +268,7 @@ pub enum Framing {
     /// No body may follow (HEAD, 1xx, 204, 304): no length is added; a
     /// `Content-Length` the worker sent stays, as the size a GET would get.
     None,
-    /// `Content-Length: n` (kept from the worker's headers, or added).
+    /// `Content-Length: n`, written by us (a worker's own is dropped).
     Length(u64),
     /// `Transfer-Encoding: chunked` (HTTP/1.1 clients, length unknown).
     Chunked,

@@ -89,7 +89,7 @@ where
     let mut stopping = pin!(closing.wait_for(|c| *c));
     loop {
         // A whole head, and the body it announces.
-        let request = loop {
+        let mut request = loop {
             if !buf.is_empty() {
                 let rewrite = Rewrite {
                     client: client_text.as_deref(),
@@ -137,7 +137,7 @@ where
             }
         }
         let bytes = buf.split_to(total).freeze();
-        let prepared = prepare(front_door, &request, &bytes);
+        let prepared = prepare(front_door, &mut request, &bytes);
         let reply = run(front_door, prepared, io, buf, config.max_head_bytes).await;
         let Some(reply) = reply else {
             // The client hung up while its request ran.
@@ -159,11 +159,11 @@ where
     }
 }
 
-/// The request as [`FrontDoor::run`] takes it: the worker-bound head and
-/// the body in one buffer, the path shared with the request's bytes.
-fn prepare<T: Transport>(front_door: &FrontDoor<T>, request: &SimpleRequest, bytes: &Bytes) -> Prepared {
-    let mut wire = Vec::with_capacity(request.wire.len() + request.body_len);
-    wire.extend_from_slice(&request.wire);
+/// The request as [`FrontDoor::run`] takes it: the worker-bound head (taken
+/// from `request`) and the body in one buffer, the path shared with the
+/// request's bytes.
+fn prepare<T: Transport>(front_door: &FrontDoor<T>, request: &mut SimpleRequest, bytes: &Bytes) -> Prepared {
+    let mut wire = std::mem::take(&mut request.wire);
     wire.extend_from_slice(&bytes[request.head_len..]);
     Prepared::replayable(
         wire.into(),

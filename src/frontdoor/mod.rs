@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -125,24 +125,42 @@ impl<T: Transport> FrontDoor<T> {
                 "request header fields too large\n",
             );
         }
-        if matches!(*request.method(), Method::GET | Method::HEAD) {
-            match request.uri().path() {
-                "/server" => return proxy::plain(StatusCode::OK, "ok"),
-                "/status" => {
-                    let status = self.driver.status().await;
-                    let mut response = Response::new(ResponseBody::full(status.to_string()));
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    response
-                        .headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    return response;
-                }
-                _ => {}
+        match own_endpoint(request.method().as_str(), request.uri().path()) {
+            Some(OwnEndpoint::Server) => return proxy::plain(StatusCode::OK, "ok"),
+            Some(OwnEndpoint::Status) => {
+                let status = self.driver.status().await;
+                let mut response = Response::new(ResponseBody::full(status.to_string()));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return response;
             }
+            None => {}
         }
         self.proxy(request, client).await
+    }
+}
+
+/// The front door's own endpoints, answered without a worker.
+enum OwnEndpoint {
+    Server,
+    Status,
+}
+
+/// Which of the front door's own endpoints a request names, if any (`path`
+/// without its query). The hyper path answers them; the fast path leaves
+/// them to it (`codec`), so both decide here.
+fn own_endpoint(method: &str, path: &str) -> Option<OwnEndpoint> {
+    if method != "GET" && method != "HEAD" {
+        return None;
+    }
+    match path {
+        "/server" => Some(OwnEndpoint::Server),
+        "/status" => Some(OwnEndpoint::Status),
+        _ => None,
     }
 }
 

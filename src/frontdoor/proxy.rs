@@ -215,7 +215,7 @@ impl Reply {
 /// serialized for the worker, a small body with it.
 pub struct Prepared {
     outgoing: Outgoing,
-    method: Method,
+    /// Its method and path are the request's.
     ctx: LogCtx,
     fault: Arc<ClientFault>,
 }
@@ -233,7 +233,6 @@ impl Prepared {
     ) -> Prepared {
         Prepared {
             outgoing: Outgoing::Replayable { wire },
-            method: method.clone(),
             ctx: LogCtx {
                 t_micros,
                 start,
@@ -366,12 +365,7 @@ impl<T: Transport> FrontDoor<T> {
                 framing,
             }
         };
-        Ok(Prepared {
-            outgoing,
-            method: parts.method,
-            ctx,
-            fault,
-        })
+        Ok(Prepared { outgoing, ctx, fault })
     }
 
     /// The time, read only when the access log needs it.
@@ -388,13 +382,13 @@ impl<T: Transport> FrontDoor<T> {
     pub(super) async fn run(self: Arc<Self>, prepared: Prepared) -> Reply {
         let Prepared {
             mut outgoing,
-            method,
             ctx,
             fault,
         } = prepared;
+        let method = &ctx.method;
         let now = || self.now();
         let meta = RequestMeta {
-            idempotent: is_idempotent(&method),
+            idempotent: is_idempotent(method),
             replayable: outgoing.is_replayable(),
         };
         let (id, rx) = self.driver.arrive(meta);
