@@ -26,45 +26,49 @@ pub trait Transport: Clone + Send + Sync + 'static {
 pub struct UnixTransport;
 
 impl Transport for UnixTransport {
-    type Stream = WorkerStream;
+    type Stream = LeanUnixStream;
 
     fn connect(&self, address: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send {
         let path = Path::new(address).to_owned();
         async move {
             let stream = tokio::net::UnixStream::connect(path).await?.into_std()?;
-            WorkerStream::new(stream)
+            LeanUnixStream::new(stream)
         }
     }
 }
 
-/// A connection to a worker, registered with the event loop for
-/// readability only.
+/// A Unix stream registered with the event loop for readability only: the
+/// front door's connections to workers, and the built-in worker's
+/// connections from the front door.
 ///
 /// tokio registers a socket for both directions, and a Unix socket reports
-/// "writable" every time its peer reads: each request woke the front door
-/// once more, for nothing, while the worker read it (one `epoll_wait` and a
-/// context switch per request; see `docs/benchmarking.md`). Our requests
-/// almost always fit the socket buffer, so writes are tried directly; only
-/// when one would block is a duplicate of the socket registered for
-/// writability, and it is dropped again at the next write that goes through.
-pub struct WorkerStream {
+/// "writable" every time its peer reads. Each request woke the front door
+/// once more, for nothing, while the worker read the request, and woke the
+/// worker once more while the front door read the response: one
+/// `epoll_wait` and a context switch per request on each side, and the
+/// reader paid for waking the other (see `docs/benchmarking.md`). Requests
+/// and answers almost always fit the socket buffer, so writes are tried
+/// directly; only when one would block is a duplicate of the socket
+/// registered for writability, and it is dropped again at the next write
+/// that goes through.
+pub struct LeanUnixStream {
     socket: AsyncFd<UnixStream>,
     /// The writability registration, while a write is blocked.
     writable: Option<AsyncFd<UnixStream>>,
 }
 
-impl WorkerStream {
+impl LeanUnixStream {
     /// Wraps a connected non-blocking socket.
-    pub fn new(socket: UnixStream) -> io::Result<WorkerStream> {
+    pub fn new(socket: UnixStream) -> io::Result<LeanUnixStream> {
         socket.set_nonblocking(true)?;
-        Ok(WorkerStream {
+        Ok(LeanUnixStream {
             socket: crate::sys::register_socket(socket, Interest::READABLE)?,
             writable: None,
         })
     }
 }
 
-impl AsyncRead for WorkerStream {
+impl AsyncRead for LeanUnixStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.socket.poll_read_ready(cx))?;
@@ -92,7 +96,7 @@ impl AsyncRead for WorkerStream {
     }
 }
 
-impl AsyncWrite for WorkerStream {
+impl AsyncWrite for LeanUnixStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             match self.socket.get_ref().write(data) {
@@ -135,7 +139,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_blocks_completes_once_the_peer_reads() {
         let (ours, theirs) = UnixStream::pair().expect("pair");
-        let mut stream = WorkerStream::new(ours).expect("register");
+        let mut stream = LeanUnixStream::new(ours).expect("register");
         // Far more than the socket buffer holds, read only after a pause.
         let data: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         let reader = tokio::task::spawn_blocking(move || {
@@ -160,7 +164,7 @@ mod tests {
     #[tokio::test]
     async fn reads_wake_for_bytes_that_come_after_a_drained_read() {
         let (ours, mut theirs) = UnixStream::pair().expect("pair");
-        let mut stream = WorkerStream::new(ours).expect("register");
+        let mut stream = LeanUnixStream::new(ours).expect("register");
         theirs.write_all(b"first").expect("write");
         let mut buf = [0u8; 64];
         let n = stream.read(&mut buf).await.expect("read");

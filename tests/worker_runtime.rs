@@ -694,3 +694,79 @@ async fn python_worker_follows_the_protocol() {
     })
     .await;
 }
+
+/// The front door reading an answer must not wake the worker: a Unix socket
+/// reports "writable" to its writer each time the peer reads, and a worker
+/// registered for writability woke (and slept again) once per request for
+/// nothing, the front door paying for the wake-up (docs/benchmarking.md).
+/// Counted as the worker runtime's parks per request: one when it only
+/// waits for the next request, two when each read of its answer wakes it.
+#[test]
+fn reading_an_answer_does_not_wake_the_worker() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    const REQUESTS: u64 = 100;
+    let dir = temp_dir();
+    let socket = dir.path().join("w.0.sock");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = runtime.metrics();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let env = WorkerEnv::standalone(socket.clone(), "demo");
+    let handler = Builtin::new(&env);
+    let worker = std::thread::spawn(move || {
+        runtime.block_on(worker::run(env, handler, async move {
+            let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
+        }))
+    });
+    // Up to STEP (10 s) for the socket to come up.
+    let mut attempts = 0;
+    let stream = loop {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(stream) => break stream,
+            Err(_) if attempts < 2000 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("worker socket never came up: {e}"),
+        }
+    };
+    stream.set_read_timeout(Some(STEP)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut exchange = || {
+        writer.write_all(b"GET /ping HTTP/1.1\r\nhost: worker\r\n\r\n").unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        reader.read_exact(&mut vec![0; length]).unwrap();
+        // Time for a wake-up caused by that read to happen (and be counted)
+        // before the next request wakes the worker anyway.
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    exchange();
+    let parks_before = metrics.worker_park_count(0);
+    for _ in 0..REQUESTS {
+        exchange();
+    }
+    let parks = metrics.worker_park_count(0) - parks_before;
+    stop.send(()).unwrap();
+    worker.join().unwrap().unwrap();
+    // Registered for both directions this is about 2 per request.
+    assert!(
+        parks <= REQUESTS * 3 / 2,
+        "the worker parked {parks} times for {REQUESTS} requests: reading its answers wakes it"
+    );
+}

@@ -51,6 +51,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::proto::{WORKER_BUSY_HEADER, WORKER_ID_HEADER, WorkerMessage};
+use crate::transport::LeanUnixStream;
 use body::{SlotBody, SlotGuard};
 
 /// The response body type handlers produce: any `Send` body of [`Bytes`].
@@ -432,13 +433,16 @@ async fn accept_loop<H: Handler>(
     loop {
         let accept = async {
             match &listener {
-                Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| -> Connection {
-                    Box::pin(serve_connection(
+                Listener::Unix(unix) => unix.accept().await.and_then(|(stream, _)| -> io::Result<Connection> {
+                    // Readable-only: the front door reading our answer
+                    // must not wake this process (see `LeanUnixStream`).
+                    let stream = LeanUnixStream::new(stream.into_std()?)?;
+                    Ok(Box::pin(serve_connection(
                         stream,
                         shared.clone(),
                         handler.clone(),
                         connection_stop.clone(),
-                    ))
+                    )))
                 }),
                 Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, _)| -> Connection {
                     // Responses are written whole; do not let Nagle hold the last segment.
