@@ -27,6 +27,12 @@
 #               idle keep-alive connections (benches/idle_conns.py) and its
 #               peak RSS growth during a 64 MB upload; 0 skips it
 #   IDLE_CONNS  connections for the memory run (default 10000; needs ulimit -n)
+#   PIN         1: fix which CPU every process runs on, the same for every
+#               contender: the front door on CPU 0, worker i on CPU (i+1) mod
+#               ncpu, wrk on CPUs 1..ncpu-1 (taskset). The scheduler's
+#               placement then stops being a variable of the run (see
+#               docs/benchmarking.md). 0 (default): the scheduler decides,
+#               as it would in production
 #
 #   benches/compare.sh --table [results.csv]   re-prints the table of a run
 #
@@ -134,6 +140,7 @@ MEMORY=${MEMORY:-1}
 PEER_HEADERS=${PEER_HEADERS:-1}
 RIP_ARGS=${RIP_ARGS-r:0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+PIN=${PIN:-0}
 
 for v in DURATION ROUNDS THREADS WARMUP; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [[ $v != WARMUP ]] && ((${!v} < 1)); }; then
@@ -141,6 +148,16 @@ for v in DURATION ROUNDS THREADS WARMUP; do
         exit 2
     fi
 done
+
+if [[ $PIN != 0 && $PIN != 1 ]]; then
+    echo "compare.sh: PIN=$PIN: expected 0 or 1" >&2
+    exit 2
+fi
+NCPU=$(nproc)
+if ((PIN && NCPU < 2)); then
+    echo "compare.sh: PIN=1 needs at least 2 CPUs (this machine has $NCPU)" >&2
+    exit 2
+fi
 
 log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() {
@@ -173,6 +190,13 @@ WRK=$(find_tool wrk)
 HAPROXY=$(find_tool haproxy)
 NGINX=$(find_tool nginx)
 [[ -n $WRK && -n $HAPROXY && -n $NGINX ]] || die "wrk, haproxy or nginx still missing"
+WRK_RUN=("$WRK")
+if ((PIN)); then
+    command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
+    WRK_CPUS=1
+    if ((NCPU > 2)); then WRK_CPUS=1-$((NCPU - 1)); fi
+    WRK_RUN=(taskset -c "$WRK_CPUS" "$WRK")
+fi
 
 log "building rip-server (release)"
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin rip-server
@@ -303,6 +327,18 @@ cpu_ticks() { # pid -> utime+stime in clock ticks (all threads)
 
 loadavg1() { cut -d' ' -f1 /proc/loadavg; }
 
+# PIN=1: every thread of each pid on the given CPUs; otherwise nothing.
+pin() { # cpus pid...
+    ((PIN)) || return 0
+    local cpus=$1 pid
+    shift
+    for pid in "$@"; do
+        taskset -a -p -c "$cpus" "$pid" >/dev/null || die "taskset could not pin pid $pid"
+    done
+}
+pin_front_door() { pin 0 "$@"; }
+pin_worker() { pin $((($1 + 1) % NCPU)) "$2"; } # index pid
+
 # ---------------------------------------------------------------- contenders
 
 # Per worker-count group: the front doors' ports and CPU-accounting pids.
@@ -318,6 +354,7 @@ start_workers() { # n
         pid=$!
         LIVE[$pid]="worker a$i"
         GROUP_PIDS+=("$pid")
+        pin_worker "$i" "$pid"
     done
     for ((i = 0; i < $1; i++)); do
         local k
@@ -342,6 +379,7 @@ start_direct() { # n
         pid=$!
         LIVE[$pid]="tcp worker d$i"
         GROUP_PIDS+=("$pid")
+        pin_worker "$i" "$pid"
         wait_port "$PORT" "$pid" "tcp worker d$i" "$DIR/d$i.log"
         DIRECT_PORTS+=("$PORT")
     done
@@ -350,7 +388,7 @@ start_direct() { # n
 RIP_STARTS=0
 RIP_RESTARTS=0
 start_rip() { # n
-    local pid i
+    local pid i child
     pick_port
     RIP_STARTS=$((RIP_STARTS + 1))
     # shellcheck disable=SC2086 # RIP_ARGS is a list of words
@@ -364,6 +402,15 @@ start_rip() { # n
         if curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q "\"workers\":$1[,}]"; then
             FD_PORT[rip]=$PORT
             FD_PID[rip]=$pid
+            if ((PIN)); then
+                # Its workers started on the front door's CPUs; spread them.
+                pin_front_door "$pid"
+                i=0
+                for child in $(children_of "$pid"); do
+                    pin_worker "$i" "$child"
+                    i=$((i + 1))
+                done
+            fi
             return 0
         fi
         if ! alive "$pid"; then
@@ -416,6 +463,7 @@ start_haproxy() { # name n reuse(0|1)
     wait_port "$PORT" "$pid" "$name" "$DIR/$name.log"
     FD_PORT[$name]=$PORT
     FD_PID[$name]=$pid
+    pin_front_door "$pid"
 }
 
 start_nginx() { # n
@@ -474,6 +522,7 @@ start_nginx() { # n
     [[ -n $worker ]] || die "no nginx worker process under pid $master"
     FD_PORT[nginx]=$PORT
     FD_PID[nginx]=$worker # CPU is accounted to the worker that proxies
+    pin_front_door "$master" "$worker"
 }
 
 # ---------------------------------------------------------------- measuring
@@ -559,7 +608,7 @@ run_frontdoor() { # round contender shape path workers conns
     RUN_SEQ=$((RUN_SEQ + 1))
     out=$OUT/raw/$(printf '%03d' "$RUN_SEQ")-$who-${shape// /_}-r$round.txt
     before=$(cpu_ticks "$pid")
-    "$WRK" -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$DIR/report.lua" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
+    "${WRK_RUN[@]}" -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$DIR/report.lua" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
     after=$(cpu_ticks "$pid")
     alive "$pid" || die "$who (pid $pid) died during $shape; see $out"
     if ! parse_result "$out"; then
@@ -622,7 +671,7 @@ run_direct() { # round shape path workers
     RUN_SEQ=$((RUN_SEQ + 1))
     for ((i = 0; i < w; i++)); do
         outs[i]=$OUT/raw/$(printf '%03d' "$RUN_SEQ")-direct-${shape// /_}-r$round-w$i.txt
-        "$WRK" -t1 -c1 -d"${DURATION}s" --latency -s "$DIR/report.lua" \
+        "${WRK_RUN[@]}" -t1 -c1 -d"${DURATION}s" --latency -s "$DIR/report.lua" \
             "http://127.0.0.1:${DIRECT_PORTS[i]}$path" >"${outs[i]}" 2>&1 &
         pids[i]=$!
         LIVE[${pids[i]}]="wrk direct $i"
@@ -659,13 +708,13 @@ run_direct() { # round shape path workers
 
 warm() { # contender path conns
     ((WARMUP > 0)) || return 0
-    "$WRK" -t1 -c"$3" -d"${WARMUP}s" "http://127.0.0.1:${FD_PORT[$1]}$2" >/dev/null 2>&1 || true
+    "${WRK_RUN[@]}" -t1 -c"$3" -d"${WARMUP}s" "http://127.0.0.1:${FD_PORT[$1]}$2" >/dev/null 2>&1 || true
 }
 
 diagnose_rip() { # shape path workers conns
     local out=$OUT/raw/diagnose-${1// /_}.txt t=$((THREADS < $4 ? THREADS : $4))
     log "diagnosing rip-server non-2xx on $1"
-    "$WRK" -t"$t" -c"$4" -d"${DURATION}s" -s "$DIR/reasons.lua" "http://127.0.0.1:${FD_PORT[rip]}$2" >"$out" 2>&1 || true
+    "${WRK_RUN[@]}" -t"$t" -c"$4" -d"${DURATION}s" -s "$DIR/reasons.lua" "http://127.0.0.1:${FD_PORT[rip]}$2" >"$out" 2>&1 || true
     curl -fsS "http://127.0.0.1:${FD_PORT[rip]}/status" >"$out.status.json" 2>/dev/null || true
     grep -E '^(REASONS|FIRST)' "$out" | sed "s|^|  [$1] |" | tee -a "$OUT/diagnosis.txt" >&2 || true
     grep -o '"counters":{[^}]*}' "$out.status.json" | sed "s|^|  [$1] rip /status |" | tee -a "$OUT/diagnosis.txt" >&2 || true
@@ -824,6 +873,9 @@ ELAPSED=$(($(date +%s) - START_TIME))
         echo "HAProxy and nginx add no headers (PEER_HEADERS=0); rip-server adds its four"
     fi
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+    if ((PIN)); then
+        echo "pinned (PIN=1): front door on CPU 0, worker i on CPU (i+1) mod $NCPU, wrk on CPUs $WRK_CPUS"
+    fi
     echo "load average: start $START_LOAD, end $END_LOAD; taken $(date -u '+%Y-%m-%d %H:%M UTC'), ${ELAPSED}s"
     echo
     print_table "$CSV"
