@@ -38,8 +38,8 @@
 #
 # Writes target/compare/results.csv (one row per run), target/compare/table.txt
 # (the printed table) and target/compare/raw/ (every wrk output). Everything
-# listens on 127.0.0.1 (rip-server binds its port on all interfaces; it has no
-# bind-address option). Every process this script starts is stopped by PID on
+# listens on 127.0.0.1 (rip-server with --bind=127.0.0.1). Every process this
+# script starts is stopped by PID on
 # exit; nothing else is touched. See docs/benchmarking.md.
 
 set -euo pipefail
@@ -392,7 +392,7 @@ start_rip() { # n
     pick_port
     RIP_STARTS=$((RIP_STARTS + 1))
     # shellcheck disable=SC2086 # RIP_ARGS is a list of words
-    RUST_LOG=warn "$BIN" builtin:hello "w:$1" "http:$PORT" --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" $RIP_ARGS \
+    RUST_LOG=warn "$BIN" builtin:hello "w:$1" "http:$PORT" --bind=127.0.0.1 --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" $RIP_ARGS \
         >"$DIR/rip.log" 2>&1 &
     pid=$!
     LIVE[$pid]="rip-server"

@@ -1,7 +1,7 @@
 //! `rip-server <app-path> ...`: wires the core, the driver, the front door,
 //! the control socket, the manager and the signal handlers together.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -63,9 +63,13 @@ async fn claim_sockets(config: &ServeConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn bind_http(port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+fn bind_http(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let addr = SocketAddr::from((ip, port));
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if ip.is_ipv6() && ip.is_unspecified() {
+        // `--bind=::` means every interface, IPv4 included.
+        socket.set_only_v6(false)?;
+    }
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -73,12 +77,26 @@ fn bind_http(port: u16) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(socket.into())
 }
 
+/// The host of the start line's URL: `localhost` when the port is reachable
+/// there (every interface, or loopback), else the address itself.
+fn display_host(bind: IpAddr) -> String {
+    match bind {
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_owned(),
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
 /// Runs the server until a graceful stop completes.
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let program = preflight(&config)?;
     claim_sockets(&config).await?;
-    let listener = bind_http(config.http_port)
-        .map_err(|e| format!("rip-server: http:{}: cannot listen: {e}", config.http_port))?;
+    let listener = bind_http(config.bind, config.http_port).map_err(|e| {
+        format!(
+            "rip-server: http:{} on {}: cannot listen: {e}",
+            config.http_port, config.bind
+        )
+    })?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let control_path = config.control_socket();
     let control_listener =
@@ -186,10 +204,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     tokio::spawn(release_memory_of_idle_connections());
 
     println!(
-        "rip-server: app {} with {} worker{} on http://localhost:{port}",
+        "rip-server: app {} with {} worker{} on http://{}:{port}",
         config.app_name,
         config.workers,
-        if config.workers == 1 { "" } else { "s" }
+        if config.workers == 1 { "" } else { "s" },
+        display_host(config.bind),
     );
     let _ = driver_task.await;
     let _ = done_tx.send(true);

@@ -111,6 +111,7 @@ fn defaults() {
             max_requests: Some(10_000),
             max_age: None,
             max_reloads: 10,
+            bind: "0.0.0.0".parse().unwrap(),
             http_port: 5002,
             https_port: None,
             cert: None,
@@ -366,6 +367,7 @@ fn every_value_flag_both_forms() {
         ("--response-buffer-kb", "0"),
         ("--stuck-grace-ms", "0"),
         ("--stop-timeout-ms", "99"),
+        ("--bind", "127.0.0.1"),
     ];
     for (flag, value) in cases {
         let joined = format!("{flag}={value}");
@@ -975,6 +977,8 @@ fn help_lists_everything() {
         "--response-buffer-kb",
         "--stuck-grace-ms",
         "--stop-timeout-ms",
+        "--bind",
+        "RIP_BIND",
         "--help",
         "--version",
         // env
@@ -1008,4 +1012,27 @@ fn help_lists_everything() {
     }
     // The hidden worker subcommand stays hidden.
     assert!(!text.contains("--builtin"));
+}
+
+#[test]
+fn bind_takes_an_ip_address_and_nothing_else() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+    assert_eq!(serve(&[d]).bind, ip("0.0.0.0"));
+    assert_eq!(serve(&[d, "--bind=127.0.0.1"]).bind, ip("127.0.0.1"));
+    assert_eq!(serve(&[d, "--bind", "::1"]).bind, ip("::1"));
+    assert_eq!(serve(&[d, "--bind=[::1]"]).bind, ip("::1"));
+    assert_eq!(serve(&[d, "--bind=::"]).bind, ip("::"));
+    // The flag beats the variable; the variable beats the default.
+    assert_eq!(serve_env(&[d], &[("RIP_BIND", "127.0.0.2")]).bind, ip("127.0.0.2"));
+    assert_eq!(
+        serve_env(&[d, "--bind=127.0.0.3"], &[("RIP_BIND", "127.0.0.2")]).bind,
+        ip("127.0.0.3")
+    );
+    fails(&[d, "--bind=localhost"], "--bind=localhost");
+    fails(&[d, "--bind=127.0.0.1:5002"], "--bind=127.0.0.1:5002");
+    fails(&[d, "--bind=256.0.0.1"], "--bind=256.0.0.1");
+    fails(&[d, "--bind="], "--bind=");
+    fails_env(&[d], &[("RIP_BIND", "example.com")], "RIP_BIND=example.com");
 }

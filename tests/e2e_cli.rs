@@ -219,3 +219,32 @@ async fn a_non_socket_file_at_a_socket_path_is_left_alone() {
     })
     .await;
 }
+
+/// `--bind` narrows where the HTTP port listens. On 127.0.0.1 only, a
+/// connection to another loopback address (127.0.0.2) is refused, where the
+/// default (every IPv4 interface) takes it; a bad address is refused before
+/// anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bind_limits_the_listening_address() {
+    within(BUDGET, async {
+        let other_address = |port: u16| std::net::TcpStream::connect(("127.0.0.2", port));
+        let server = Server::builtin().args(&["w:1"]).start().await;
+        assert!(
+            other_address(server.port).is_ok(),
+            "by default the port listens on every IPv4 interface"
+        );
+        drop(server);
+        let server = Server::builtin().args(&["w:1", "--bind=127.0.0.1"]).start().await;
+        assert_eq!(server.get("/ping").await.status, 200);
+        let rejection = other_address(server.port).expect_err("127.0.0.2 must be refused with --bind=127.0.0.1");
+        assert_eq!(rejection.kind(), std::io::ErrorKind::ConnectionRefused);
+        drop(server);
+        refused(
+            &["builtin:hello", "http:0", "--bind=localhost"],
+            &[],
+            "--bind=localhost",
+        )
+        .await;
+    })
+    .await;
+}

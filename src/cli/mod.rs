@@ -14,6 +14,7 @@ mod entry;
 mod help;
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -89,6 +90,11 @@ pub const BUILTIN_HELLO: &str = "builtin:hello";
 
 /// `PORT`: the HTTP port when there is no `http:` token.
 pub const ENV_PORT: &str = "PORT";
+/// `RIP_BIND`: the address to listen on when there is no `--bind`.
+pub const ENV_BIND: &str = "RIP_BIND";
+/// The listening address when neither `--bind` nor `RIP_BIND` is given:
+/// every IPv4 interface.
+pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 /// `RIP_MAX_QUEUE`.
 pub const ENV_MAX_QUEUE: &str = "RIP_MAX_QUEUE";
 /// `RIP_QUEUE_TIMEOUT_MS`.
@@ -321,6 +327,8 @@ pub struct ServeConfig {
     pub max_age: Option<Duration>,
     /// Recycle a worker after this many module reloads.
     pub max_reloads: u32,
+    /// The address the HTTP port listens on (`--bind`; all IPv4 interfaces by default).
+    pub bind: IpAddr,
     /// HTTP port (0 = any free port).
     pub http_port: u16,
     /// HTTPS port, if one was given.
@@ -477,6 +485,7 @@ enum FlagId {
     ResponseBufferKb,
     StuckGraceMs,
     StopTimeoutMs,
+    Bind,
 }
 
 /// One flag: its spelling, its value (if it takes one), its variable and help.
@@ -510,6 +519,14 @@ const fn flag(
 
 /// Every flag of the serve command, in help order.
 const FLAGS: &[FlagSpec] = &[
+    flag(
+        "--bind",
+        FlagId::Bind,
+        Some("ADDR"),
+        Some(ENV_BIND),
+        "0.0.0.0",
+        "listen on this IP address only (127.0.0.1, ::1, ::, ...); default every IPv4 interface",
+    ),
     flag(
         "--max-queue",
         FlagId::MaxQueue,
@@ -765,6 +782,15 @@ fn parse_port(s: &str) -> Result<u16, String> {
     parse_uint_in(s, 0, u64::from(u16::MAX), "a port number").map(|n| n as u16)
 }
 
+/// An IP address to listen on; `[::1]` is taken as `::1`.
+fn parse_bind(s: &str) -> Result<IpAddr, String> {
+    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    bare.parse().map_err(|_| {
+        "expected an IP address to listen on, such as 127.0.0.1, 0.0.0.0, ::1 or :: (not a host name or a port)"
+            .to_string()
+    })
+}
+
 fn parse_max_queue(s: &str) -> Result<usize, String> {
     parse_uint_in(s, 0, MAX_QUEUE_LIMIT as u64, "a non-negative integer").map(|n| n as usize)
 }
@@ -911,6 +937,7 @@ struct Seen {
     max_age: Option<Option<Duration>>,
     max_reloads: Option<u32>,
     http_port: Option<u16>,
+    bind: Option<IpAddr>,
     /// The port and the word that gave it.
     https_port: Option<(u16, String)>,
     cert: Option<PathBuf>,
@@ -1077,6 +1104,7 @@ fn serve_flag<'a>(seen: &mut Seen, words: &mut Words<'a>, word: &'a str) -> Resu
                 parse_u32_in(value, 0, MAX_RESPONSE_BUFFER_KB, "a whole number of KiB up to 1048576").map_err(err)?,
             )
         }
+        FlagId::Bind => seen.bind = Some(parse_bind(value).map_err(err)?),
         FlagId::StuckGraceMs => seen.stuck_grace = Some(parse_ms_or_zero(value).map_err(err)?),
         FlagId::StopTimeoutMs => seen.stop_timeout = Some(parse_ms_or_zero(value).map_err(err)?),
         FlagId::JsonLogging | FlagId::NoAccessLog | FlagId::NoHotReload => {
@@ -1099,6 +1127,7 @@ fn finish_serve(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         Some(_) => None,
         None => env.parse(ENV_PORT, parse_port)?,
     };
+    let bind = or_env(seen.bind, env, ENV_BIND, parse_bind, DEFAULT_BIND)?;
     let max_queue = match seen.max_queue {
         Some(v) => v,
         None => env.parse(ENV_MAX_QUEUE, parse_max_queue)?.unwrap_or(DEFAULT_MAX_QUEUE),
@@ -1197,6 +1226,7 @@ fn finish_serve(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         max_requests: seen.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS),
         max_age: seen.max_age.unwrap_or(DEFAULT_MAX_AGE),
         max_reloads,
+        bind,
         http_port,
         https_port,
         cert: seen.cert,
