@@ -222,8 +222,8 @@ async fn a_non_socket_file_at_a_socket_path_is_left_alone() {
 
 /// `--bind` narrows where the HTTP port listens. On 127.0.0.1 only, a
 /// connection to another loopback address (127.0.0.2) is refused, where the
-/// default (every IPv4 interface) takes it; a bad address is refused before
-/// anything starts.
+/// default (every IPv4 interface) takes it. A bad address, an address the
+/// machine lacks or a taken port stops the start with one line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bind_limits_the_listening_address() {
     within(BUDGET, async {
@@ -245,6 +245,11 @@ async fn bind_limits_the_listening_address() {
             "--bind=localhost",
         )
         .await;
+        // An address this machine does not have (TEST-NET-1), a port taken.
+        refused(&["builtin:hello", "http:0", "--bind=192.0.2.1"], &[], "192.0.2.1").await;
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = format!("http:{}", taken.local_addr().unwrap().port());
+        refused(&["builtin:hello", &port, "--bind=127.0.0.1"], &[], &port).await;
     })
     .await;
 }
