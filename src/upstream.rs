@@ -30,6 +30,7 @@ use http_body_util::combinators::BoxBody;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 
+use crate::frontdoor::headers::push_fields;
 use crate::transport::Transport;
 
 /// The error type of bodies sent to workers.
@@ -185,16 +186,11 @@ pub fn encode_request(parts: &http::request::Parts, framing: RequestFraming, bod
     Bytes::from(out)
 }
 
+/// The client's headers without its framing (ours is written instead).
 fn write_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    push_fields(out, headers, |name| {
+        name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING
+    });
 }
 
 impl Upstream {

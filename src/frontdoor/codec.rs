@@ -22,7 +22,7 @@ use std::ops::Range;
 
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::headers::{push_decimal_bytes, push_hex_bytes};
+use super::headers::{push_decimal_bytes, push_fields, push_hex_bytes};
 use crate::clock::push_http_date;
 
 /// The most request headers the fast path parses (more go to hyper, which
@@ -217,7 +217,7 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
             Kind::Other | Kind::ForwardedFor | Kind::RequestId => {}
             _ => continue,
         }
-        // Lowercase, as hyper's path sends them.
+        // Lowercase, as hyper's path sends them (so not `push_field`).
         wire.extend(h.name.bytes().map(|b| b.to_ascii_lowercase()));
         wire.extend_from_slice(b": ");
         wire.extend_from_slice(h.value);
@@ -298,16 +298,10 @@ pub fn write_response_head(
     out.push(b' ');
     out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH && framing != Framing::None {
-            // Ours is written below.
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    // A body's length is ours, written below.
+    push_fields(out, &parts.headers, |name| {
+        name == header::CONTENT_LENGTH && framing != Framing::None
+    });
     out.extend_from_slice(b"date: ");
     push_http_date(out);
     out.extend_from_slice(b"\r\n");
