@@ -217,7 +217,8 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
             Kind::Other | Kind::ForwardedFor | Kind::RequestId => {}
             _ => continue,
         }
-        // Lowercase, as hyper's path sends them (so not `push_field`).
+        // Lowercased as copied, as hyper's path sends them (`push_fields`
+        // takes a `HeaderMap`, whose names are lowercase already).
         wire.extend(h.name.bytes().map(|b| b.to_ascii_lowercase()));
         wire.extend_from_slice(b": ");
         wire.extend_from_slice(h.value);

@@ -120,21 +120,15 @@ pub fn push_hex(out: &mut String, n: u64) {
     out.extend(format_digits(&mut digits, n, 16).iter().map(|&d| d as char));
 }
 
-/// Appends one header line, `name: value\r\n`, as given (the caller
-/// decides the name's case and has checked the value).
-pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.reserve(name.len() + value.len() + 4);
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends every field of `headers` but those `skip` names.
+/// Appends every field of `headers` but those `skip` names, one
+/// `name: value\r\n` line each (names as stored: lowercase).
 pub fn push_fields(out: &mut Vec<u8>, headers: &HeaderMap, skip: impl Fn(&HeaderName) -> bool) {
     for (name, value) in headers {
         if !skip(name) {
-            push_field(out, name.as_str().as_bytes(), value.as_bytes());
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
