@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use rip_server::access_log::{Format, Record, format_record};
 use rip_server::core::balancer::{Action, Balancer, BalancerConfig, RequestMeta, WorkerInfo};
 use rip_server::core::{Answer, Pid, RequestId, Slot, Time, Version};
-use rip_server::frontdoor::headers::{rewrite_request, rewrite_response};
 use rip_server::frontdoor::proxy::render_answer;
+use rip_server::http::headers::{rewrite_request, rewrite_response};
+use rip_server::observe::access_log::{Format, Record, format_record};
 use rip_server::upstream::{RequestFraming, Upstream, encode_request};
 
 /// Header maps cloned per timed batch: few enough to stay in cache, as a map

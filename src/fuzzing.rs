@@ -11,9 +11,9 @@ use crate::core::{Pid, RequestId, Slot, Time, Version};
 /// The control socket's payload parser never panics, and what it accepts
 /// survives a round trip.
 pub fn control_payload(data: &[u8]) {
-    if let Ok(message) = crate::proto::parse_worker_message(data) {
+    if let Ok(message) = crate::protocol::parse_worker_message(data) {
         let text = serde_json::to_vec(&message).expect("a parsed message serializes");
-        let again = crate::proto::parse_worker_message(&text).expect("a serialized message parses");
+        let again = crate::protocol::parse_worker_message(&text).expect("a serialized message parses");
         assert_eq!(message, again);
     }
 }

@@ -2,23 +2,36 @@
 //!
 //! The crate is split into a sans-IO [`core`] (pure state machines that decide
 //! everything) and thin adapters that carry out its decisions with tokio and
-//! hyper. See `docs/ARCHITECTURE.md`.
+//! hyper. Each folder is one role; `docs/ARCHITECTURE.md` draws the map and
+//! says what each may import. From the bottom up:
+//!
+//! - [`core`]: the sans-IO decisions (balancer, supervisor), no I/O at all.
+//! - [`os`], [`http`], [`protocol`], [`config`]: leaves the adapters share
+//!   (the clock and the one `unsafe` module; header rules; the worker
+//!   protocol's wire format; the runtime configuration).
+//! - [`net`]: listeners, the one accept loop, Unix sockets, transports.
+//! - [`upstream`]: the HTTP/1.1 client to a worker.
+//! - [`observe`]: the access log.
+//! - [`runtime`]: the driver task that owns the core and carries out its decisions.
+//! - [`frontdoor`], [`control`], [`manager`]: the client edge, the control
+//!   socket, the worker processes; each talks to the core only through the driver.
+//! - [`server`]: wires one app's server together (listeners, signals, stop).
+//! - [`cli`]: argv to a command; [`worker`]: the built-in worker runtime.
 
-pub mod access_log;
 pub mod cli;
-pub mod clock;
+pub mod config;
 pub mod control;
 pub mod core;
-pub mod decision;
-pub mod driver;
 pub mod frontdoor;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod manager;
-pub mod proto;
+pub mod net;
+pub mod observe;
+pub mod os;
+pub mod protocol;
+pub mod runtime;
 pub mod server;
-pub mod sys;
-pub mod transport;
-pub mod unix_socket;
 pub mod upstream;
 pub mod worker;

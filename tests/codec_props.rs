@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use rip_server::frontdoor::codec::{Head, Limits, Rewrite, parse_request};
-use rip_server::frontdoor::headers::rewrite_request;
+use rip_server::http::headers::rewrite_request;
 use rip_server::upstream::{RequestFraming, encode_request};
 
 const LIMITS: Limits = Limits {

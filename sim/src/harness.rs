@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use rip_server::clock::Clock;
 use rip_server::core::balancer::{Balancer, BalancerConfig, Policy};
 use rip_server::core::node::Node;
 use rip_server::core::supervisor::{Supervisor, SupervisorConfig};
 use rip_server::core::{Pid, Version};
-use rip_server::driver::{Admin, Driver, Identity};
 use rip_server::frontdoor::{FrontDoor, FrontDoorConfig};
+use rip_server::os::clock::Clock;
+use rip_server::runtime::{Admin, Driver, Identity};
 use turmoil::Sim;
 
 use crate::client::{ClientPlan, client_main, sleep_until};

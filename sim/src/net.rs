@@ -6,9 +6,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use rip_server::frontdoor::client_conn::PollReadable;
-use rip_server::frontdoor::{Accept, Peer};
-use rip_server::transport::Transport;
+use rip_server::net::listen::PollReadable;
+use rip_server::net::listen::{Accept, Peer};
+use rip_server::net::transport::Transport;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use turmoil::net::{TcpListener, TcpStream};
 

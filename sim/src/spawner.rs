@@ -11,7 +11,7 @@
 use std::io;
 
 use rip_server::core::{Pid, Slot, Version};
-use rip_server::driver::{DriverHandle, Signal, Spawner};
+use rip_server::runtime::{DriverHandle, Signal, Spawner};
 
 use crate::rng::{Rng, mix};
 use crate::state::{Command, Incarnation, Proc, ProcState, SharedRef, SpawnRecord, lock, now_us};

@@ -8,7 +8,7 @@
 //! across an `.await` or a call into turmoil (crashing a host drops its tasks,
 //! whose guards take the lock).
 //!
-//! [`Spawner`]: rip_server::driver::Spawner
+//! [`Spawner`]: rip_server::runtime::Spawner
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rip_server::core::balancer::Counters;
-use rip_server::driver::DriverHandle;
+use rip_server::runtime::DriverHandle;
 
 use crate::rng::Rng;
 

@@ -342,7 +342,7 @@ async fn handle(shared: SharedRef, pid: u32, request: Request<Incoming>) -> Resp
         let mut response = Response::new(Full::new(Bytes::from_static(b"busy\n")));
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         response.headers_mut().insert(
-            rip_server::proto::WORKER_BUSY_HEADER,
+            rip_server::protocol::WORKER_BUSY_HEADER,
             http::HeaderValue::from_static("1"),
         );
         return response;
@@ -384,7 +384,7 @@ pub async fn control_post(body: String) -> io::Result<(u16, String)> {
         .map_err(io::Error::other)?;
     let request = Request::builder()
         .method(Method::POST)
-        .uri(rip_server::proto::WORKER_PATH)
+        .uri(rip_server::protocol::WORKER_PATH)
         .header(header::HOST, "lb")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::core::RequestId;
-use crate::driver::DriverHandle;
+use crate::runtime::DriverHandle;
 use crate::upstream::{BoxError, UpstreamError, WorkerBody};
 
 /// What went wrong with a client's streamed body, if anything: the

@@ -30,8 +30,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use bytes::{Buf, Bytes};
@@ -40,40 +39,18 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
-use tokio::time::Sleep;
 
+use super::idle::{IDLE_GRACE, LazyTimer};
 use super::{FrontDoor, ProxyService, fast_path};
-use crate::transport::Transport;
-
-/// How long a connection waits between requests before its HTTP buffers
-/// are freed. Short enough that idle clients cost little, long enough that
-/// a busy client never pays for rebuilding them.
-pub const IDLE_GRACE: Duration = Duration::from_millis(250);
+use crate::net::listen::PollReadable;
+use crate::net::transport::Transport;
 
 /// Notified whenever an idle connection freed its HTTP buffers; the server
 /// then hands the freed memory back to the system (see
-/// [`crate::sys::release_free_memory`]), at most once a second.
+/// [`crate::os::sys::release_free_memory`]), at most once a second.
 pub fn buffers_freed() -> &'static tokio::sync::Notify {
     static FREED: tokio::sync::Notify = tokio::sync::Notify::const_new();
     &FREED
-}
-
-/// Waiting for a connection to become readable without reading from it.
-pub trait PollReadable {
-    /// Ready when bytes (or the end of the stream, or an error) can be read.
-    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-impl PollReadable for tokio::net::TcpStream {
-    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_read_ready(cx)
-    }
-}
-
-impl PollReadable for tokio::net::UnixStream {
-    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_read_ready(cx)
-    }
 }
 
 /// What the connection loop learns from hyper's reads and writes.
@@ -223,52 +200,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Probe<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A timer for "the same thing has lasted `after`", where the thing is named
-/// by a key that changes when it is replaced (an idle stretch, a request
-/// head). Never reset on the hot path: a timer armed for an earlier key is
-/// left to fire, and only then re-armed for the current one, so a busy
-/// connection costs one timer per period, not one per request. The
-/// measured span is therefore between `after` and twice that.
-#[derive(Default)]
-pub(super) struct LazyTimer {
-    armed: Option<Armed>,
-}
-
-struct Armed {
-    timer: Pin<Box<Sleep>>,
-    key: u64,
-    /// The waker the timer last registered; while it still applies and the
-    /// timer has not elapsed, polling it again would only re-register it.
-    waker: Waker,
-}
-
-impl LazyTimer {
-    /// Whether the thing named `key` has lasted `after`; arms the timer
-    /// (registering `cx`) when it is not running.
-    pub(super) fn expired(&mut self, cx: &mut Context<'_>, key: u64, after: Duration) -> bool {
-        if let Some(armed) = &mut self.armed {
-            if !armed.timer.is_elapsed() && armed.waker.will_wake(cx.waker()) {
-                return false;
-            }
-            if armed.timer.as_mut().poll(cx).is_pending() {
-                armed.waker.clone_from(cx.waker());
-                return false;
-            }
-            if armed.key == key {
-                return true;
-            }
-        }
-        let mut timer = Box::pin(tokio::time::sleep(after));
-        let _ = timer.as_mut().poll(cx);
-        self.armed = Some(Armed {
-            timer,
-            key,
-            waker: cx.waker().clone(),
-        });
-        false
     }
 }
 

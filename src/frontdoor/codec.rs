@@ -22,8 +22,8 @@ use std::ops::Range;
 
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::headers::{push_decimal_bytes, push_fields, push_hex_bytes};
-use crate::clock::push_http_date;
+use crate::http::headers::{push_decimal_bytes, push_fields, push_hex_bytes};
+use crate::os::clock::push_http_date;
 
 /// The most request headers the fast path parses (more go to hyper, which
 /// applies `--max-headers`).

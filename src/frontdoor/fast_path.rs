@@ -25,11 +25,11 @@ use tokio_util::io::poll_read_buf;
 
 use super::FrontDoor;
 use super::body::{RelayBody, ResponseBody};
-use super::client_conn::{IDLE_GRACE, LazyTimer};
 use super::codec::{self, Framing, Head, Limits, Rewrite, SimpleRequest};
+use super::idle::{IDLE_GRACE, LazyTimer};
 use super::proxy::{BUFFER_BODY_LIMIT, Prepared, Reply};
-use crate::clock::wall_micros;
-use crate::transport::Transport;
+use crate::net::transport::Transport;
+use crate::os::clock::wall_micros;
 
 /// Bytes read per read call.
 const READ_CHUNK: usize = 8 * 1024;

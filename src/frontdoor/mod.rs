@@ -12,12 +12,12 @@ pub mod body;
 pub mod client_conn;
 pub mod codec;
 mod fast_path;
-pub mod headers;
+mod idle;
 pub mod proxy;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
+
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,15 +26,18 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncWrite};
+
 use tokio::sync::watch;
 
-use crate::access_log::AccessLog;
-use crate::clock::Clock;
-use crate::driver::DriverHandle;
-use crate::transport::Transport;
+use crate::http::headers;
+use crate::net::listen::Accept;
+use crate::net::listen::accept_until;
+use crate::net::transport::Transport;
+use crate::observe::access_log::AccessLog;
+use crate::os::clock::Clock;
+use crate::runtime::DriverHandle;
 use body::ResponseBody;
-use client_conn::{PollReadable, ProbeState, Tracked};
+use client_conn::{ProbeState, Tracked};
 
 /// Front-door settings.
 #[derive(Clone, Debug)]
@@ -191,81 +194,16 @@ impl<T: Transport> hyper::service::Service<Request<Incoming>> for ProxyService<T
     }
 }
 
-/// A listener the front door can accept client connections from.
-pub trait Accept: Send + 'static {
-    type Io: AsyncRead + AsyncWrite + PollReadable + Unpin + Send + 'static;
-    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
-}
-
-/// Who is on the other end of an accepted connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// The client's address, for `X-Forwarded-For`.
-    pub ip: Option<IpAddr>,
-    /// Whether the peer may use the control endpoints (same user on a Unix socket).
-    pub trusted: bool,
-}
-
-impl Accept for tokio::net::TcpListener {
-    type Io = tokio::net::TcpStream;
-
-    async fn accept(&mut self) -> io::Result<(tokio::net::TcpStream, Peer)> {
-        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
-        let _ = stream.set_nodelay(true);
-        Ok((
-            stream,
-            Peer {
-                ip: Some(peer.ip()),
-                trusted: false,
-            },
-        ))
-    }
-}
-
-/// The control socket: a Unix listener whose peers are trusted when they
-/// run as the server's user (or root).
-#[derive(Debug)]
-pub struct UnixAccept(pub tokio::net::UnixListener);
-
-impl Accept for UnixAccept {
-    type Io = tokio::net::UnixStream;
-
-    async fn accept(&mut self) -> io::Result<(tokio::net::UnixStream, Peer)> {
-        let (stream, _) = self.0.accept().await?;
-        let own_uid = rustix::process::geteuid().as_raw();
-        let trusted = stream
-            .peer_cred()
-            .is_ok_and(|cred| cred.uid() == own_uid || cred.uid() == 0);
-        Ok((stream, Peer { ip: None, trusted }))
-    }
-}
-
 /// Accepts and serves client connections until `shutdown` resolves; then
 /// stops accepting and asks open connections to close after their current
 /// request.
 pub async fn run<T: Transport, L: Accept>(
-    mut listener: L,
+    listener: L,
     front_door: Arc<FrontDoor<T>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (closing_tx, closing_rx) = watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (io, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors or similar: existing connections
-                // keep working; new ones wait in the kernel backlog.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    accept_until(listener, "front door", shutdown, |io, peer| {
         let fd = front_door.clone();
         let closing = closing_rx.clone();
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -276,6 +214,7 @@ pub async fn run<T: Transport, L: Accept>(
             .max_buf_size(fd.config.max_head_bytes.max(8192))
             .writev(false);
         tokio::spawn(client_conn::serve(io, fd, peer.ip, builder, closing));
-    }
+    })
+    .await;
     let _ = closing_tx.send(true);
 }

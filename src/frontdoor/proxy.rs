@@ -19,14 +19,14 @@ use hyper::body::Incoming;
 
 use super::FrontDoor;
 use super::body::{BodyFault, ClientFault, LimitedBody, RelayBody, ResponseBody, finish_unread};
-use super::headers;
-use crate::access_log::Record;
-use crate::clock::wall_micros;
 use crate::core::balancer::RequestMeta;
 use crate::core::{Answer, Pid, RequestId, Time};
-use crate::decision::DecisionRx;
-use crate::driver::{Decision, DriverHandle};
-use crate::transport::Transport;
+use crate::http::headers;
+use crate::net::transport::Transport;
+use crate::observe::access_log::Record;
+use crate::os::clock::wall_micros;
+use crate::runtime::decision::DecisionRx;
+use crate::runtime::{Decision, DriverHandle};
 use crate::upstream::{RequestFraming, Upstream, UpstreamBody, WorkerBody, encode_request};
 
 /// Bodies up to this size are read before dispatch, so a retry can resend

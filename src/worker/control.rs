@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
-use crate::proto::{MAX_CONTROL_BODY, Reply, WORKER_PATH, WorkerMessage};
+use crate::protocol::{MAX_CONTROL_BODY, Reply, WORKER_PATH, WorkerMessage};
 
 /// Pause between attempts while the control socket is not reachable.
 const RETRY_DELAY: Duration = Duration::from_millis(100);

@@ -50,8 +50,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::proto::{WORKER_BUSY_HEADER, WORKER_ID_HEADER, WorkerMessage};
-use crate::transport::LeanUnixStream;
+use crate::net::transport::LeanUnixStream;
+use crate::protocol::{WORKER_BUSY_HEADER, WORKER_ID_HEADER, WorkerMessage};
 use body::{SlotBody, SlotGuard};
 
 /// The response body type handlers produce: any `Send` body of [`Bytes`].
@@ -233,7 +233,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<WorkerBod
 /// bound or the join is refused or not answered within [`JOIN_TIMEOUT`]; a
 /// failed quit is only logged.
 pub async fn run<H: Handler>(env: WorkerEnv, handler: H, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let listener = crate::unix_socket::bind_private(&env.socket)?;
+    let listener = crate::net::unix_socket::bind_private(&env.socket)?;
     let identity = file_identity(&env.socket);
     tracing::info!(worker = env.worker_id, socket = %env.socket.display(), "worker listening");
     serve(env, Listener::Unix(listener), identity, handler, shutdown).await

@@ -1,0 +1,189 @@
+//! The process manager: carries out the supervisor's spawn and signal
+//! decisions with real processes.
+//!
+//! Each worker runs in its own process group with the contract's
+//! environment. Workers must die with the server, even when the server is
+//! killed with SIGKILL: the child is started through our own binary
+//! (`rip-server __exec <program>`, or `rip-server worker --builtin`), which
+//! sets the parent-death signal on itself and then `exec`s the program, so no
+//! `unsafe` `pre_exec` hook is needed. The death signal survives `exec`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::core::{Pid, Slot, Version};
+use crate::net::unix_socket::remove_stale;
+use crate::runtime::{DriverHandle, Signal, Spawner};
+
+/// What a worker process runs.
+#[derive(Clone, Debug)]
+pub enum WorkerProgram {
+    /// The example app built into this binary.
+    Builtin,
+    /// An executable that speaks the worker protocol.
+    Executable(PathBuf),
+}
+
+/// Facts every worker's environment carries.
+#[derive(Clone, Debug)]
+pub struct WorkerSetup {
+    pub program: WorkerProgram,
+    pub app: String,
+    pub app_dir: PathBuf,
+    pub entry: PathBuf,
+    pub socket_prefix: PathBuf,
+    pub control_socket: PathBuf,
+    pub max_requests: Option<u64>,
+    pub max_reloads: u32,
+    pub hot_reload: &'static str,
+}
+
+/// Spawns and signals real worker processes.
+pub struct ProcessSpawner {
+    setup: WorkerSetup,
+    exe: PathBuf,
+    /// Live children and the socket path each was given.
+    children: BTreeMap<Pid, PathBuf>,
+}
+
+impl ProcessSpawner {
+    /// A spawner that starts workers through this very binary.
+    pub fn new(setup: WorkerSetup) -> io::Result<ProcessSpawner> {
+        Ok(ProcessSpawner {
+            setup,
+            exe: std::env::current_exe()?,
+            children: BTreeMap::new(),
+        })
+    }
+
+    /// The socket path for a new process of `slot`: the slot's usual path
+    /// when no live process holds it, else the first free handover path
+    /// (`<prefix>.<id>.r1.sock`, `.r2`, ...). Two live processes never share
+    /// a path, so removing a stale file never removes a live socket.
+    fn socket_for(&self, slot: Slot) -> PathBuf {
+        (0..)
+            .map(|n| worker_socket(&self.setup.socket_prefix, slot, n))
+            .find(|path| !self.children.values().any(|taken| taken == path))
+            .expect("an unbounded range has a free path")
+    }
+}
+
+/// `<prefix>.<id>.sock`, or the `n`th handover path `<prefix>.<id>.r<n>.sock`.
+pub fn worker_socket(prefix: &Path, slot: Slot, n: u32) -> PathBuf {
+    let suffix = if n == 0 {
+        format!(".{}.sock", slot.0)
+    } else {
+        format!(".{}.r{n}.sock", slot.0)
+    };
+    let mut path = prefix.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
+}
+
+impl Spawner for ProcessSpawner {
+    fn spawn(&mut self, slot: Slot, version: Version, handle: &DriverHandle) -> io::Result<Pid> {
+        let socket = self.socket_for(slot);
+        remove_stale(&socket)?;
+        let mut command = tokio::process::Command::new(&self.exe);
+        match &self.setup.program {
+            WorkerProgram::Builtin => {
+                command.args(["worker", "--builtin"]);
+            }
+            WorkerProgram::Executable(path) => {
+                command.arg("__exec").arg(path);
+            }
+        }
+        let s = &self.setup;
+        command
+            .current_dir(&s.app_dir)
+            .env("RIP_WORKER_ID", slot.0.to_string())
+            .env("RIP_SOCKET", &socket)
+            .env("RIP_CONTROL_SOCKET", &s.control_socket)
+            .env("RIP_APP", &s.app)
+            .env("RIP_APP_DIR", &s.app_dir)
+            .env("RIP_ENTRY", &s.entry)
+            .env("RIP_VERSION", version.0.to_string())
+            .env(
+                "RIP_MAX_REQUESTS",
+                s.max_requests.map_or_else(|| "0".to_owned(), |n| n.to_string()),
+            )
+            .env("RIP_MAX_RELOADS", s.max_reloads.to_string())
+            .env("RIP_HOT_RELOAD", s.hot_reload)
+            .env("RIP_MANAGER_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = command.spawn()?;
+        let pid = Pid(child
+            .id()
+            .ok_or_else(|| io::Error::other("child exited before it had a pid"))?);
+        self.children.insert(pid, socket.clone());
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            match status {
+                Ok(s) if s.success() => tracing::info!(pid = pid.0, slot = slot.0, "worker exited"),
+                Ok(s) => tracing::warn!(pid = pid.0, slot = slot.0, "worker exited: {s}"),
+                Err(e) => tracing::error!(pid = pid.0, "waiting for worker failed: {e}"),
+            }
+            // The worker removes its socket on a clean exit; a crash leaves it.
+            let _ = remove_stale(&socket);
+            handle.process_exited(pid);
+        });
+        tracing::debug!(pid = pid.0, slot = slot.0, version = version.0, "worker started");
+        Ok(pid)
+    }
+
+    fn signal(&mut self, pid: Pid, signal: Signal) {
+        let Some(raw) = rustix::process::Pid::from_raw(pid.0 as i32) else {
+            return;
+        };
+        let result = match signal {
+            Signal::Terminate => rustix::process::kill_process(raw, rustix::process::Signal::TERM),
+            // The whole group: a worker's own children go too.
+            Signal::Kill => rustix::process::kill_process_group(raw, rustix::process::Signal::KILL)
+                .or_else(|_| rustix::process::kill_process(raw, rustix::process::Signal::KILL)),
+        };
+        if let Err(e) = result {
+            tracing::debug!(pid = pid.0, ?signal, "signal failed: {e}");
+        }
+    }
+
+    fn exited(&mut self, pid: Pid) {
+        self.children.remove(&pid);
+    }
+
+    fn cleanup(&mut self) {
+        for (pid, socket) in std::mem::take(&mut self.children) {
+            if let Some(raw) = rustix::process::Pid::from_raw(pid.0 as i32) {
+                let _ = rustix::process::kill_process_group(raw, rustix::process::Signal::KILL);
+            }
+            let _ = remove_stale(&socket);
+        }
+    }
+}
+
+/// The worker side of the parent-death guarantee: called first thing in a
+/// worker process started by the manager. Sets SIGKILL as the parent-death
+/// signal and exits if the manager is already gone.
+pub fn die_with_manager() {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if let Ok(expected) = std::env::var("RIP_MANAGER_PID")
+        && let Ok(expected) = expected.parse::<i32>()
+    {
+        let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+        if parent != expected {
+            // The manager died between our fork and the prctl above.
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `rip-server __exec <program>`: become the worker program, dying with the manager.
+pub fn exec_worker(program: &Path) -> io::Error {
+    use std::os::unix::process::CommandExt;
+    die_with_manager();
+    std::process::Command::new(program).exec()
+}

@@ -1,0 +1,156 @@
+//! End to end, the access log on stdout: one human line per request by
+//! default, JSON with the contract's fields under `--json-logging` (with the
+//! reason of synthesized answers), nothing but the start line under
+//! `--no-access-log`.
+
+use std::time::Duration;
+
+use crate::common::*;
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+
+/// Waits until at least `n` access-log lines are out.
+async fn log_lines(server: &Server, n: usize) -> Vec<String> {
+    eventually(&format!("{n} access-log lines"), Duration::from_secs(3), || async {
+        let lines = server.stdout_lines();
+        if lines.len() >= n {
+            Ok(lines)
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    })
+    .await
+}
+
+fn parse(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("access-log line is not JSON ({e}): {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_access_log_has_the_contract_fields() {
+    within(BUDGET, async {
+        let server = Server::start(&[
+            "w:1",
+            "--json-logging",
+            "--max-queue=1",
+            "--read-timeout-ms=1000",
+            "--stuck-grace-ms=200",
+        ])
+        .await;
+        let r = request(
+            server.port,
+            Method::GET,
+            "/ping?x=1",
+            &[("x-request-id", "log-test-1")],
+            Bytes::new(),
+        )
+        .await
+        .expect("GET /ping");
+        assert_eq!(r.status, 200);
+        let lines = log_lines(&server, 1).await;
+        let ping = lines
+            .iter()
+            .map(|l| parse(l))
+            .find(|v| v["requestId"] == "log-test-1")
+            .unwrap_or_else(|| panic!("no line for the request: {lines:?}"));
+        for field in [
+            "t",
+            "app",
+            "method",
+            "path",
+            "status",
+            "totalSeconds",
+            "workerSeconds",
+            "length",
+            "reason",
+            "requestId",
+        ] {
+            assert!(ping.get(field).is_some(), "field {field} missing: {ping}");
+        }
+        assert_eq!(ping["app"], "hello");
+        assert_eq!(ping["method"], "GET");
+        assert_eq!(ping["path"], "/ping?x=1");
+        assert_eq!(ping["status"], 200);
+        assert_eq!(ping["length"], 4);
+        assert!(ping["reason"].is_null(), "{ping}");
+        let t = ping["t"].as_str().expect("t is a string");
+        assert!(
+            t.len() >= 20 && t.as_bytes()[10] == b'T' && t.ends_with('Z'),
+            "t: {t:?}"
+        );
+        let total = ping["totalSeconds"].as_f64().expect("totalSeconds");
+        let worker = ping["workerSeconds"].as_f64().expect("workerSeconds");
+        assert!(
+            (0.0..5.0).contains(&total) && (0.0..=total + 1e-6).contains(&worker),
+            "{ping}"
+        );
+
+        // A full queue: 1 in flight, 1 queued, the third refused.
+        let report = burst(server.port, 3, 1, "/sleep?ms=300", Duration::from_secs(10)).await;
+        assert_eq!(report.count(503), 1, "{:?}", report.histogram());
+        // A read timeout.
+        let hang = server.get("/hang").await;
+        assert_eq!(hang.status, 504);
+
+        let lines = log_lines(&server, 5).await;
+        let values: Vec<Value> = lines.iter().map(|l| parse(l)).collect();
+        let full: Vec<&Value> = values.iter().filter(|v| v["status"] == 503).collect();
+        assert_eq!(full.len(), 1, "{lines:?}");
+        assert_eq!(full[0]["reason"], "queue_full", "{}", full[0]);
+        assert_eq!(full[0]["path"], "/sleep?ms=300");
+        assert!(full[0]["workerSeconds"].is_null(), "no worker answered: {}", full[0]);
+        let timeout: Vec<&Value> = values.iter().filter(|v| v["status"] == 504).collect();
+        assert_eq!(timeout.len(), 1, "{lines:?}");
+        assert_eq!(timeout[0]["reason"], "upstream_timeout", "{}", timeout[0]);
+        assert_eq!(timeout[0]["path"], "/hang");
+        assert_eq!(values.iter().filter(|v| v["status"] == 200).count(), 3, "{lines:?}");
+        // One line per request, nothing else on stdout.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(server.stdout_lines().len(), 5, "{lines:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn human_access_log_has_one_line_per_request() {
+    within(BUDGET, async {
+        let server = Server::start(&["w:1"]).await;
+        for path in ["/ping", "/status/404", "/whoami"] {
+            server.get(path).await;
+        }
+        // The front door's own endpoints are not proxied requests.
+        server.status().await;
+        let lines = log_lines(&server, 3).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let lines_now = server.stdout_lines();
+        let proxied: Vec<&String> = lines_now.iter().filter(|l| !l.contains(" /status ")).collect();
+        assert_eq!(proxied.len(), 3, "{lines_now:?}");
+        for (line, (path, status)) in lines
+            .iter()
+            .zip([("/ping", "200"), ("/status/404", "404"), ("/whoami", "200")])
+        {
+            assert!(
+                line.contains(" hello ") && line.contains(&format!("GET {path} {status}")),
+                "{line:?}"
+            );
+            assert!(!line.starts_with('{'), "human, not JSON: {line:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_access_log_leaves_only_the_start_line() {
+    within(BUDGET, async {
+        let server = Server::start(&["w:1", "--no-access-log", "--max-queue=0"]).await;
+        for _ in 0..5 {
+            assert_eq!(server.get("/ping").await.status, 200);
+        }
+        let r = server.get("/status/500").await;
+        assert_eq!(r.status, 500);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(server.stdout_lines(), Vec::<String>::new());
+    })
+    .await;
+}

@@ -1,0 +1,20 @@
+//! The real-process suite: the `rip-server` binary, real sockets, real
+//! signals, real worker processes. One test binary (one link instead of one
+//! per file); each module is one area of behaviour.
+
+mod common;
+
+mod basics;
+mod cli;
+mod control;
+mod fast_path;
+mod faults;
+mod keepalive;
+mod lifecycle;
+mod limits;
+mod logging;
+mod overload;
+mod python;
+mod security;
+mod slow_client;
+mod timeouts;
