@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -110,4 +110,20 @@ pub async fn accept_until<L: Accept>(
             }
         }
     }
+}
+
+/// A TCP listener on `ip:port` (port 0: any free port) with a deep backlog.
+/// `::` listens on IPv4 too (dual stack), like `0.0.0.0` plus `[::]`.
+pub fn bind_tcp(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let addr = SocketAddr::from((ip, port));
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if ip.is_ipv6() && ip.is_unspecified() {
+        // `--bind=::` means every interface, IPv4 included.
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    tokio::net::TcpListener::from_std(socket.into())
 }

@@ -1,11 +1,15 @@
 //! `rip-server <app-path> ...`: wires the core, the driver, the front door,
 //! the control socket, the manager and the signal handlers together.
+//!
+//! The top of the adapters: may import every other folder but `cli` and
+//! `worker`; nothing but `main` and the CLI imports this.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+mod signals;
+mod sockets;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{EntryKind, Protocol, ServeConfig};
@@ -14,10 +18,11 @@ use crate::core::node::Node;
 use crate::core::supervisor::{Supervisor, SupervisorConfig};
 use crate::frontdoor::{FrontDoor, FrontDoorConfig};
 use crate::manager::{ProcessSpawner, WorkerProgram, WorkerSetup};
+use crate::net::listen::bind_tcp;
 use crate::net::transport::UnixTransport;
 use crate::observe::access_log::{AccessLog, Format};
 use crate::os::clock::{Clock, wall_micros};
-use crate::runtime::{Admin, Driver, DriverHandle, Identity};
+use crate::runtime::{Admin, Driver, Identity};
 
 /// Checks what can be checked before anything starts.
 pub fn preflight(config: &ServeConfig) -> Result<WorkerProgram, String> {
@@ -35,48 +40,6 @@ pub fn preflight(config: &ServeConfig) -> Result<WorkerProgram, String> {
     }
 }
 
-/// Refuses to start over a live server's sockets, then removes stale ones.
-async fn claim_sockets(config: &ServeConfig) -> Result<(), String> {
-    let control = config.control_socket();
-    if tokio::net::UnixStream::connect(&control).await.is_ok() {
-        return Err(format!(
-            "rip-server: {}: another rip-server is running with this socket prefix (stop it, or use --socket-prefix)",
-            control.display()
-        ));
-    }
-    let prefix = &config.socket_prefix;
-    let dir = prefix
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = prefix
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("rip-server: {}: {e}", dir.display()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!("{base}.")) && name.ends_with(".sock") {
-            crate::net::unix_socket::remove_stale(&entry.path()).map_err(|e| format!("rip-server: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
-fn bind_http(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let addr = SocketAddr::from((ip, port));
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-    if ip.is_ipv6() && ip.is_unspecified() {
-        // `--bind=::` means every interface, IPv4 included.
-        socket.set_only_v6(false)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    tokio::net::TcpListener::from_std(socket.into())
-}
-
 /// The host of the start line's URL: `localhost` when the port is reachable
 /// there (every interface, or loopback), else the address itself.
 fn display_host(bind: IpAddr) -> String {
@@ -90,8 +53,8 @@ fn display_host(bind: IpAddr) -> String {
 /// Runs the server until a graceful stop completes.
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let program = preflight(&config)?;
-    claim_sockets(&config).await?;
-    let listener = bind_http(config.bind, config.http_port).map_err(|e| {
+    sockets::claim(&config).await?;
+    let listener = bind_tcp(config.bind, config.http_port).map_err(|e| {
         format!(
             "rip-server: http:{} on {}: cannot listen: {e}",
             config.http_port, config.bind
@@ -186,7 +149,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             });
         })
     };
-    install_signals(handle.clone(), begin_stop.clone()).map_err(|e| format!("rip-server: signals: {e}"))?;
+    signals::install(handle.clone(), begin_stop.clone()).map_err(|e| format!("rip-server: signals: {e}"))?;
 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -216,47 +179,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let _ = std::fs::remove_file(&control_path);
     tracing::info!("stopped");
     Ok(())
-}
-
-fn install_signals(handle: DriverHandle, begin_stop: crate::control::OnStop) -> std::io::Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut ttin = signal(SignalKind::from_raw(libc_sigttin()))?;
-    let mut ttou = signal(SignalKind::from_raw(libc_sigttou()))?;
-    tokio::spawn(async move {
-        loop {
-            let command = tokio::select! {
-                biased;
-                _ = term.recv() => None,
-                _ = int.recv() => None,
-                _ = hup.recv() => Some(Admin::RollingRestart),
-                _ = ttin.recv() => Some(Admin::ScaleBy(1)),
-                _ = ttou.recv() => Some(Admin::ScaleBy(-1)),
-            };
-            match command {
-                None => {
-                    tracing::info!("stop signal received");
-                    begin_stop();
-                }
-                Some(command) => {
-                    tracing::info!(?command, "signal received");
-                    if let Err(e) = handle.admin(command).await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-fn libc_sigttin() -> i32 {
-    rustix::process::Signal::TTIN.as_raw()
-}
-
-fn libc_sigttou() -> i32 {
-    rustix::process::Signal::TTOU.as_raw()
 }
 
 /// Gives memory freed by connections that went idle back to the system, at
