@@ -29,6 +29,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::net::listen::{Accept, UnixAccept, accept_until};
+use crate::observe::status;
 use crate::protocol::{self as proto, Reply};
 use crate::runtime::{Admin, DriverHandle};
 
@@ -91,7 +92,7 @@ async fn handle(driver: DriverHandle, on_stop: OnStop, request: Request<Incoming
                 reply(status, &answer)
             }
         },
-        (&Method::GET, "/status") => json_response(StatusCode::OK, driver.status().await.to_string()),
+        (&Method::GET, "/status") => json_response(StatusCode::OK, status::to_json(driver.status().await.as_ref())),
         (&Method::POST, "/restart") => admin(&driver, Admin::RollingRestart).await,
         (&Method::POST, "/stop") => {
             on_stop();

@@ -132,7 +132,7 @@ impl<T: Transport> FrontDoor<T> {
             Some(OwnEndpoint::Server) => return proxy::plain(StatusCode::OK, "ok"),
             Some(OwnEndpoint::Status) => {
                 let status = self.driver.status().await;
-                let mut response = Response::new(ResponseBody::full(status.to_string()));
+                let mut response = Response::new(ResponseBody::full(crate::observe::status::to_json(status.as_ref())));
                 response
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

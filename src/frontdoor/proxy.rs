@@ -618,10 +618,11 @@ impl<T: Transport> FrontDoor<T> {
         if let Some(bytes) = body.take_buffered() {
             // One message instead of a head and a completion, and the worker
             // is free before the client has its first byte.
-            self.driver.complete(id, true, body.take_conn());
+            self.driver
+                .complete_whole(id, response.status.as_u16(), body.take_conn());
             return Exchanged::Whole(response, bytes);
         }
-        self.driver.response_head(id);
+        self.driver.response_head(id, response.status.as_u16());
         Exchanged::Head(response, body)
     }
 }

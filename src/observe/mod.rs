@@ -1,5 +1,8 @@
-//! Observation: the access log ([`access_log`]); later, metrics.
+//! Observation: the access log ([`access_log`]) and the typed status
+//! snapshot every reader of the server's state renders from ([`status`]):
+//! `/status` and `rip-server status` today, `/metrics` and the dashboard later.
 //!
 //! May import: `core`, `os`.
 
 pub mod access_log;
+pub mod status;

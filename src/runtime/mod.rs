@@ -24,6 +24,7 @@ use crate::core::balancer::{Action, RequestMeta, WorkerEvent, WorkerInfo};
 use crate::core::node::{Node, Output};
 use crate::core::supervisor::SupervisorAction;
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
+use crate::observe::status::{Health, QueueStatus, ResponseClasses, StatusSnapshot, rejections_by_reason};
 use crate::os::clock::Clock;
 use crate::protocol::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
@@ -67,11 +68,15 @@ enum Msg {
     },
     Head {
         id: RequestId,
+        status: u16,
     },
     Complete {
         id: RequestId,
         clean: bool,
         conn: Option<Upstream>,
+        /// The response's status when its head is reported here too (a
+        /// whole response in one message); `None` after a `Head`.
+        status: Option<u16>,
     },
     Busy {
         id: RequestId,
@@ -101,7 +106,7 @@ enum Msg {
         reply: oneshot::Sender<Result<(), String>>,
     },
     Status {
-        reply: oneshot::Sender<serde_json::Value>,
+        reply: oneshot::Sender<StatusSnapshot>,
     },
 }
 
@@ -133,13 +138,31 @@ impl DriverHandle {
         (id, rx)
     }
 
-    pub fn response_head(&self, id: RequestId) {
-        self.send(Msg::Head { id });
+    /// The worker's response head arrived (its body streams on).
+    pub fn response_head(&self, id: RequestId, status: u16) {
+        self.send(Msg::Head { id, status });
     }
 
-    /// The exchange ended; `conn` is the connection to reuse, if it still works.
+    /// The exchange ended after [`DriverHandle::response_head`] (or without a
+    /// response); `conn` is the connection to reuse, if it still works.
     pub fn complete(&self, id: RequestId, clean: bool, conn: Option<Upstream>) {
-        self.send(Msg::Complete { id, clean, conn });
+        self.send(Msg::Complete {
+            id,
+            clean,
+            conn,
+            status: None,
+        });
+    }
+
+    /// A whole response (head and body) arrived at once: its head and its
+    /// clean end in one message.
+    pub fn complete_whole(&self, id: RequestId, status: u16, conn: Option<Upstream>) {
+        self.send(Msg::Complete {
+            id,
+            clean: true,
+            conn,
+            status: Some(status),
+        });
     }
 
     pub fn busy(&self, id: RequestId) {
@@ -182,11 +205,11 @@ impl DriverHandle {
         rx.await.unwrap_or_else(|_| Err("server is stopping".into()))
     }
 
-    /// The `/status` document.
-    pub async fn status(&self) -> serde_json::Value {
+    /// The status snapshot (`None` once the driver has stopped).
+    pub async fn status(&self) -> Option<StatusSnapshot> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Status { reply });
-        rx.await.unwrap_or(serde_json::Value::Null)
+        rx.await.ok()
     }
 }
 
@@ -216,6 +239,8 @@ pub struct Driver<S: Spawner> {
     stopped: bool,
     started: Time,
     inspector: Option<Inspector>,
+    /// Responses sent, by status class (the snapshot's `responses`).
+    responses: ResponseClasses,
 }
 
 /// Looks at the core after every step (the simulation checks invariants with it).
@@ -247,6 +272,7 @@ impl<S: Spawner> Driver<S> {
             stopped: false,
             started,
             inspector: None,
+            responses: ResponseClasses::default(),
         }
     }
 
@@ -316,12 +342,21 @@ impl<S: Spawner> Driver<S> {
                 self.pending.insert(id, tx);
                 self.node.balancer.handle_request(id, meta, now);
             }
-            Msg::Head { id } => {
+            Msg::Head { id, status } => {
+                self.responses.count(status);
                 self.node.balancer.handle_response_head(id, now);
                 // The request task needs nothing more from the driver.
                 self.pending.remove(&id);
             }
-            Msg::Complete { id, clean, conn } => {
+            Msg::Complete {
+                id,
+                clean,
+                conn,
+                status,
+            } => {
+                if let Some(status) = status {
+                    self.responses.count(status);
+                }
                 if let Some(pid) = self.node.balancer.worker_of(id)
                     && let Some(wc) = self.conns.get_mut(&pid)
                 {
@@ -581,40 +616,47 @@ impl<S: Spawner> Driver<S> {
             Action::Answer { request, answer } => {
                 // A timed-out request stays registered: its task still
                 // reports how the worker's exchange ended.
-                if answer == Answer::UpstreamTimeout {
-                    if let Some(tx) = self.pending.get(&request) {
-                        let _ = tx.send(Decision::Answer(answer));
-                    }
-                } else if let Some(tx) = self.pending.remove(&request) {
-                    let _ = tx.send(Decision::Answer(answer));
+                let sent = if answer == Answer::UpstreamTimeout {
+                    self.pending
+                        .get(&request)
+                        .is_some_and(|tx| tx.send(Decision::Answer(answer)).is_ok())
+                } else {
+                    self.pending
+                        .remove(&request)
+                        .is_some_and(|tx| tx.send(Decision::Answer(answer)).is_ok())
+                };
+                if sent {
+                    self.responses.count(answer.status());
                 }
             }
         }
     }
 
-    fn status(&self, now: Time) -> serde_json::Value {
+    fn status(&self, now: Time) -> StatusSnapshot {
         let lb = self.node.balancer.status();
-        let sup = self.node.supervisor.status(now);
         let uptime = now.saturating_since(self.started).as_secs_f64();
         let healthy = lb.registered > 0 && !self.node.is_stopping();
-        serde_json::json!({
-            "status": if healthy { "healthy" } else { "degraded" },
-            "app": self.identity.app,
-            "workers": lb.registered,
-            "ports": self.identity.ports,
-            "uptime": (uptime * 1000.0).round() / 1000.0,
-            "version": lb.active_version,
-            "queue": { "depth": lb.queued, "max": self.node.balancer.config().max_queue },
-            "inflight": lb.in_flight,
-            "routable": lb.routable,
-            "stopping": self.node.is_stopping(),
-            "pool": lb.workers,
-            "supervisor": sup,
-            "counters": lb.counters,
-            // Request tasks the driver still holds a channel to: 0 when idle
-            // (a leak check for the tests).
-            "tracked": self.pending.len(),
-        })
+        StatusSnapshot {
+            status: if healthy { Health::Healthy } else { Health::Degraded },
+            app: self.identity.app.clone(),
+            workers: lb.registered,
+            ports: self.identity.ports.clone(),
+            uptime: (uptime * 1000.0).round() / 1000.0,
+            version: lb.active_version,
+            queue: QueueStatus {
+                depth: lb.queued,
+                max: self.node.balancer.config().max_queue,
+            },
+            inflight: lb.in_flight,
+            routable: lb.routable,
+            stopping: self.node.is_stopping(),
+            pool: lb.workers,
+            supervisor: self.node.supervisor.status(now),
+            rejections: rejections_by_reason(&lb.counters),
+            counters: lb.counters,
+            responses: self.responses,
+            tracked: self.pending.len(),
+        }
     }
 }
 

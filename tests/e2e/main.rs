@@ -17,4 +17,5 @@ mod overload;
 mod python;
 mod security;
 mod slow_client;
+mod status;
 mod timeouts;

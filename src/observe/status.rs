@@ -1,0 +1,138 @@
+//! The status snapshot: one typed picture of an app's server, taken by the
+//! driver (the only owner of the state it shows) and rendered by every
+//! reader: `GET /status` and the control socket's `/status` as JSON today,
+//! `rip-server status` as a table, `/metrics` and the dashboard later. They
+//! all read the same counters, so no reader counts on its own.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::core::balancer::{Counters, WorkerStatus};
+use crate::core::supervisor::SupervisorStatus;
+use crate::core::{Answer, Version};
+
+/// Whether the app can serve: `healthy` once a worker is registered and no
+/// stop has begun, else `degraded` (the contract's `/status.status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+}
+
+/// The queue in front of the workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueStatus {
+    /// Requests waiting now.
+    pub depth: usize,
+    /// `--max-queue`.
+    pub max: usize,
+}
+
+/// Responses sent to clients for requests that reached the balancer, by
+/// status class: the workers' answers and the synthesized ones (`Rip-Reason`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResponseClasses {
+    #[serde(rename = "1xx")]
+    pub informational: u64,
+    #[serde(rename = "2xx")]
+    pub success: u64,
+    #[serde(rename = "3xx")]
+    pub redirection: u64,
+    #[serde(rename = "4xx")]
+    pub client_error: u64,
+    #[serde(rename = "5xx")]
+    pub server_error: u64,
+}
+
+impl ResponseClasses {
+    /// Counts one response with this status code (anything outside
+    /// 100..=599 counts as a server error: it is one, whoever sent it).
+    pub fn count(&mut self, status: u16) {
+        let class = match status {
+            100..=199 => &mut self.informational,
+            200..=299 => &mut self.success,
+            300..=399 => &mut self.redirection,
+            400..=499 => &mut self.client_error,
+            _ => &mut self.server_error,
+        };
+        *class += 1;
+    }
+
+    /// `(class label, count)` in label order: `1xx` … `5xx`.
+    pub fn by_label(&self) -> [(&'static str, u64); 5] {
+        [
+            ("1xx", self.informational),
+            ("2xx", self.success),
+            ("3xx", self.redirection),
+            ("4xx", self.client_error),
+            ("5xx", self.server_error),
+        ]
+    }
+}
+
+/// Synthesized answers by their `Rip-Reason`, every reason present (zero
+/// included), so a reader never has to know the list.
+pub fn rejections_by_reason(counters: &Counters) -> BTreeMap<&'static str, u64> {
+    Answer::ALL
+        .iter()
+        .map(|answer| {
+            let count = match answer {
+                Answer::QueueFull => counters.queue_full,
+                Answer::NoCapacity => counters.no_capacity,
+                Answer::QueueTimeout => counters.queue_timeout,
+                Answer::UpstreamTimeout => counters.upstream_timeout,
+                Answer::UpstreamError => counters.upstream_error,
+            };
+            (answer.reason(), count)
+        })
+        .collect()
+}
+
+/// One app's server, as the driver saw it at one instant. Serialises to the
+/// JSON of `/status` (field names are the contract's and stay stable;
+/// fields are only ever added).
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusSnapshot {
+    /// `healthy` or `degraded`.
+    pub status: Health,
+    /// The app name.
+    pub app: String,
+    /// Registered workers.
+    pub workers: usize,
+    /// The ports the server listens on.
+    pub ports: Vec<u16>,
+    /// Seconds since the server started, to the millisecond.
+    pub uptime: f64,
+    /// The generation new requests go to.
+    pub version: Option<Version>,
+    /// The queue.
+    pub queue: QueueStatus,
+    /// Requests a worker is running.
+    pub inflight: usize,
+    /// Workers a request may be sent to now.
+    pub routable: usize,
+    /// A graceful stop has begun.
+    pub stopping: bool,
+    /// Every worker the balancer knows, with its state.
+    pub pool: Vec<WorkerStatus>,
+    /// The process manager's view: desired count, slots, rolls.
+    pub supervisor: SupervisorStatus,
+    /// The balancer's request counters.
+    pub counters: Counters,
+    /// Responses by status class.
+    pub responses: ResponseClasses,
+    /// Synthesized answers by reason.
+    pub rejections: BTreeMap<&'static str, u64>,
+    /// Request tasks the driver still holds a channel to: 0 when idle (a
+    /// leak check for the tests).
+    pub tracked: usize,
+}
+
+/// The JSON of `/status`: the snapshot, or `null` once the driver has
+/// stopped (a request can still arrive while the server shuts down).
+pub fn to_json(snapshot: Option<&StatusSnapshot>) -> String {
+    // Every key is a string and every number finite, so this cannot fail.
+    serde_json::to_string(&snapshot).unwrap_or_else(|_| "null".to_owned())
+}
