@@ -15,6 +15,7 @@ mod limits;
 mod logging;
 mod overload;
 mod python;
+mod retry;
 mod security;
 mod slow_client;
 mod status;
