@@ -4,6 +4,7 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,10 +13,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rip_server::worker::builtin::Builtin;
-use rip_server::worker::{self, WorkerEnv};
+use rip_server::worker::{self, Handler, WorkerBody, WorkerEnv};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
@@ -197,17 +199,53 @@ fn env(dir: &Path, control: Option<&Path>) -> WorkerEnv {
     }
 }
 
-/// A worker running the built-in app on a task, stopped through `stop`.
+/// The built-in app plus one test route, `/gate`: it reports that it holds
+/// the request slot, then answers only once the test opens the gate. So a
+/// test knows a request is in flight, and keeps it there as long as it
+/// needs, without timing anything.
+#[derive(Clone)]
+struct Gated {
+    app: Builtin,
+    /// One message each time a `/gate` request has the slot.
+    entered: mpsc::UnboundedSender<()>,
+    /// One permit lets one `/gate` request through.
+    open: Arc<Semaphore>,
+}
+
+impl Handler for Gated {
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<WorkerBody>> + Send {
+        let this = self.clone();
+        async move {
+            if req.uri().path() != "/gate" {
+                return this.app.handle(req).await;
+            }
+            let _ = this.entered.send(());
+            this.open.acquire().await.expect("gate semaphore open").forget();
+            worker::text(StatusCode::OK, "through the gate")
+        }
+    }
+}
+
+/// A worker running the built-in app (with `/gate`) on a task, stopped
+/// through `stop`.
 struct Running {
     socket: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    entered: mpsc::UnboundedReceiver<()>,
+    open: Arc<Semaphore>,
 }
 
 fn spawn_builtin(env: WorkerEnv) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let socket = env.socket.clone();
-    let handler = Builtin::new(&env);
+    let (entered_tx, entered) = mpsc::unbounded_channel();
+    let open = Arc::new(Semaphore::new(0));
+    let handler = Gated {
+        app: Builtin::new(&env),
+        entered: entered_tx,
+        open: open.clone(),
+    };
     let task = tokio::spawn(worker::run(env, handler, async move {
         let _ = stopped.await;
     }));
@@ -215,10 +253,25 @@ fn spawn_builtin(env: WorkerEnv) -> Running {
         socket,
         stop: Some(stop),
         task,
+        entered,
+        open,
     }
 }
 
 impl Running {
+    /// Waits until a `/gate` request holds the worker's request slot.
+    async fn gate_entered(&mut self) {
+        timeout(STEP, self.entered.recv())
+            .await
+            .expect("a /gate request in flight in time")
+            .expect("handler alive");
+    }
+
+    /// Lets one `/gate` request answer.
+    fn open_gate(&self) {
+        self.open.add_permits(1);
+    }
+
     fn shutdown(&mut self) {
         let _ = self.stop.take().expect("not stopped yet").send(());
     }
@@ -264,14 +317,21 @@ async fn builtin_joins_serves_and_answers_busy() {
 
         // A second request while one is in flight: 503 at once, never queued.
         let socket = running.socket.clone();
-        let slow = tokio::spawn(async move { get(&socket, "/sleep?ms=300").await });
-        sleep(Duration::from_millis(100)).await;
+        let held = tokio::spawn(async move { get(&socket, "/gate").await });
+        running.gate_entered().await;
         let busy = get(&running.socket, "/ping").await;
         assert!(busy.is_busy(), "{} {:?}", busy.status, busy.headers);
         assert_eq!(busy.headers["rip-worker-id"], "3");
-        assert!(!slow.is_finished(), "the busy answer did not wait for the slow request");
-        let slow = slow.await.unwrap();
-        assert_eq!((slow.status, slow.text().as_str()), (StatusCode::OK, "slept 300"));
+        assert!(
+            !held.is_finished(),
+            "the busy answer did not wait for the request in flight"
+        );
+        running.open_gate();
+        let held = held.await.unwrap();
+        assert_eq!(
+            (held.status, held.text().as_str()),
+            (StatusCode::OK, "through the gate")
+        );
 
         let stats = get(&running.socket, "/stats").await.json();
         assert_eq!(stats, json!({"served": 2, "busyRejections": 1, "maxConcurrent": 2}));
@@ -316,6 +376,8 @@ async fn builtin_routes() {
             (StatusCode::NOT_FOUND, "not found")
         );
         assert_eq!(conn.get("/sleep").await.status, StatusCode::BAD_REQUEST);
+        let slept = conn.get("/sleep?ms=20").await;
+        assert_eq!((slept.status, slept.text().as_str()), (StatusCode::OK, "slept 20"));
         let work = conn.get("/work?ms=30").await;
         assert_eq!((work.status, work.text().as_str()), (StatusCode::OK, "worked 30"));
         assert_eq!(conn.get("/echo").await.status, StatusCode::METHOD_NOT_ALLOWED);
@@ -383,8 +445,9 @@ async fn a_dropped_exchange_frees_the_slot() {
         let mut running = spawn_builtin(env(dir.path(), None));
         wait_for_socket(&running.socket).await;
         let socket = running.socket.clone();
-        let hang = tokio::spawn(async move { get(&socket, "/hang").await });
-        sleep(Duration::from_millis(100)).await;
+        // The gate never opens: the handler would wait for good.
+        let hang = tokio::spawn(async move { get(&socket, "/gate").await });
+        running.gate_entered().await;
         assert!(get(&running.socket, "/ping").await.is_busy());
         hang.abort(); // the client gives up and closes its connection
         let freed = timeout(STEP, async {
@@ -392,7 +455,7 @@ async fn a_dropped_exchange_frees_the_slot() {
                 if get(&running.socket, "/ping").await.status == StatusCode::OK {
                     return;
                 }
-                sleep(Duration::from_millis(20)).await;
+                sleep(Duration::from_millis(20)).await; // the poll's interval
             }
         })
         .await;
@@ -412,18 +475,22 @@ async fn shutdown_quits_first_then_finishes_the_request_in_flight() {
         assert_eq!(control.next().await["op"], "join");
 
         let socket = running.socket.clone();
-        let slow = tokio::spawn(async move { get(&socket, "/sleep?ms=600").await });
-        sleep(Duration::from_millis(100)).await;
+        let held = tokio::spawn(async move { get(&socket, "/gate").await });
+        running.gate_entered().await;
         running.shutdown();
         let quit = control.next().await;
         assert_eq!(quit["op"], "quit");
         assert!(
-            !slow.is_finished(),
+            !held.is_finished(),
             "quit is sent before the request in flight finishes"
         );
         assert!(running.socket.exists(), "still listening while draining");
-        let slow = slow.await.unwrap();
-        assert_eq!((slow.status, slow.text().as_str()), (StatusCode::OK, "slept 600"));
+        running.open_gate();
+        let held = held.await.unwrap();
+        assert_eq!(
+            (held.status, held.text().as_str()),
+            (StatusCode::OK, "through the gate")
+        );
         let socket = running.socket.clone();
         running.finished().await.expect("clean stop");
         assert!(!socket.exists(), "socket file removed");
@@ -466,9 +533,23 @@ async fn join_waits_for_the_control_socket_and_a_stale_socket_is_replaced() {
         let env = env(dir.path(), Some(&control_path));
         // A stale socket file left by a previous process.
         drop(std::os::unix::net::UnixListener::bind(&env.socket).unwrap());
-        assert!(env.socket.exists());
+        assert!(
+            UnixStream::connect(&env.socket).await.is_err(),
+            "nobody listens on the stale socket"
+        );
 
         let mut running = spawn_builtin(env);
+        // The worker replaced the stale socket with its own: it is up, and
+        // trying to join a control socket that does not exist yet.
+        timeout(STEP, async {
+            while UnixStream::connect(&running.socket).await.is_err() {
+                sleep(Duration::from_millis(10)).await; // the poll's interval
+            }
+        })
+        .await
+        .expect("the worker listening on the stale socket's path in time");
+        // Not a synchronisation: the control socket coming up late is the
+        // case under test; the worker must keep trying meanwhile.
         sleep(Duration::from_millis(300)).await;
         let mut control = FakeControl::start(control_path).await;
         assert_eq!(control.next().await["op"], "join");
@@ -574,36 +655,64 @@ fn worker_env_from_variables() {
 
 // --- the Python worker ----------------------------------------------------------
 
-fn python_available() -> bool {
+/// Fails the test unless `python3` runs (CI checks for it before testing).
+fn require_python() {
     let found = std::process::Command::new("python3")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("note: python3 not found, skipping the Python worker test");
-    }
-    found
+    assert!(found, "python3 is needed to test tests/workers/py_worker.py");
 }
 
-fn spawn_python(dir: &Path, control: &Path) -> (tokio::process::Child, PathBuf) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workers/py_worker.py");
-    let socket = dir.join("py.1.sock");
-    let child = tokio::process::Command::new(script)
-        .env("RIP_WORKER_ID", "1")
-        .env("RIP_SOCKET", &socket)
-        .env("RIP_CONTROL_SOCKET", control)
-        .env("RIP_APP", "pyapp")
-        .env("RIP_APP_DIR", dir)
-        .env("RIP_ENTRY", dir.join("py_worker.py"))
-        .env("RIP_VERSION", "4")
-        .env("RIP_HOT_RELOAD", "none")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start tests/workers/py_worker.py");
-    (child, socket)
+/// The Python worker with its stdin and stdout piped, for its `/hold` route.
+struct Python {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Python {
+    fn spawn(dir: &Path, control: &Path) -> (Python, PathBuf) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workers/py_worker.py");
+        let socket = dir.join("py.1.sock");
+        let mut child = tokio::process::Command::new(script)
+            .env("RIP_WORKER_ID", "1")
+            .env("RIP_SOCKET", &socket)
+            .env("RIP_CONTROL_SOCKET", control)
+            .env("RIP_APP", "pyapp")
+            .env("RIP_APP_DIR", dir)
+            .env("RIP_ENTRY", dir.join("py_worker.py"))
+            .env("RIP_VERSION", "4")
+            .env("RIP_HOT_RELOAD", "none")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tests/workers/py_worker.py");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        (Python { child, stdin, stdout }, socket)
+    }
+
+    /// Waits until a `/hold` request holds the worker's request slot.
+    async fn holding(&mut self) {
+        let line = timeout(STEP, self.stdout.next_line())
+            .await
+            .expect("a /hold request in flight in time")
+            .expect("read the worker's stdout");
+        assert_eq!(line.as_deref(), Some("holding"), "py_worker's stdout");
+    }
+
+    /// Lets the `/hold` request in flight answer.
+    async fn release(&mut self) {
+        self.stdin
+            .write_all(b"release\n")
+            .await
+            .expect("write to py_worker's stdin");
+        self.stdin.flush().await.expect("flush py_worker's stdin");
+    }
 }
 
 fn terminate(child: &tokio::process::Child) {
@@ -627,14 +736,12 @@ async fn raw_exchange(socket: &Path, raw: &[u8]) -> String {
 
 #[tokio::test]
 async fn python_worker_follows_the_protocol() {
-    if !python_available() {
-        return;
-    }
+    require_python();
     bounded(async {
         let dir = temp_dir();
         let mut control = FakeControl::start(dir.path().join("ctl.sock")).await;
-        let (mut child, socket) = spawn_python(dir.path(), &control.path);
-        let pid = child.id().unwrap();
+        let (mut python, socket) = Python::spawn(dir.path(), &control.path);
+        let pid = python.child.id().unwrap();
 
         let join = control.next().await;
         assert_eq!(
@@ -658,6 +765,8 @@ async fn python_worker_follows_the_protocol() {
             (&json!(1), &json!(pid), &json!(4), &json!("python"))
         );
         assert_eq!(conn.get("/nope").await.status, StatusCode::NOT_FOUND);
+        let slept = conn.get("/sleep?ms=20").await;
+        assert_eq!((slept.status, slept.text().as_str()), (StatusCode::OK, "slept 20"));
         let echo = conn
             .send(Method::POST, "/echo", Bytes::from_static(b"hello body"))
             .await;
@@ -672,23 +781,36 @@ async fn python_worker_follows_the_protocol() {
         assert!(chunked.ends_with("\r\n\r\nhello chunks"), "{chunked}");
 
         // Busy: a second request while one is in flight.
-        let slow_socket = socket.clone();
-        let slow = tokio::spawn(async move { get(&slow_socket, "/sleep?ms=400").await });
-        sleep(Duration::from_millis(150)).await;
+        let held_socket = socket.clone();
+        let held = tokio::spawn(async move { get(&held_socket, "/hold").await });
+        python.holding().await;
         let busy = get(&socket, "/ping").await;
         assert!(busy.is_busy(), "{} {:?}", busy.status, busy.headers);
-        assert_eq!(slow.await.unwrap().text(), "slept 400");
+        assert!(
+            !held.is_finished(),
+            "the busy answer did not wait for the request in flight"
+        );
+        python.release().await;
+        assert_eq!(held.await.unwrap().text(), "released");
 
         // SIGTERM with a request in flight: quit, finish it, exit 0.
-        let slow_socket = socket.clone();
-        let slow = tokio::spawn(async move { get(&slow_socket, "/sleep?ms=500").await });
-        sleep(Duration::from_millis(150)).await;
-        terminate(&child);
+        let held_socket = socket.clone();
+        let held = tokio::spawn(async move { get(&held_socket, "/hold").await });
+        python.holding().await;
+        terminate(&python.child);
         let quit = control.next().await;
         assert_eq!(quit, json!({"op": "quit", "app": "pyapp", "workerId": 1, "pid": pid}));
-        let slow = slow.await.unwrap();
-        assert_eq!((slow.status, slow.text().as_str()), (StatusCode::OK, "slept 500"));
-        let status = timeout(STEP, child.wait()).await.expect("exits in time").unwrap();
+        assert!(
+            !held.is_finished(),
+            "quit is sent before the request in flight finishes"
+        );
+        python.release().await;
+        let held = held.await.unwrap();
+        assert_eq!((held.status, held.text().as_str()), (StatusCode::OK, "released"));
+        let status = timeout(STEP, python.child.wait())
+            .await
+            .expect("exits in time")
+            .unwrap();
         assert!(status.success(), "{status}");
         assert!(!socket.exists(), "socket file removed");
     })

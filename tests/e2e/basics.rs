@@ -100,6 +100,7 @@ async fn sockets_are_private_to_the_user() {
             if status["supervisor"]["generation"] == 2 && status["supervisor"]["rolling"].is_null() && seen.len() >= 5 {
                 break;
             }
+            // A poll, not a wait: look at the files as often as possible during the roll.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(seen.contains(&server.ctl_socket()), "{seen:?}");
@@ -158,17 +159,13 @@ async fn single_in_flight_per_worker_under_concurrent_load() {
         // The probe itself can see a violation: two requests sent straight to one
         // worker's socket at once push its maxConcurrent to 2 (one gets the busy 503).
         let socket = Path::new(&pool[0].3);
-        let (a, b) = tokio::join!(
-            unix_request(socket, Method::GET, "/sleep?ms=300", Bytes::new()),
-            async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                unix_request(socket, Method::GET, "/ping", Bytes::new()).await
-            }
-        );
-        assert_eq!(a.expect("direct /sleep").status, 200);
-        let b = b.expect("direct /ping");
+        let held = HeldRequest::hold(socket).await;
+        let b = unix_request(socket, Method::GET, "/ping", Bytes::new())
+            .await
+            .expect("direct /ping");
         assert_eq!(b.status, 503, "a busy worker answers 503");
         assert_eq!(b.header("rip-worker-busy").as_deref(), Some("1"));
+        assert_eq!(held.release().await, 200, "the held request completes");
         let stats = worker_stats(socket).await;
         assert_eq!(stats["maxConcurrent"], 2, "{stats}");
         assert_eq!(stats["busyRejections"], 1, "{stats}");
@@ -245,7 +242,7 @@ async fn request_and_response_headers_are_rewritten() {
 // nothing in the access log); fixed in 67f2774.
 async fn every_response_a_worker_gave_reaches_its_client() {
     within(BUDGET, async {
-        let server = Server::start(&["w:1"]).await;
+        let mut server = Server::start(&["w:1"]).await;
         // Sequential GETs and POSTs, each on a fresh connection and sent
         // exactly once: nothing is ever refused, so every one of them must
         // get the worker's answer.
@@ -281,9 +278,10 @@ async fn every_response_a_worker_gave_reaches_its_client() {
             status["counters"],
             &lost[..lost.len().min(8)]
         );
-        // The access log has one line per request.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(server.stdout_lines().len(), 300);
+        // The access log has one line per request (all of it is out once the
+        // server has stopped).
+        let log = server.stop_and_read_stdout().await;
+        assert_eq!(log.len(), 300, "access-log lines: first {:?}", &log[..log.len().min(5)]);
     })
     .await;
 }

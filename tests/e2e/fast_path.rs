@@ -233,9 +233,12 @@ async fn a_connection_moves_between_the_fast_path_and_hyper() {
         assert_eq!(client.response("POST").await.body, b"abc");
         let status = client.response("GET").await;
         assert!(String::from_utf8_lossy(&status.body).contains("\"workers\":1"), "{status:?}");
+        // Not a synchronisation: idling past twice the front door's idle grace
+        // (250 ms) is what hands the connection back to the fast path.
         tokio::time::sleep(Duration::from_millis(700)).await;
         // A head split across the hand-over back to the fast path.
         client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-").await;
+        // Not a synchronisation: a client pausing mid-head is the case under test.
         tokio::time::sleep(Duration::from_millis(100)).await;
         client.send(b"Length: 2\r\n\r\nok").await;
         assert_eq!(client.response("POST").await.body, b"ok");

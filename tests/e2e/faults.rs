@@ -18,11 +18,20 @@ async fn random_worker_kills_under_load_cost_only_their_own_requests() {
         // A fixed pseudo-random order, so a failure replays.
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..8 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let pids: Vec<u32> = Server::pool_pids(&server.status().await).into_iter().collect();
-            if pids.is_empty() {
-                continue;
-            }
+            // Each kill hits a pool that is serving again: the load has had
+            // 20 answers since the last kill and no victim is still listed.
+            let status = server.wait_for_traffic(20).await;
+            let status = if Server::pool_pids(&status).is_disjoint(&killed) {
+                status
+            } else {
+                server
+                    .wait_status("the killed workers out of the pool", STEP, |s| {
+                        Server::pool_pids(s).is_disjoint(&killed)
+                    })
+                    .await
+            };
+            let pids: Vec<u32> = Server::pool_pids(&status).into_iter().collect();
+            assert!(!pids.is_empty(), "no worker in the pool to kill: {status}");
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
@@ -30,7 +39,8 @@ async fn random_worker_kills_under_load_cost_only_their_own_requests() {
             send_signal(victim, "KILL");
             killed.insert(victim);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The load goes on after the last kill.
+        server.wait_for_traffic(50).await;
         let report = load.stop().await;
         let histogram = report.histogram();
         // Nothing but successes and upstream errors, and no transport error.
@@ -96,17 +106,30 @@ async fn running_out_of_descriptors_delays_new_connections_and_recovers() {
     within(Duration::from_secs(40), async {
         let dir = short_dir();
         let prefix = dir.path().join("fd");
+        let home = fresh_home();
         let child = std::process::Command::new("bash")
             .arg("-c")
             .arg("ulimit -n 40 && exec \"$0\" \"$@\"")
             .arg(bin())
             .args(["builtin:hello", "w:2", "http:0", "--no-access-log"])
             .arg(format!("--socket-prefix={}", prefix.display()))
+            .env("RIP_HOME", home.path())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn the server under a low descriptor limit");
         let mut server = KillOnDrop(child);
+        // The server's stderr, line by line: it reports each failed accept.
+        let stderr_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        {
+            let stderr = server.0.stderr.take().expect("stderr");
+            let lines = stderr_lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                    lines.lock().expect("stderr lock").push(line);
+                }
+            });
+        }
         let stdout = server.0.stdout.take().expect("stdout");
         let line = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
@@ -121,8 +144,16 @@ async fn running_out_of_descriptors_delays_new_connections_and_recovers() {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port in the start line");
-        // Let the workers join.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        eventually("both workers registered", STEP, || async {
+            let status = request(port, http::Method::GET, "/status", &[], bytes::Bytes::new()).await?;
+            let workers = status.json()["workers"].clone();
+            if workers == 2 {
+                Ok(())
+            } else {
+                Err(format!("workers: {workers}"))
+            }
+        })
+        .await;
 
         let mut kept = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -136,7 +167,16 @@ async fn running_out_of_descriptors_delays_new_connections_and_recovers() {
                     .expect("the kernel backlog accepts"),
             );
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The server has taken every descriptor it may: it says so.
+        eventually("the server to run out of descriptors", STEP, || async {
+            let lines = stderr_lines.lock().expect("stderr lock");
+            if lines.iter().any(|l| l.contains("front door: accept failed")) {
+                Ok(())
+            } else {
+                Err(format!("stderr so far: {lines:?}"))
+            }
+        })
+        .await;
         // The connection that already exists keeps working.
         assert_eq!(
             get_on(&mut kept, "/ping").await.expect("ping during"),
@@ -146,6 +186,7 @@ async fn running_out_of_descriptors_delays_new_connections_and_recovers() {
         let mut late = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect late");
+        // The 500 ms window is the claim ("not answered meanwhile"), not a synchronisation.
         let waited = tokio::time::timeout(Duration::from_millis(500), get_on(&mut late, "/ping")).await;
         assert!(
             waited.is_err(),

@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Longer than the front door's idle grace period, twice over (the hand-over
-/// happens between one and two grace periods into the silence).
+/// happens between one and two grace periods into the silence). Every
+/// `sleep(IDLE)` below is the silence under test, not a synchronisation:
+/// nothing observable tells that the hand-over happened, by design.
 const IDLE: Duration = Duration::from_millis(700);
 
 /// Reads one response with a `content-length` body off `stream`.

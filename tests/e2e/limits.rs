@@ -145,14 +145,17 @@ async fn oversized_request_heads_get_431() {
             "{:?}",
             String::from_utf8_lossy(&reply[..reply.len().min(300)])
         );
+        // Only the 90-header request reached a worker.
         let status = server.status().await;
-        assert!(status["counters"]["dispatched"].as_u64() <= Some(1), "{status}");
+        assert_eq!(status["counters"]["dispatched"].as_u64(), Some(1), "{status}");
     })
     .await;
 }
 
 /// Waits until the server closes `stream`, writing `trickle` (if any) every
-/// 100 ms meanwhile; returns how long it took, or `None` after `limit`.
+/// 100 ms meanwhile; returns how long it took, or `None` after `limit`. The
+/// 100 ms read timeout is the trickling client's pace (the behaviour under
+/// test), not a synchronisation.
 async fn cut_off_after(stream: &mut TcpStream, trickle: Option<&[u8]>, limit: Duration) -> Option<Duration> {
     let clock = Stopwatch::start();
     let mut buf = [0u8; 1024];

@@ -30,7 +30,7 @@ fn parse(line: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn json_access_log_has_the_contract_fields() {
     within(BUDGET, async {
-        let server = Server::start(&[
+        let mut server = Server::start(&[
             "w:1",
             "--json-logging",
             "--max-queue=1",
@@ -105,9 +105,10 @@ async fn json_access_log_has_the_contract_fields() {
         assert_eq!(timeout[0]["reason"], "upstream_timeout", "{}", timeout[0]);
         assert_eq!(timeout[0]["path"], "/hang");
         assert_eq!(values.iter().filter(|v| v["status"] == 200).count(), 3, "{lines:?}");
-        // One line per request, nothing else on stdout.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(server.stdout_lines().len(), 5, "{lines:?}");
+        // One line per request, nothing else on stdout (all of it is out once
+        // the server has stopped).
+        let all = server.stop_and_read_stdout().await;
+        assert_eq!(all.len(), 5, "{all:?}");
     })
     .await;
 }
@@ -115,18 +116,17 @@ async fn json_access_log_has_the_contract_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn human_access_log_has_one_line_per_request() {
     within(BUDGET, async {
-        let server = Server::start(&["w:1"]).await;
+        let mut server = Server::start(&["w:1"]).await;
         for path in ["/ping", "/status/404", "/whoami"] {
             server.get(path).await;
         }
         // The front door's own endpoints are not proxied requests.
         server.status().await;
-        let lines = log_lines(&server, 3).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let lines_now = server.stdout_lines();
-        let proxied: Vec<&String> = lines_now.iter().filter(|l| !l.contains(" /status ")).collect();
-        assert_eq!(proxied.len(), 3, "{lines_now:?}");
-        for (line, (path, status)) in lines
+        // Everything is out once the server has stopped.
+        let lines = server.stop_and_read_stdout().await;
+        let proxied: Vec<&String> = lines.iter().filter(|l| !l.contains(" /status ")).collect();
+        assert_eq!(proxied.len(), 3, "{lines:?}");
+        for (line, (path, status)) in proxied
             .iter()
             .zip([("/ping", "200"), ("/status/404", "404"), ("/whoami", "200")])
         {
@@ -143,14 +143,14 @@ async fn human_access_log_has_one_line_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_access_log_leaves_only_the_start_line() {
     within(BUDGET, async {
-        let server = Server::start(&["w:1", "--no-access-log", "--max-queue=0"]).await;
+        let mut server = Server::start(&["w:1", "--no-access-log", "--max-queue=0"]).await;
         for _ in 0..5 {
             assert_eq!(server.get("/ping").await.status, 200);
         }
         let r = server.get("/status/500").await;
         assert_eq!(r.status, 500);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(server.stdout_lines(), Vec::<String>::new());
+        // Everything is out once the server has stopped.
+        assert_eq!(server.stop_and_read_stdout().await, Vec::<String>::new());
     })
     .await;
 }

@@ -3,8 +3,9 @@
 //! another user cannot join (or talk to) the control socket.
 //!
 //! Acting as another user needs root (to chown and to run a process as
-//! `nobody`); without root these tests say so on stderr and pass, and the
-//! socket-mode checks in `e2e_basics` still run. CI runs as root.
+//! `nobody`). CI runs as root, so these tests require it and fail with the
+//! reason otherwise (they never pass without checking anything); as another
+//! user, leave them out with `cargo test --test e2e -- --skip security::`.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::time::Duration;
@@ -14,8 +15,12 @@ use crate::common::*;
 /// The uid and gid of `nobody`.
 const NOBODY: u32 = 65534;
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// Fails the test unless it runs as root, naming what root is needed for.
+fn require_root(why: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "needs root {why} (CI runs as root; elsewhere skip with `-- --skip security::`)"
+    );
 }
 
 fn world_readable_dir() -> tempfile::TempDir {
@@ -44,10 +49,7 @@ async fn refused_start(prefix: &std::path::Path) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_users_socket_or_symlink_at_the_prefix_stops_the_server_untouched() {
-    if !is_root() {
-        eprintln!("skipped: needs root to plant another user's socket");
-        return;
-    }
+    require_root("to plant another user's socket");
     within(BUDGET, async {
         let dir = world_readable_dir();
 
@@ -113,14 +115,11 @@ print(s.recv(200).split(b"\r\n")[0].decode())
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_of_another_user_cannot_join() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run a process as another user");
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/python3").exists() {
-        eprintln!("skipped: needs /usr/bin/python3 (an interpreter `nobody` can run)");
-        return;
-    }
+    require_root("to run a process as another user");
+    assert!(
+        std::path::Path::new("/usr/bin/python3").exists(),
+        "needs /usr/bin/python3: an interpreter `nobody` can run for the other user's client"
+    );
     within(BUDGET, async {
         let dir = world_readable_dir();
         let server = Server::builtin()

@@ -53,7 +53,10 @@ async fn read_all(stream: &mut TcpStream) -> usize {
 }
 
 fn worker_state(status: &serde_json::Value) -> String {
-    status["pool"][0]["state"].as_str().unwrap_or("?").to_owned()
+    status["pool"][0]["state"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no state for the pool's worker: {status}"))
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -84,12 +87,11 @@ async fn without_a_buffer_a_slow_reader_paces_the_worker_and_still_gets_everythi
     within(BUDGET, async {
         let server = Server::start(&["w:1", "--response-buffer-kb=0"]).await;
         let mut slow = slow_client(server.port).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            worker_state(&server.status().await),
-            "busy",
-            "the worker is still writing"
-        );
+        server
+            .wait_status("the worker answering the slow client", STEP, |s| {
+                s["counters"]["responses"] == 1 && worker_state(s) == "busy"
+            })
+            .await;
         // Another client waits in the queue until the slow one reads.
         let port = server.port;
         let other = tokio::spawn(async move {
@@ -101,8 +103,27 @@ async fn without_a_buffer_a_slow_reader_paces_the_worker_and_still_gets_everythi
             .await;
             raw_status(&response.0)
         });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!other.is_finished(), "the second request waits for the only worker");
+        server
+            .wait_status("the second request queued", STEP, |s| s["queue"]["depth"] == 1)
+            .await;
+        // As long as the slow client reads nothing, the worker stays busy
+        // writing and the other request stays queued (a worker not paced by
+        // the client would have its 16 MiB out and be idle well within this).
+        holds_for(
+            "the worker paced by the unread client",
+            Duration::from_millis(500),
+            || async {
+                let status = server.status().await;
+                if worker_state(&status) != "busy" || status["queue"]["depth"] != 1 {
+                    return Err(format!("{status}"));
+                }
+                if other.is_finished() {
+                    return Err("the second request was answered".to_owned());
+                }
+                Ok(())
+            },
+        )
+        .await;
         assert_eq!(read_all(&mut slow).await, ANSWER);
         assert_eq!(other.await.expect("join"), Some(200));
     })

@@ -156,7 +156,10 @@ async fn a_crash_with_a_second_worker_is_not_retried_twice() {
             (1..=2).contains(&dead),
             "one crash, plus at most one retry: {dead} workers died"
         );
-        assert!(status["counters"]["retries"].as_u64().unwrap_or(0) <= 1, "{status}");
+        assert!(
+            status["counters"]["retries"].as_u64().expect("retries") <= 1,
+            "{status}"
+        );
         assert_eq!(server.get("/ping").await.status, 200);
     })
     .await;

@@ -12,6 +12,10 @@ one readable file, as a model for workers in other languages.
    arrivals get the busy 503 too, so the front door retries elsewhere.
 
 Routes: /ping, /whoami, /sleep?ms=N, POST /echo; anything else is 404.
+One test hook, /hold, for tests that run this worker directly with stdin and
+stdout piped: it prints `holding` once it has the request slot and answers
+`released` when a line arrives on stdin, so a test knows a request is in
+flight without timing anything.
 """
 
 import json
@@ -64,7 +68,7 @@ def control(message, attempts=50):
                 raise RuntimeError(f"control refused {message['op']}: {reply!r}")
             return
         except (FileNotFoundError, ConnectionRefusedError):
-            time.sleep(0.1)
+            time.sleep(0.1)  # a bounded retry: the control socket is not up yet
     raise RuntimeError(f"control socket {CONTROL} not reachable")
 
 
@@ -123,10 +127,14 @@ def app(method, target, body):
         return 200, json.dumps(who).encode(), "application/json"
     if path == "/sleep":
         ms = int(parse_qs(query).get("ms", ["0"])[0])
-        time.sleep(ms / 1000)
+        time.sleep(ms / 1000)  # the route's behaviour: a handler that takes ms
         return 200, f"slept {ms}".encode(), "text/plain"
     if path == "/echo" and method == "POST":
         return 200, body, "application/octet-stream"
+    if path == "/hold":
+        print("holding", flush=True)
+        sys.stdin.readline()
+        return 200, b"released", "text/plain"
     return 404, b"not found", "text/plain"
 
 
@@ -193,6 +201,8 @@ def main():
         control({"op": "join", "app": APP, "workerId": WORKER_ID,
                  "pid": os.getpid(), "socket": SOCKET, "version": VERSION})
 
+    # Bounded waits keep the main thread, where Python runs signal
+    # handlers, responsive; the stop itself is the event, not the timeout.
     while not stop.wait(0.2):
         pass
     if CONTROL:

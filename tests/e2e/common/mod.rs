@@ -2,8 +2,13 @@
 //! port and its own socket prefix, plus small HTTP/1.1 clients (TCP, Unix
 //! socket, raw bytes) and a load generator that records every outcome.
 //!
-//! Every wait is bounded; a [`Server`] that goes out of scope is SIGKILLed
-//! together with every worker process it was seen with.
+//! Every wait is bounded, and no test sleeps to synchronise: waits poll for
+//! their condition ([`eventually`], [`Server::wait_status`]), a "nothing
+//! happens" check watches for the whole of its window ([`holds_for`]), and a
+//! request is known to be in a worker's slot by its answer ([`HeldRequest`]).
+//! A [`Server`] that goes out of scope is SIGKILLed together with every
+//! worker process it was seen with. Every server and command gets its own
+//! `RIP_HOME` in a temporary directory: the real home is never touched.
 
 #![allow(dead_code)] // every e2e binary uses a different part of the harness
 
@@ -92,6 +97,27 @@ where
     }
 }
 
+/// Checks `probe` every 50 ms for the whole of `window`, panicking the first
+/// time it yields `Err`, naming `what`. For "this does not happen" claims,
+/// where there is no condition to wait for: the window is the claim, not a
+/// synchronisation.
+pub async fn holds_for<F, Fut>(what: &str, window: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let clock = Stopwatch::start();
+    loop {
+        if let Err(why) = probe().await {
+            panic!("{what} stopped holding after {:?}: {why}", clock.elapsed());
+        }
+        if clock.elapsed() >= window {
+            return;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
 // --- processes ----------------------------------------------------------------
 
 /// `(state, ppid)` from `/proc/<pid>/stat`, if the process exists.
@@ -147,6 +173,15 @@ pub fn short_dir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// A fresh, empty `RIP_HOME` (the contract's one home for state), so that no
+/// test reads or writes the real `~/.rip-server`.
+pub fn fresh_home() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rip-home")
+        .tempdir()
+        .expect("temp RIP_HOME")
+}
+
 /// Files in `prefix`'s directory whose names start with `<base name>.`.
 pub fn files_with_prefix(prefix: &Path) -> Vec<PathBuf> {
     let dir = prefix.parent().expect("prefix has a directory");
@@ -172,8 +207,10 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// Runs `rip-server args...` to completion (killed after `limit`).
+/// Runs `rip-server args...` to completion (killed after `limit`). Unless
+/// `envs` names a `RIP_HOME`, the command gets a fresh empty one.
 pub async fn run_cli(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Output {
+    let home = fresh_home();
     let mut command = tokio::process::Command::new(bin());
     command
         .args(args)
@@ -181,6 +218,7 @@ pub async fn run_cli(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> O
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_remove("PORT")
+        .env("RIP_HOME", home.path())
         .kill_on_drop(true);
     for (k, v) in envs {
         command.env(k, v);
@@ -195,6 +233,18 @@ pub async fn run_cli(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> O
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Polls `flag` until it is set; false after `limit`.
+async fn wait_flag(flag: &AtomicBool, limit: Duration) -> bool {
+    let clock = Stopwatch::start();
+    while !flag.load(Ordering::SeqCst) {
+        if clock.elapsed() > limit {
+            return false;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+    true
 }
 
 // --- the server -----------------------------------------------------------------
@@ -245,6 +295,7 @@ impl ServerBuilder {
                 (Some(dir), prefix)
             }
         };
+        let home = fresh_home();
         let mut command = Command::new(bin());
         command
             .arg(&self.app)
@@ -253,6 +304,7 @@ impl ServerBuilder {
             .current_dir(crate_dir())
             .env_remove("PORT")
             .env_remove("RIP_LOG")
+            .env("RIP_HOME", home.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -263,10 +315,13 @@ impl ServerBuilder {
         let pid = child.id();
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout_closed = Arc::new(AtomicBool::new(false));
+        let stderr_closed = Arc::new(AtomicBool::new(false));
         let (first_tx, first_rx) = tokio::sync::oneshot::channel::<String>();
         {
             let out = child.stdout.take().expect("stdout");
             let lines = stdout.clone();
+            let closed = stdout_closed.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(out).lines();
                 if let Some(Ok(first)) = reader.next() {
@@ -275,13 +330,16 @@ impl ServerBuilder {
                 for line in reader.map_while(Result::ok) {
                     lines.lock().expect("stdout lock").push(line);
                 }
+                closed.store(true, Ordering::SeqCst);
             });
             let err = child.stderr.take().expect("stderr");
             let lines = stderr.clone();
+            let closed = stderr_closed.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     lines.lock().expect("stderr lock").push(line);
                 }
+                closed.store(true, Ordering::SeqCst);
             });
         }
         let mut server = Server {
@@ -291,8 +349,11 @@ impl ServerBuilder {
             prefix,
             start_line: String::new(),
             _dir: dir,
+            home,
             stdout,
             stderr,
+            stdout_closed,
+            stderr_closed,
             seen: Mutex::new(BTreeSet::new()),
             exit: None,
             desired: self
@@ -304,7 +365,8 @@ impl ServerBuilder {
         let first = match timeout(STEP, first_rx).await {
             Ok(Ok(line)) => line,
             Ok(Err(_)) => {
-                sleep(Duration::from_millis(100)).await;
+                // Stdout is closed; read stderr to its end before quoting it.
+                let _ = server.wait_stderr_closed(STEP).await;
                 panic!(
                     "rip-server exited before its start line; stderr:\n{}",
                     server.stderr_text()
@@ -335,8 +397,14 @@ pub struct Server {
     pub prefix: PathBuf,
     pub start_line: String,
     _dir: Option<tempfile::TempDir>,
+    /// The server's `RIP_HOME`.
+    pub home: tempfile::TempDir,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Set by the reader threads once the server's stdout / stderr reached
+    /// their end (the server and every worker sharing them exited).
+    stdout_closed: Arc<AtomicBool>,
+    stderr_closed: Arc<AtomicBool>,
     /// Every worker pid ever seen in `/status` (killed on drop if still alive).
     seen: Mutex<BTreeSet<u32>>,
     exit: Option<ExitStatus>,
@@ -383,6 +451,59 @@ impl Server {
 
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().expect("stderr lock").join("\n")
+    }
+
+    /// Waits until the server's stdout has been read to its end (it and every
+    /// worker sharing it exited); false after `limit`.
+    pub async fn wait_stdout_closed(&self, limit: Duration) -> bool {
+        wait_flag(&self.stdout_closed, limit).await
+    }
+
+    /// Waits until the server's stderr has been read to its end; false after `limit`.
+    async fn wait_stderr_closed(&self, limit: Duration) -> bool {
+        wait_flag(&self.stderr_closed, limit).await
+    }
+
+    /// Waits until a stderr line contains `needle` (the server's own report
+    /// that something happened); returns that line.
+    pub async fn wait_stderr_line(&self, needle: &str) -> String {
+        eventually(&format!("a stderr line containing {needle:?}"), STEP, || async {
+            let lines = self.stderr.lock().expect("stderr lock");
+            match lines.iter().find(|l| l.contains(needle)) {
+                Some(line) => Ok(line.clone()),
+                None => Err(format!("{} lines, none matches", lines.len())),
+            }
+        })
+        .await
+    }
+
+    /// Stops the server gracefully (SIGTERM), checks that it exits 0, and
+    /// returns everything it printed on stdout after the start line. Once
+    /// stdout is closed nothing more can come, so "exactly these lines"
+    /// needs no waiting.
+    pub async fn stop_and_read_stdout(&mut self) -> Vec<String> {
+        self.signal("TERM");
+        let exit = self
+            .wait_exit(STEP)
+            .await
+            .unwrap_or_else(|| panic!("still running {STEP:?} after SIGTERM"));
+        assert_eq!(exit.code(), Some(0), "exit status after SIGTERM: {exit:?}");
+        assert!(
+            self.wait_stdout_closed(STEP).await,
+            "stdout still open {STEP:?} after the server exited (a worker kept it?)"
+        );
+        self.stdout_lines()
+    }
+
+    /// Waits until the workers have answered `more` requests beyond those
+    /// answered so far (`/status` counter `responses`): load is flowing.
+    pub async fn wait_for_traffic(&self, more: u64) -> Value {
+        let responses = |s: &Value| s["counters"]["responses"].as_u64().expect("counters.responses");
+        let start = responses(&self.status().await);
+        self.wait_status(&format!("{more} more answered requests"), STEP, |s| {
+            responses(s) >= start + more
+        })
+        .await
     }
 
     fn remember(&self, status: &Value) {
@@ -676,6 +797,74 @@ pub async fn unix_request(socket: &Path, method: Method, path: &str, body: Bytes
     })
     .await
     .unwrap_or_else(|_| Err(format!("{}: no answer", socket.display())))
+}
+
+/// A request that holds a worker's one request slot until it is released:
+/// a chunked `POST /echo` sent straight to the worker's socket, its body left
+/// open. The built-in app echoes as it reads, so once the first chunk comes
+/// back the request is known to be in the slot, with no timing involved.
+pub struct HeldRequest {
+    stream: UnixStream,
+    received: Vec<u8>,
+}
+
+/// The end of a chunked body on the wire.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+impl HeldRequest {
+    /// Sends the request and returns once the worker has answered its head
+    /// and echoed the first chunk (the slot is taken).
+    pub async fn hold(socket: &Path) -> HeldRequest {
+        let mut stream = UnixStream::connect(socket)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: worker\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nheld\r\n")
+            .await
+            .expect("write the held request");
+        let mut held = HeldRequest {
+            stream,
+            received: Vec::new(),
+        };
+        held.read_until("the echo of the first chunk", |r| {
+            r.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .is_some_and(|end| r[end..].windows(4).any(|w| w == b"held"))
+        })
+        .await;
+        assert_eq!(
+            raw_status(&held.received),
+            Some(200),
+            "the held request was not taken by {}: {:?}",
+            socket.display(),
+            String::from_utf8_lossy(&held.received)
+        );
+        held
+    }
+
+    /// Ends the body and reads the answer to its end; returns its status.
+    pub async fn release(mut self) -> u16 {
+        self.stream.write_all(LAST_CHUNK).await.expect("end the held body");
+        self.read_until("the end of the echoed body", |r| r.ends_with(LAST_CHUNK))
+            .await;
+        raw_status(&self.received).expect("a status line")
+    }
+
+    async fn read_until(&mut self, what: &str, done: impl Fn(&[u8]) -> bool) {
+        let mut buf = [0u8; 4096];
+        while !done(&self.received) {
+            let n = timeout(STEP, self.stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("held request: no {what} within {STEP:?}"))
+                .expect("read the held request's answer");
+            assert!(
+                n > 0,
+                "held request: the worker closed the connection before {what}: {:?}",
+                String::from_utf8_lossy(&self.received)
+            );
+            self.received.extend_from_slice(&buf[..n]);
+        }
+    }
 }
 
 /// A keep-alive client to the front door that reconnects when its
