@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::harness::Config;
+use crate::config::Config;
 use crate::state::{LbSnapshot, Outcome, Proc, RequestRecord, SpawnRecord, fmt_t, us};
 
 /// Everything recorded by one run.
