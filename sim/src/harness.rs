@@ -30,6 +30,9 @@ pub const EPOCH_SECS: u64 = 1_767_225_600;
 /// Most violations recorded per run (the first ones matter).
 const MAX_VIOLATIONS: usize = 200;
 
+/// How long the driver has to answer the final `/status` request.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
+
 /// A fault the test loop applies at a scheduled time.
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -177,10 +180,48 @@ impl Harness {
             if let Some(done) = done_at
                 && self.sim.elapsed() >= done + self.config.settle
             {
+                self.take_final_status();
                 break;
             }
         }
         self.finish()
+    }
+
+    /// Asks the driver for its `/status` document (the pool, the supervisor's
+    /// slots, the counters) from one more client host, and steps until it
+    /// answers. Nothing is logged, so the trace ends where the settle ended.
+    fn take_final_status(&mut self) {
+        let handle = lock(&self.shared).handle.clone();
+        let Some(handle) = handle else {
+            let t = us(self.sim.elapsed());
+            lock(&self.shared).violation(t, "no driver to ask for the final /status");
+            return;
+        };
+        let shared = self.shared.clone();
+        self.sim.client("final-status", async move {
+            let status = handle.status().await;
+            lock(&shared).final_status = status;
+            Ok(())
+        });
+        let deadline = self.sim.elapsed() + FINAL_STATUS_WAIT;
+        loop {
+            let stepped = self.sim.step();
+            self.carry_out_commands();
+            let t = us(self.sim.elapsed());
+            match stepped {
+                Ok(true) => return,
+                Ok(false) if self.sim.elapsed() < deadline => {}
+                Ok(false) => {
+                    let wait = FINAL_STATUS_WAIT.as_millis();
+                    lock(&self.shared).violation(t, format!("the driver did not answer /status within {wait}ms"));
+                    return;
+                }
+                Err(e) => {
+                    lock(&self.shared).violation(t, format!("simulation error while asking for /status: {e}"));
+                    return;
+                }
+            }
+        }
     }
 
     fn carry_out_commands(&mut self) {
@@ -321,6 +362,7 @@ impl Harness {
             signals: std::mem::take(&mut s.signals),
             capacity_log: std::mem::take(&mut s.capacity_log),
             lb: std::mem::take(&mut s.lb),
+            final_status: std::mem::take(&mut s.final_status),
             inspections: s.steps,
             config,
         }
