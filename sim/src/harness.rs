@@ -16,11 +16,12 @@ use rip_server::runtime::{Admin, Driver, Identity};
 use turmoil::Sim;
 
 use crate::client::{ClientPlan, client_main, sleep_until};
+use crate::config::Config;
 use crate::net::{CONTROL_PORT, HTTP_PORT, SOCKET_PREFIX, SimListener, SimTransport};
 use crate::report::Report;
 use crate::rng::{Rng, mix};
 use crate::spawner::SimSpawner;
-use crate::state::{BehaviorFn, Command, LbSnapshot, ProcState, Shared, SharedRef, WorkerBehavior, lock, now_us, us};
+use crate::state::{Command, LbSnapshot, ProcState, Shared, SharedRef, lock, now_us, us};
 use crate::worker::{APP, pool_host};
 
 /// The simulation's epoch: 2026-01-01T00:00:00Z (never the real clock).
@@ -29,85 +30,8 @@ pub const EPOCH_SECS: u64 = 1_767_225_600;
 /// Most violations recorded per run (the first ones matter).
 const MAX_VIOLATIONS: usize = 200;
 
-/// Everything a scenario chooses.
-#[derive(Clone)]
-pub struct Config {
-    /// The test's name, for the replay command.
-    pub scenario: &'static str,
-    pub seed: u64,
-    pub workers: u32,
-    pub max_queue: usize,
-    pub queue_timeout: Duration,
-    pub read_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub quarantine: Duration,
-    pub supervisor: SupervisorConfig,
-    /// Pool hosts `p0..p<pool-1>` available to the spawner.
-    pub pool: usize,
-    /// Largest one-way network latency (turmoil draws each message's latency up to it).
-    pub max_latency: Duration,
-    /// The simulation fails if the clients are not done by then.
-    pub limit: Duration,
-    /// How long to keep stepping after the clients are done.
-    pub settle: Duration,
-    pub behavior: BehaviorFn,
-}
-
-impl Config {
-    /// Defaults: 2 workers, a queue of 16, 2 s queue timeout, 5 s read timeout,
-    /// a network of 2, 5 or 10 ms latency at most (by seed).
-    pub fn new(scenario: &'static str, seed: u64) -> Config {
-        Config {
-            scenario,
-            seed,
-            workers: 2,
-            max_queue: 16,
-            queue_timeout: Duration::from_secs(2),
-            read_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_millis(200),
-            quarantine: Duration::from_millis(250),
-            supervisor: SupervisorConfig {
-                backoff_initial: Duration::from_millis(100),
-                backoff_max: Duration::from_secs(2),
-                backoff_reset_after: Duration::from_secs(5),
-                ready_timeout: Duration::from_secs(5),
-                stop_timeout: Duration::from_secs(2),
-                stuck_grace: Duration::from_millis(500),
-                ..SupervisorConfig::default()
-            },
-            pool: 0,
-            // Vary the network with the seed: 2, 5 or 10 ms at most per message.
-            max_latency: Duration::from_millis([2, 5, 10][(seed % 3) as usize]),
-            limit: Duration::from_secs(90),
-            settle: Duration::from_secs(1),
-            behavior: Arc::new(|_, _| WorkerBehavior::default()),
-        }
-    }
-
-    /// Sets the behavior of every process.
-    pub fn behavior(
-        mut self,
-        f: impl Fn(&crate::state::Incarnation, &mut Rng) -> WorkerBehavior + Send + Sync + 'static,
-    ) -> Config {
-        self.behavior = Arc::new(f);
-        self
-    }
-
-    /// Slack for an answer that depends on the network: a few one-way trips
-    /// (connect, request, response) plus a tick.
-    pub fn network_slack(&self) -> Duration {
-        4 * self.max_latency + Duration::from_millis(10)
-    }
-
-    /// The pool size: enough for a handover of every slot plus spares.
-    pub fn pool_size(&self) -> usize {
-        if self.pool > 0 {
-            self.pool
-        } else {
-            2 * self.workers as usize + 2
-        }
-    }
-}
+/// How long the driver has to answer the final `/status` request.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
 
 /// A fault the test loop applies at a scheduled time.
 #[derive(Clone, Debug)]
@@ -256,10 +180,48 @@ impl Harness {
             if let Some(done) = done_at
                 && self.sim.elapsed() >= done + self.config.settle
             {
+                self.take_final_status();
                 break;
             }
         }
         self.finish()
+    }
+
+    /// Asks the driver for its `/status` document (the pool, the supervisor's
+    /// slots, the counters) from one more client host, and steps until it
+    /// answers. Nothing is logged, so the trace ends where the settle ended.
+    fn take_final_status(&mut self) {
+        let handle = lock(&self.shared).handle.clone();
+        let Some(handle) = handle else {
+            let t = us(self.sim.elapsed());
+            lock(&self.shared).violation(t, "no driver to ask for the final /status");
+            return;
+        };
+        let shared = self.shared.clone();
+        self.sim.client("final-status", async move {
+            let status = handle.status().await;
+            lock(&shared).final_status = status;
+            Ok(())
+        });
+        let deadline = self.sim.elapsed() + FINAL_STATUS_WAIT;
+        loop {
+            let stepped = self.sim.step();
+            self.carry_out_commands();
+            let t = us(self.sim.elapsed());
+            match stepped {
+                Ok(true) => return,
+                Ok(false) if self.sim.elapsed() < deadline => {}
+                Ok(false) => {
+                    let wait = FINAL_STATUS_WAIT.as_millis();
+                    lock(&self.shared).violation(t, format!("the driver did not answer /status within {wait}ms"));
+                    return;
+                }
+                Err(e) => {
+                    lock(&self.shared).violation(t, format!("simulation error while asking for /status: {e}"));
+                    return;
+                }
+            }
+        }
     }
 
     fn carry_out_commands(&mut self) {
@@ -400,6 +362,7 @@ impl Harness {
             signals: std::mem::take(&mut s.signals),
             capacity_log: std::mem::take(&mut s.capacity_log),
             lb: std::mem::take(&mut s.lb),
+            final_status: std::mem::take(&mut s.final_status),
             inspections: s.steps,
             config,
         }

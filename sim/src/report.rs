@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::harness::Config;
+use crate::config::Config;
 use crate::state::{LbSnapshot, Outcome, Proc, RequestRecord, SpawnRecord, fmt_t, us};
 
 /// Everything recorded by one run.
@@ -24,7 +24,13 @@ pub struct Report {
     pub spawns: Vec<SpawnRecord>,
     pub signals: Vec<(u64, u32, &'static str)>,
     pub capacity_log: Vec<(u64, usize)>,
+    /// What the inspector saw after the last driver step: the counters and
+    /// the balancer's queue, busy workers and capacity.
     pub lb: LbSnapshot,
+    /// The driver's `/status` document at the end (the pool as `/status`
+    /// shows it, the supervisor's slots, the counters, the tracked requests).
+    pub final_status: serde_json::Value,
+    /// Driver steps the inspector looked at.
     pub inspections: u64,
     pub config: Config,
 }
@@ -212,7 +218,45 @@ impl Report {
                 self.lb.in_flight
             ));
         }
+        // The driver holds a decision channel per request until it ends: one
+        // still tracked at the end belongs to a request that never ended for it.
+        match self.final_status.get("tracked").and_then(serde_json::Value::as_u64) {
+            Some(0) => {}
+            Some(tracked) => failures.push(format!(
+                "the driver still tracks {tracked} request(s) after every client finished (a leaked decision channel)"
+            )),
+            None => failures.push(format!(
+                "the final /status has no \"tracked\" count: {}",
+                self.final_status
+            )),
+        }
         failures
+    }
+
+    /// Everything the run recorded, as lines: the trace, then the end state
+    /// (every request's outcome, every process, what each handler received,
+    /// spawns, signals, the capacity log, the inspector's last snapshot with
+    /// the counters, the final `/status` document, the violations, the
+    /// simulated time and the number of driver steps). Two runs of one seed
+    /// must give equal transcripts, line for line.
+    pub fn transcript(&self) -> Vec<String> {
+        let mut lines = self.trace.clone();
+        lines.push(format!(
+            "== end state: {}us simulated, {} driver steps inspected",
+            self.elapsed_us, self.inspections
+        ));
+        lines.extend(self.violations.iter().map(|v| format!("violation {v}")));
+        lines.extend(self.requests.iter().map(|r| format!("request {r:?}")));
+        lines.extend(self.procs.values().map(|p| format!("process {p:?}")));
+        lines.extend(self.received.iter().map(|(tag, at)| format!("received {tag} {at:?}")));
+        lines.push(format!("crashed in flight {:?}", self.crashed_inflight));
+        lines.extend(self.spawns.iter().map(|s| format!("spawn {s:?}")));
+        lines.extend(self.signals.iter().map(|s| format!("signal {s:?}")));
+        lines.push(format!("capacity log {:?}", self.capacity_log));
+        lines.push(format!("balancer {:?}", self.lb));
+        let status = serde_json::to_string_pretty(&self.final_status).unwrap_or_else(|e| format!("unprintable: {e}"));
+        lines.extend(status.lines().map(|l| format!("status {l}")));
+        lines
     }
 
     /// The last `n` trace lines.

@@ -313,6 +313,9 @@ pub struct Shared {
     /// (time, capacity) at every change of `balancer.capacity()`.
     pub capacity_log: Vec<(u64, usize)>,
     pub lb: LbSnapshot,
+    /// The driver's `/status` document, asked for once every client is done
+    /// and the settle time has passed (`Null` until then).
+    pub final_status: serde_json::Value,
     /// Inspector calls.
     pub steps: u64,
     /// Connects from the front door in progress, by worker host.
@@ -344,6 +347,7 @@ impl Shared {
             signals: Vec::new(),
             capacity_log: Vec::new(),
             lb: LbSnapshot::default(),
+            final_status: serde_json::Value::Null,
             steps: 0,
             connecting: BTreeMap::new(),
         }
