@@ -200,7 +200,7 @@ impl Harness {
         let shared = self.shared.clone();
         self.sim.client("final-status", async move {
             let status = handle.status().await;
-            lock(&shared).final_status = status;
+            lock(&shared).final_status = serde_json::to_value(&status).unwrap_or_default();
             Ok(())
         });
         let deadline = self.sim.elapsed() + FINAL_STATUS_WAIT;
