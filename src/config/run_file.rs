@@ -338,6 +338,26 @@ mod tests {
     }
 
     #[test]
+    fn an_announcement_removes_its_file_when_dropped() {
+        let home = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let path = sample(me, "api").write(home.path()).unwrap();
+        drop(Announcement {
+            path: path.clone(),
+            pid: me,
+        });
+        assert!(!path.exists());
+        // A file another server has taken over since stays.
+        let parent = std::os::unix::process::parent_id();
+        let path = sample(parent, "api").write(home.path()).unwrap();
+        drop(Announcement {
+            path: path.clone(),
+            pid: me,
+        });
+        assert!(path.exists());
+    }
+
+    #[test]
     fn no_home_directory_means_no_servers() {
         let home = tempfile::tempdir().unwrap();
         let listing = list_live(&home.path().join("absent"));
