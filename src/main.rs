@@ -1,16 +1,19 @@
-//! The `rip-server` binary: a thin shell over the library.
+//! The `rip-server` binary: a thin shell over the library. Exit statuses are
+//! the contract's: 0 success, 1 an operation failed or is not in this
+//! version, 2 the command cannot be carried out as written.
 
 use std::process::ExitCode;
 
 use http::Method;
-use rip_server::cli::{self, Command, ScaleChange, Target};
+use rip_server::cli::{self, Command, EXIT_FAILED, EXIT_USAGE, ScaleChange, Target};
+use rip_server::config::ServeConfig;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Hidden: the manager starts executable workers through this trampoline.
     if args.first().map(String::as_str) == Some("__exec") {
         let Some(program) = args.get(1) else {
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_USAGE);
         };
         let error = rip_server::manager::exec_worker(std::path::Path::new(program));
         eprintln!("rip-server: {program}: cannot run worker program: {error}");
@@ -21,7 +24,7 @@ fn main() -> ExitCode {
         Ok(command) => command,
         Err(error) => {
             eprintln!("{error}");
-            return ExitCode::from(2);
+            return ExitCode::from(error.exit_code());
         }
     };
     match command {
@@ -37,44 +40,43 @@ fn main() -> ExitCode {
             rip_server::manager::die_with_manager();
             rip_server::worker::builtin::main(worker.socket)
         }
-        Command::Serve(config) => {
-            init_tracing();
-            let runtime = match front_door_runtime() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("rip-server: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(rip_server::server::serve(*config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(message) => {
-                    eprintln!("{message}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Status(target) => admin(&target, Method::GET, "/status", None),
-        Command::Restart(target) => admin(&target, Method::POST, "/restart", None),
-        Command::Stop(target) => admin(&target, Method::POST, "/stop", None),
+        Command::Serve(config) => serve(*config),
+        Command::Status { target, json } => admin(&target, "status", Method::GET, "/status", None, !json),
+        Command::Restart(target) => admin(&target, "restart", Method::POST, "/restart", None, false),
+        Command::Stop(target) => admin(&target, "stop", Method::POST, "/stop", None, false),
         Command::Scale { target, change } => {
             let body = match change {
                 ScaleChange::By(n) => format!("{{\"by\":{n}}}"),
                 ScaleChange::To(n) => format!("{{\"to\":{n}}}"),
             };
-            admin(&target, Method::POST, "/scale", Some(body))
+            admin(&target, "scale", Method::POST, "/scale", Some(body), false)
         }
     }
 }
 
-/// The front door's runtime: `RIP_THREADS` worker threads (default 1: one
-/// event loop, like HAProxy's `nbthread 1` — on small machines cross-thread
-/// wake-ups cost more than a second core gains; see docs/benchmarking.md).
-fn front_door_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = std::env::var("RIP_THREADS")
-        .ok()
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or(1);
+fn serve(config: ServeConfig) -> ExitCode {
+    init_tracing(&config.log_filter);
+    let runtime = match front_door_runtime(config.threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rip-server: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(rip_server::server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// The front door's runtime: `threads` worker threads; 1 is a current-thread
+/// runtime (one event loop, like HAProxy's `nbthread 1`: on small machines
+/// cross-thread wake-ups cost more than a second core gains; see
+/// docs/benchmarking.md).
+fn front_door_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -85,9 +87,10 @@ fn front_door_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RIP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// `filter` was checked when the command line was parsed.
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(rip_server::config::defaults::DEFAULT_LOG_FILTER));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -96,18 +99,36 @@ fn init_tracing() {
         .try_init();
 }
 
-fn admin(target: &Target, method: Method, path: &str, body: Option<String>) -> ExitCode {
-    let socket = target.control_socket();
+/// Sends one control request to the server `target` names; `table` renders
+/// a JSON answer for people instead of printing it as it is.
+fn admin(target: &Target, sub: &str, method: Method, path: &str, body: Option<String>, table: bool) -> ExitCode {
+    let socket = match cli::running::locate(target, sub) {
+        Ok(found) => {
+            for line in &found.warnings {
+                eprintln!("{line}");
+            }
+            found.control_socket
+        }
+        Err(not_found) => {
+            for line in &not_found.lines {
+                eprintln!("{line}");
+            }
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rip-server: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     match runtime.block_on(rip_server::control::request(&socket, method, path, body)) {
         Ok((status, body)) if (200..300).contains(&status) => {
-            println!("{}", body.trim_end());
+            match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(json) if table => print!("{}", cli::status_table::render(&json)),
+                _ => println!("{}", body.trim_end()),
+            }
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
@@ -117,11 +138,11 @@ fn admin(target: &Target, method: Method, path: &str, body: Option<String>) -> E
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| body.trim().to_owned());
             eprintln!("rip-server: {path}: refused ({status}): {reason}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_FAILED)
         }
         Err(e) => {
             eprintln!("rip-server: {}: no server answers there: {e}", socket.display());
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }

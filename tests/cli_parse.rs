@@ -1,4 +1,6 @@
-//! The command line: `rip_server::cli::parse`.
+//! The command line: `rip_server::cli::parse`. Every refusal is checked
+//! with its exit status (2: cannot be carried out as written; 1: not in this
+//! version) and, for the new ones, its exact line.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -6,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rip_server::cli::*;
+use rip_server::config::defaults::*;
+use rip_server::config::{EntryKind, HotReload, LbPolicy, Protocol, ServeConfig, auto_workers};
 
 fn words(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -53,7 +57,28 @@ fn fails_env(list: &[&str], vars: &[(&str, &str)], word: &str) -> CliError {
     assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
     assert_eq!(line, format!("rip-server: {}: {}", err.word, err.message));
     assert!(err.message.contains("expected"), "{line}");
+    assert_eq!((err.kind, err.exit_code()), (ErrorKind::Usage, 2), "{line}");
     err
+}
+
+/// Asserts a refusal with exit status 1 (not in this version) whose one line is `line`.
+fn not_available(list: &[&str], line: &str) {
+    not_available_env(list, &[], line)
+}
+
+fn not_available_env(list: &[&str], vars: &[(&str, &str)], line: &str) {
+    match run_env(list, vars) {
+        Err(e) => {
+            assert_eq!(e.to_string(), line, "{list:?}");
+            assert_eq!((e.kind, e.exit_code()), (ErrorKind::NotAvailable, 1), "{list:?}");
+        }
+        Ok(c) => panic!("{list:?}: expected {line:?}, got {c:?}"),
+    }
+}
+
+/// The line an HTTPS word is refused with.
+fn https_refused(word: &str) -> String {
+    format!("rip-server: {word}: HTTPS is not available in this version; use http:<port>")
 }
 
 /// A temporary directory holding an app directory named `api`.
@@ -133,6 +158,10 @@ fn defaults() {
             response_buffer: 1024 * 1024,
             stuck_grace: Duration::from_millis(5000),
             stop_timeout: Duration::from_millis(10_000),
+            retry_sent: false,
+            threads: 1,
+            log_filter: "info".into(),
+            home: None,
         }
     );
     // The constants say the same.
@@ -153,6 +182,9 @@ fn defaults() {
     assert_eq!(c.header_timeout, DEFAULT_HEADER_TIMEOUT);
     assert_eq!(c.stuck_grace, DEFAULT_STUCK_GRACE);
     assert_eq!(c.stop_timeout, DEFAULT_STOP_TIMEOUT);
+    assert_eq!(c.retry_sent, DEFAULT_RETRY_SENT);
+    assert_eq!(c.threads, DEFAULT_THREADS);
+    assert_eq!(c.log_filter, DEFAULT_LOG_FILTER);
     assert_eq!(c.control_socket(), Path::new("/tmp/rip_server_api.ctl.sock"));
     assert_eq!(c.worker_socket(0), Path::new("/tmp/rip_server_api.0.sock"));
     assert!((MIN_WORKERS..=MAX_WORKERS).contains(&c.workers));
@@ -162,19 +194,15 @@ fn defaults() {
 fn any_order() {
     let f = Fixture::rip();
     let d = f.dir();
-    let a = serve(&[d, "w:2", "5700", "--max-queue=7", "--json-logging"]);
-    let b = serve(&["--json-logging", "5700", "w:2", d, "--max-queue", "7"]);
-    let c = serve(&["w:2", "--max-queue", "7", "5700", "--json-logging", d]);
+    let a = serve(&[d, "w:2", "http:5700", "--max-queue=7", "--json-logging"]);
+    let b = serve(&["--json-logging", "http:5700", "w:2", d, "--max-queue", "7"]);
+    let c = serve(&["w:2", "--max-queue", "7", "http:5700", "--json-logging", d]);
     assert_eq!(a, b);
     assert_eq!(a, c);
     assert_eq!(a.workers, 2);
-    assert_eq!(a.https_port, Some(5700));
+    assert_eq!(a.http_port, 5700);
     assert_eq!(a.max_queue, 7);
     assert!(a.json_logging);
-    // The seed's forms.
-    assert_eq!(serve(&["5700", d]).https_port, Some(5700));
-    assert_eq!(serve(&["https:5700", d]).https_port, Some(5700));
-    assert_eq!(serve(&["--https-port=5700", d]).https_port, Some(5700));
 }
 
 #[test]
@@ -264,58 +292,82 @@ fn port_tokens() {
     fails(&[d, "http:abc"], "http:abc");
     fails(&[d, "http:"], "http:");
 
-    assert_eq!(serve(&[d, "https:8443"]).https_port, Some(8443));
-    assert_eq!(serve(&[d, "8443"]).https_port, Some(8443));
+    // A malformed HTTPS port is a mistake (2) like any other ...
     fails(&[d, "https:99999"], "https:99999");
-    fails(&[d, "https:quick"], "https:quick");
+    fails(&[d, "https:"], "https:");
     let e = fails(&[d, "70000"], "70000");
     assert!(e.message.contains("0..=65535"), "{e}");
     fails(&[d, "--https-port=70000"], "--https-port=70000");
+    fails(&[d, "--https-port=x", "5700"], "--https-port=x");
+}
+
+/// HTTPS is not in this version: every HTTPS word is refused with exit
+/// status 1 and one line naming it (the first one given), after the words
+/// have been checked.
+#[test]
+fn https_words_are_refused() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    for word in [
+        "https:8443",
+        "8443",
+        "https:0",
+        "https:quick",
+        "https:ca",
+        "https:smart",
+    ] {
+        not_available(&[d, word], &https_refused(word));
+    }
+    not_available(&[d, "--https-port=5700"], &https_refused("--https-port=5700"));
+    not_available(&["--https-port", "5700", d], &https_refused("--https-port 5700"));
+    not_available(&[d, "protocol:https", "8443"], &https_refused("protocol:https"));
+    not_available(
+        &[d, "http:8080", "protocol:http+https", "https:8443"],
+        &https_refused("protocol:http+https"),
+    );
+    not_available(&[d, "5700", "cert:/c.pem"], &https_refused("5700"));
+    // protocol:http is plain HTTP and fine.
+    assert_eq!(serve(&[d, "protocol:http"]).protocol, Protocol::Http);
+    // A mistake anywhere is reported first, as a mistake.
+    fails(&["5700", "/nonexistent-rip/app"], "/nonexistent-rip/app");
+    fails(&[d, "5700", "w:0"], "w:0");
+    fails_env(&[d, "5700"], &[("RIP_MAX_QUEUE", "x")], "RIP_MAX_QUEUE=x");
 }
 
 #[test]
 fn protocol_follows_ports() {
     let f = Fixture::rip();
     let d = f.dir();
+    // (How the protocol follows the ports is unit-tested in src/cli/tests.rs:
+    // the public parser refuses HTTPS.)
     assert_eq!(serve(&[d]).protocol, Protocol::Http);
-    assert_eq!(serve(&[d, "5700"]).protocol, Protocol::Https);
-    assert_eq!(serve(&[d, "5700", "http:8080"]).protocol, Protocol::HttpAndHttps);
-    assert_eq!(
-        serve_env(&[d, "5700"], &[("PORT", "8080")]).protocol,
-        Protocol::HttpAndHttps
-    );
-    let c = serve(&[d, "protocol:http+https", "https:8443", "http:8080"]);
-    assert_eq!(c.protocol, Protocol::HttpAndHttps);
-    assert_eq!((c.http_port, c.https_port), (8080, Some(8443)));
-    assert_eq!(serve(&[d, "protocol:https", "8443"]).protocol, Protocol::Https);
-    assert_eq!(serve(&[d, "protocol:http", "8443"]).protocol, Protocol::Http);
     fails(&[d, "protocol:ftp"], "protocol:ftp");
     let e = fails(&[d, "protocol:https"], "protocol:https");
     assert!(e.message.contains("HTTPS port"), "{e}");
     fails(&[d, "protocol:http+https"], "protocol:http+https");
     // Both listeners cannot share a port.
     fails(&[d, "http:8080", "https:8080"], "https:8080");
-    // Port 0 twice is fine: two free ports.
-    assert_eq!(serve(&[d, "http:0", "https:0"]).protocol, Protocol::HttpAndHttps);
 }
 
 #[test]
-fn cert_and_key() {
+fn cert_and_key_without_https_are_refused_like_https() {
     let f = Fixture::rip();
     let d = f.dir();
-    let c = serve(&[d, "cert:/etc/app.pem", "key:/etc/app.key"]);
-    assert_eq!(c.cert, Some(PathBuf::from("/etc/app.pem")));
-    assert_eq!(c.key, Some(PathBuf::from("/etc/app.key")));
-    let c = serve(&[d, "--cert=/a.pem", "--key", "/a.key"]);
-    assert_eq!(c.cert, Some(PathBuf::from("/a.pem")));
-    assert_eq!(c.key, Some(PathBuf::from("/a.key")));
-    // Relative paths are made absolute against the current directory.
-    let c = serve(&[d, "cert:./certs/app.pem"]);
-    let cert = c.cert.unwrap();
-    assert!(cert.is_absolute(), "{cert:?}");
-    assert!(cert.ends_with("certs/app.pem"), "{cert:?}");
+    not_available(
+        &[d, "cert:/etc/app.pem", "key:/etc/app.key"],
+        &https_refused("cert:/etc/app.pem"),
+    );
+    not_available(&[d, "key:/etc/app.key"], &https_refused("key:/etc/app.key"));
+    not_available(
+        &[d, "--cert=/a.pem", "--key", "/a.key"],
+        &https_refused("--cert=/a.pem"),
+    );
+    not_available(&[d, "--key", "/a.key"], &https_refused("--key /a.key"));
+    not_available(&[d, "cert:./certs/app.pem"], &https_refused("cert:./certs/app.pem"));
+    // Without a path: a mistake.
     fails(&[d, "cert:"], "cert:");
     fails(&[d, "key:"], "key:");
+    fails(&[d, "--cert"], "--cert");
 }
 
 #[test]
@@ -360,9 +412,6 @@ fn every_value_flag_both_forms() {
         ("--lb-policy", "rr"),
         ("--upstream-max-idle", "0"),
         ("--upstream-max-conns-per-socket", "4"),
-        ("--https-port", "8443"),
-        ("--cert", "/c.pem"),
-        ("--key", "/c.key"),
         ("--header-timeout-ms", "1234"),
         ("--response-buffer-kb", "0"),
         ("--stuck-grace-ms", "0"),
@@ -412,6 +461,58 @@ fn every_value_flag_both_forms() {
     assert_eq!(c.stop_timeout, Duration::from_millis(99));
     assert!(!c.access_log);
     assert!(c.json_logging);
+    // The HTTPS flags parse in both forms and are refused (not in this version).
+    for (flag, value) in [("--https-port", "8443"), ("--cert", "/c.pem"), ("--key", "/c.key")] {
+        not_available(
+            &[d, &format!("{flag}={value}")],
+            &https_refused(&format!("{flag}={value}")),
+        );
+        not_available(&[flag, value, d], &https_refused(&format!("{flag} {value}")));
+    }
+}
+
+#[test]
+fn retry_sent_flag_and_variable() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    assert!(!serve(&[d]).retry_sent);
+    assert!(serve(&[d, "--retry-sent"]).retry_sent);
+    assert!(serve_env(&[d], &[("RIP_RETRY_SENT", "1")]).retry_sent);
+    assert!(!serve_env(&[d], &[("RIP_RETRY_SENT", "0")]).retry_sent);
+    // The flag beats the variable, even a malformed one.
+    assert!(serve_env(&[d, "--retry-sent"], &[("RIP_RETRY_SENT", "0")]).retry_sent);
+    assert!(serve_env(&[d, "--retry-sent"], &[("RIP_RETRY_SENT", "yes")]).retry_sent);
+    let e = fails_env(&[d], &[("RIP_RETRY_SENT", "yes")], "RIP_RETRY_SENT=yes");
+    assert_eq!(
+        e.to_string(),
+        "rip-server: RIP_RETRY_SENT=yes: expected 0 (off) or 1 (on)"
+    );
+    fails(&[d, "--retry-sent=1"], "--retry-sent=1");
+}
+
+#[test]
+fn threads_log_and_home_come_from_the_environment() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let c = serve_env(
+        &[d],
+        &[
+            ("RIP_THREADS", "4"),
+            ("RIP_LOG", "warn,rip_server=debug"),
+            ("RIP_HOME", "/srv/rip"),
+        ],
+    );
+    assert_eq!(c.threads, 4);
+    assert_eq!(c.log_filter, "warn,rip_server=debug");
+    assert_eq!(c.home, Some(PathBuf::from("/srv/rip")));
+    assert_eq!(
+        serve_env(&[d], &[("HOME", "/home/u")]).home,
+        Some(PathBuf::from("/home/u/.rip-server"))
+    );
+    assert_eq!(
+        serve_env(&[d], &[("HOME", "/home/u"), ("RIP_HOME", "/srv/rip")]).home,
+        Some(PathBuf::from("/srv/rip"))
+    );
 }
 
 #[test]
@@ -633,6 +734,59 @@ fn malformed_env_names_the_variable() {
     fails_env(&[d], &[("RIP_MAX_RELOADS", "many")], "RIP_MAX_RELOADS=many");
     fails_env(&[d], &[("RIP_VARIANT", "a b")], "RIP_VARIANT=a b");
     fails_env(&[d], &[("RIP_RELOAD", "x")], "RIP_RELOAD=x");
+    fails_env(&[d], &[("RIP_BIND", "here")], "RIP_BIND=here");
+}
+
+/// The new checks, with their exact lines: a malformed variable is never
+/// ignored.
+#[test]
+fn malformed_process_variables_name_the_variable() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let line = |vars: &[(&str, &str)], word: &str| fails_env(&[d], vars, word).to_string();
+    assert_eq!(
+        line(&[("RIP_THREADS", "abc")], "RIP_THREADS=abc"),
+        "rip-server: RIP_THREADS=abc: expected a thread count in 1..=1024"
+    );
+    line(&[("RIP_THREADS", "0")], "RIP_THREADS=0");
+    line(&[("RIP_THREADS", "1025")], "RIP_THREADS=1025");
+    line(&[("RIP_THREADS", " 2")], "RIP_THREADS= 2");
+    let log = line(&[("RIP_LOG", "info,rip_server=loud")], "RIP_LOG=info,rip_server=loud");
+    assert!(
+        log.starts_with("rip-server: RIP_LOG=info,rip_server=loud: expected a log filter such as info"),
+        "{log}"
+    );
+    line(&[("RIP_LOG", "[")], "RIP_LOG=[");
+    assert_eq!(
+        line(&[("RIP_HOME", "relative/home")], "RIP_HOME=relative/home"),
+        "rip-server: RIP_HOME=relative/home: expected an absolute directory path"
+    );
+    assert_eq!(
+        line(&[("HOME", "nowhere")], "HOME=nowhere"),
+        "rip-server: HOME=nowhere: expected an absolute directory path (or set RIP_HOME to one)"
+    );
+    // Empty counts as unset.
+    let c = serve_env(&[d], &[("RIP_THREADS", ""), ("RIP_LOG", ""), ("RIP_HOME", "")]);
+    assert_eq!((c.threads, c.log_filter.as_str(), c.home), (1, "info", None));
+}
+
+/// Each variable the command line reads has a malformed value that is an
+/// error naming it (HOME only when RIP_HOME is unset).
+#[test]
+fn every_variable_read_refuses_a_malformed_value() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let bad = |name: &str| match name {
+        "RIP_LOG" => "=",
+        "RIP_HOME" | "HOME" => "not/absolute",
+        "RIP_VARIANT" => "a b",
+        "RIP_BIND" => "nowhere",
+        _ => "x!",
+    };
+    for name in ENV_VARIABLES {
+        let value = bad(name);
+        fails_env(&[d], &[(name, value)], &format!("{name}={value}"));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -765,19 +919,18 @@ fn builtin_hello() {
 // ---------------------------------------------------------------------------
 
 fn target(prefix: &str) -> Target {
-    Target {
-        socket_prefix: PathBuf::from(prefix),
-    }
+    Target::Prefix(PathBuf::from(prefix))
+}
+
+fn status(t: Target) -> Command {
+    Command::Status { target: t, json: false }
 }
 
 #[test]
 fn status_restart_stop_targets() {
     let f = Fixture::rip();
     let d = f.dir();
-    assert_eq!(
-        run(&["status", d]).unwrap(),
-        Command::Status(target("/tmp/rip_server_api"))
-    );
+    assert_eq!(run(&["status", d]).unwrap(), status(target("/tmp/rip_server_api")));
     assert_eq!(
         run(&["restart", d]).unwrap(),
         Command::Restart(target("/tmp/rip_server_api"))
@@ -792,15 +945,15 @@ fn status_restart_stop_targets() {
     // Variant from flag or env; flag wins.
     assert_eq!(
         run(&["status", "--variant=dev", d]).unwrap(),
-        Command::Status(target("/tmp/rip_dev_api"))
+        status(target("/tmp/rip_dev_api"))
     );
     assert_eq!(
         run_env(&["status", d], &[("RIP_VARIANT", "qa")]).unwrap(),
-        Command::Status(target("/tmp/rip_qa_api"))
+        status(target("/tmp/rip_qa_api"))
     );
     assert_eq!(
         run_env(&["status", d, "--variant", "dev"], &[("RIP_VARIANT", "qa")]).unwrap(),
-        Command::Status(target("/tmp/rip_dev_api"))
+        status(target("/tmp/rip_dev_api"))
     );
     // --socket-prefix wins over everything.
     assert_eq!(
@@ -813,7 +966,7 @@ fn status_restart_stop_targets() {
     );
     assert_eq!(
         run(&["status", "builtin:hello"]).unwrap(),
-        Command::Status(target("/tmp/rip_server_hello"))
+        status(target("/tmp/rip_server_hello"))
     );
     // A path that is gone still names its app.
     assert_eq!(
@@ -823,7 +976,113 @@ fn status_restart_stop_targets() {
     let Command::Stop(t) = run(&["stop", "--socket-prefix=/tmp/p2"]).unwrap() else {
         unreachable!()
     };
-    assert_eq!(t.control_socket(), PathBuf::from("/tmp/p2.ctl.sock"));
+    assert_eq!(t.control_socket(), Some(PathBuf::from("/tmp/p2.ctl.sock")));
+    // --json: the JSON instead of the table.
+    assert_eq!(
+        run(&["status", "--json", d]).unwrap(),
+        Command::Status {
+            target: target("/tmp/rip_server_api"),
+            json: true
+        }
+    );
+    fails(&["stop", "--json", d], "--json");
+}
+
+/// Without an app path or a prefix, a subcommand acts on the server running
+/// under $RIP_HOME (found when it runs: see tests/e2e/cli.rs).
+#[test]
+fn no_app_path_means_the_running_server() {
+    let running = Target::Running {
+        home: PathBuf::from("/srv/rip"),
+    };
+    let home = [("RIP_HOME", "/srv/rip")];
+    assert_eq!(run_env(&["status"], &home).unwrap(), status(running.clone()));
+    assert_eq!(
+        run_env(&["status", "--json"], &home).unwrap(),
+        Command::Status {
+            target: running.clone(),
+            json: true
+        }
+    );
+    assert_eq!(run_env(&["restart"], &home).unwrap(), Command::Restart(running.clone()));
+    assert_eq!(run_env(&["stop"], &home).unwrap(), Command::Stop(running.clone()));
+    assert_eq!(
+        run_env(&["scale", "+2"], &home).unwrap(),
+        Command::Scale {
+            target: running.clone(),
+            change: ScaleChange::By(2)
+        }
+    );
+    assert_eq!(running.control_socket(), None);
+    assert_eq!(
+        run_env(&["stop"], &[("HOME", "/home/u")]).unwrap(),
+        Command::Stop(Target::Running {
+            home: PathBuf::from("/home/u/.rip-server")
+        })
+    );
+    // A variant names a server only with its app.
+    let e = fails_env(&["status", "--variant=dev"], &home, "--variant=dev");
+    assert!(e.message.contains("app path"), "{e}");
+    fails_env(&["stop"], &[("RIP_HOME", "rel")], "RIP_HOME=rel");
+    // With an app path or a prefix, RIP_HOME is not even read.
+    assert_eq!(
+        run_env(&["stop", "--socket-prefix=/tmp/p3"], &[("RIP_HOME", "rel")]).unwrap(),
+        Command::Stop(target("/tmp/p3"))
+    );
+}
+
+/// The subcommands of later versions: one line, exit status 1.
+#[test]
+fn reserved_subcommands_are_refused() {
+    let cases = [
+        (
+            &["add", "api.test", "apps/api"][..],
+            "add",
+            "it will add a host name for an app to the host registry ($RIP_HOME/hosts.json)",
+        ),
+        (
+            &["remove", "api.test"],
+            "remove",
+            "it will remove a host name from the host registry",
+        ),
+        (&["list"], "list", "it will list the host registry"),
+        (
+            &["ca", "init"],
+            "ca",
+            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
+        ),
+        (
+            &["ca:init"],
+            "ca:init",
+            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
+        ),
+        (
+            &["ca:trust", "--x"],
+            "ca:trust",
+            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
+        ),
+        (
+            &["platform", "--api-port=3000"],
+            "platform",
+            "it will run the platform controller (API and dashboard on 127.0.0.1:3000)",
+        ),
+    ];
+    for (list, word, future) in cases {
+        not_available(
+            list,
+            &format!("rip-server: {word}: not available in this version; {future}"),
+        );
+    }
+    let words: Vec<&str> = reserved_words().collect();
+    assert_eq!(words, ["add", "remove", "list", "ca", "platform"]);
+    // An app directory with such a name is reached with ./
+    let f = Fixture::empty();
+    let list_dir = f.root.join("list");
+    fs::create_dir(&list_dir).unwrap();
+    fs::write(list_dir.join("index.rip"), "").unwrap();
+    assert_eq!(serve(&[list_dir.to_str().unwrap()]).app_name, "list");
+    // Help still wins.
+    assert!(matches!(run(&["list", "--help"]), Ok(Command::Help(_))));
 }
 
 #[test]
@@ -1010,8 +1269,25 @@ fn help_lists_everything() {
     for m in must {
         assert!(text.contains(m), "help lacks {m:?}:\n{text}");
     }
-    // The hidden worker subcommand stays hidden.
+    for m in [
+        "--retry-sent",
+        "RIP_RETRY_SENT",
+        "RIP_THREADS",
+        "RIP_LOG",
+        "RIP_HOME",
+        "status --json",
+        "EXIT STATUS",
+        "HTTPS is not available in this version",
+        "not acted on yet",
+        "has no effect",
+        "add, remove, list",
+        "platform",
+    ] {
+        assert!(text.contains(m), "help lacks {m:?}:\n{text}");
+    }
+    // The hidden worker subcommand stays hidden; no refused HTTPS example.
     assert!(!text.contains("--builtin"));
+    assert!(!text.contains("cert:./"), "{text}");
 }
 
 #[test]

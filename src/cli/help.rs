@@ -1,8 +1,10 @@
-//! The `--help` and `--version` texts.
+//! The `--help` and `--version` texts. The flags' lines come from the flags
+//! table, so the help lists exactly the flags that parse.
 
 use std::fmt::Write as _;
 
-use super::{FLAGS, FlagId, MAX_DURATION_MS, MAX_WORKERS};
+use super::flags::{FLAGS, Takes};
+use crate::config::defaults::{DEFAULT_LOG_FILTER, DEFAULT_THREADS, MAX_THREADS, MAX_WORKERS};
 
 /// `rip-server <version>`.
 pub fn version_text() -> String {
@@ -14,7 +16,7 @@ rip-server: one HTTP front door, N worker processes, one request per worker at a
 
 USAGE:
     rip-server <app-path> [tokens] [flags]     run an app; the app path, tokens and flags go in any order
-    rip-server status  [app-path] [--socket-prefix=PATH] [--variant=NAME]
+    rip-server status [--json] [app-path] [--socket-prefix=PATH] [--variant=NAME]
     rip-server restart [app-path] [--socket-prefix=PATH] [--variant=NAME]
     rip-server stop    [app-path] [--socket-prefix=PATH] [--variant=NAME]
     rip-server scale <+N|-N|N> [app-path] [--socket-prefix=PATH] [--variant=NAME]
@@ -29,26 +31,29 @@ APP PATH:
                      other file must end in .rip or .ts
     builtin:hello    the built-in example app (app name hello, app dir = the
                      current directory)
-    The app name is the base name of the app dir. A path that looks like a
-    subcommand, a token or a number needs a ./ prefix (./stop, ./5700, ./w:2);
-    after -- every word is an app path.
+    The app name is the base name of the app dir. Running .rip and .ts entries
+    (through Bun) is not in this version: such an app is refused at start
+    (exit status 1). A path that looks like a subcommand, a token or a number
+    needs a ./ prefix (./stop, ./5700, ./w:2); after -- every word is an app path.
 
 TOKENS:
     w:<N|auto>              worker processes, 1..=MAXW; auto = available CPU cores
                             [default: auto]
     r:<N>[,<S>s][,<R>r]     recycle a worker after N requests, S seconds of age
-                            (also <S>m, <S>h), R module reloads; 0 requests or 0s
-                            = never; parts may be left out
-                            [default: r:10000 (no age limit), 10 reloads]
+                            (also <S>m, <S>h); 0 requests or 0s = never; parts
+                            may be left out. R module reloads is passed to the
+                            workers (RIP_MAX_RELOADS) but not acted on yet
+                            [default: r:10000 (no age limit), @MAXR@ reloads]
     http:<port>             HTTP port, 0..=65535 (0 = any free port)
                             [default: $PORT, else 5002]
-    https:<port>            HTTPS port [default: none]
+    The HTTPS words are checked but HTTPS is not available in this version:
+    each is refused with exit status 1.
+    https:<port>            HTTPS port
     <port>                  a bare integer: the HTTPS port
-    cert:<path>             TLS certificate (PEM) [default: none]
-    key:<path>              TLS private key (PEM) [default: none]
-    protocol:<P>            http | https | http+https [default: http; https when an
-                            HTTPS port is the only port given; http+https when an
-                            HTTP port (http: or PORT) is given too]
+    cert:<path>             TLS certificate (PEM)
+    key:<path>              TLS private key (PEM)
+    protocol:<P>            http | https | http+https (only http is available)
+                            [default: http]
 
 FLAGS (each as --flag=value or --flag value):
 ";
@@ -57,20 +62,33 @@ const TAIL: &str = "    -h, --help                          print this help
     -V, --version                       print the version
 
 ENVIRONMENT (a flag or token beats its variable; a variable beats the default;
-an empty variable counts as unset; a malformed one is an error):
+an empty variable counts as unset; a malformed one is an error, exit status 2):
     PORT                    HTTP port when there is no http: token [default: 5002]
 ENVS
     RIP_RELOAD              older name of RIP_HOT_RELOAD, read only when that is unset
+    RIP_THREADS             front-door event-loop threads, 1..=@MAXT@ [default: @THREADS@]
+    RIP_LOG                 log filter: a level (error, warn, info, debug, trace)
+                            or directives such as info,rip_server=debug [default: @LOG@]
+    RIP_HOME                where rip-server keeps state: run/<app>.json for each
+                            running server (an absolute path) [default: $HOME/.rip-server]
 
 SUBCOMMANDS (they talk to a running server through <prefix>.ctl.sock; the
 prefix is --socket-prefix, else /tmp/rip_<variant>_<app> from the app path and
---variant / RIP_VARIANT [default variant: server]):
-    status      print the running server's status
+--variant / RIP_VARIANT [default variant: server]. With neither an app path nor
+--socket-prefix they act on the one server running under RIP_HOME; with several
+running they list them and exit 1, with none they say so and exit 1):
+    status      print the running server's status as a table
+    status --json   the same as JSON (GET /status)
     restart     rolling restart of every worker (same as SIGHUP)
     stop        graceful stop (same as SIGTERM)
     scale +N    N more workers (+1 is the same as SIGTTIN)
     scale -N    N fewer workers (-1 is the same as SIGTTOU)
     scale N     exactly N workers, 1..=MAXW
+
+NOT IN THIS VERSION (reserved; each exits 1 with one line saying what it will be):
+    add, remove, list       the host registry
+    ca (also ca:init, ...)  the development certificate authority
+    platform                the platform controller
 
 SOCKETS:
     workers listen on <prefix>.<id>.sock; the control socket is <prefix>.ctl.sock.
@@ -79,31 +97,40 @@ SIGNALS:
     SIGHUP rolling restart; SIGTERM, SIGINT graceful stop; SIGTTIN one worker
     more; SIGTTOU one worker fewer.
 
+EXIT STATUS:
+    0    success
+    1    an operation failed or is not in this version: a port in use, no
+         server answers, no running server found (or several), a refused
+         subcommand request, HTTPS, .rip/.ts apps, a reserved subcommand
+    2    the command cannot be carried out as written, found before anything
+         starts: an unknown or malformed word or variable, a bad number or
+         port, a missing app path or entry
+
 EXAMPLES:
     rip-server apps/api
     rip-server apps/api w:4 http:5002
-    rip-server w:8 r:20000,1800s,20r apps/api --hot-reload=module --json-logging
-    rip-server 5700 cert:./certs/app.pem key:./certs/app.key apps/api
+    rip-server w:8 r:20000,1800s apps/api --json-logging
     rip-server builtin:hello w:2 http:0
-    rip-server status apps/api
+    rip-server status
+    rip-server status apps/api --json
     rip-server scale +1 --socket-prefix=/tmp/rip_server_api
 ";
 
 /// The full `--help` text: every token, flag, variable, subcommand and default.
 pub fn help_text() -> String {
-    let mut out = format!("{}\n{}", version_text(), HEAD.replace("MAXW", &MAX_WORKERS.to_string()));
+    let maxw = MAX_WORKERS.to_string();
+    let head = HEAD
+        .replace("MAXW", &maxw)
+        .replace("@MAXR@", &crate::config::defaults::DEFAULT_MAX_RELOADS.to_string());
+    let mut out = format!("{}\n{head}", version_text());
     for f in FLAGS {
-        let left = match f.value {
-            Some(v) => format!("{}=<{v}>", f.name),
-            None => f.name.to_string(),
+        let left = match f.takes {
+            Takes::Value { name, .. } => format!("{}=<{name}>", f.name),
+            Takes::Nothing(_) => f.name.to_string(),
         };
         let mut right = f.help.to_string();
-        if f.value.is_some() && f.name.ends_with("-ms") {
-            let min = match f.id {
-                FlagId::StuckGraceMs | FlagId::StopTimeoutMs => 0,
-                _ => 1,
-            };
-            right.push_str(&format!(" ({min}..={MAX_DURATION_MS})"));
+        if let Some((min, max)) = f.range {
+            right.push_str(&format!(" ({min}..={max})"));
         }
         if !f.default.is_empty() {
             right.push_str(&format!(" [default:\u{1}{}]", f.default.replace(' ', "\u{1}")));
@@ -121,10 +148,19 @@ pub fn help_text() -> String {
     let mut envs = String::new();
     for f in FLAGS {
         if let Some(env) = f.env {
-            let _ = writeln!(envs, "    {env:<23} {} [default: {}]", f.name, f.default);
+            let what = match f.takes {
+                Takes::Value { .. } => f.name.to_string(),
+                Takes::Nothing(_) => format!("1 = {}, 0 = off", f.name),
+            };
+            let _ = writeln!(envs, "    {env:<23} {what} [default: {}]", f.default);
         }
     }
-    let tail = TAIL.replace("ENVS\n", &envs).replace("MAXW", &MAX_WORKERS.to_string());
+    let tail = TAIL
+        .replace("ENVS\n", &envs)
+        .replace("MAXW", &maxw)
+        .replace("@MAXT@", &MAX_THREADS.to_string())
+        .replace("@THREADS@", &DEFAULT_THREADS.to_string())
+        .replace("@LOG@", DEFAULT_LOG_FILTER);
     out.push_str(&tail);
     out
 }

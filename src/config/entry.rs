@@ -5,7 +5,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{BUILTIN_HELLO, ConfigError, EntryKind};
+use super::defaults::BUILTIN_HELLO;
+use super::{ConfigError, EntryKind};
 
 /// What a directory app path is probed for, in order; the first existing wins.
 /// `index` counts only if it is an executable file.

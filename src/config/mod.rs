@@ -1,17 +1,26 @@
-//! The runtime configuration: what one app needs to run, whoever builds it.
+//! The runtime configuration: what one app needs to run, whoever builds it,
+//! and the home where rip-server keeps state between runs.
 //!
 //! [`ServeConfig`] is built by the command line today (`crate::cli`) and by the
-//! platform API from JSON later, so nothing here knows about argv. The
-//! defaults are the contract's (`../shared/CONTRACT.md`); the entry probing
-//! is in [`entry`].
+//! platform API from JSON later, so nothing here knows about argv or reads
+//! the environment. The defaults are the contract's (`../shared/CONTRACT.md`)
+//! and live in [`defaults`]; the entry probing is in [`entry`]; `$RIP_HOME`
+//! (directories, atomic private files) in [`home`]; the file by which a
+//! running server can be found in [`run_file`].
+//!
+//! May import: `core` (the balancer's policy type), `os` (the wall clock).
 
+pub mod defaults;
 pub mod entry;
+pub mod home;
+pub mod run_file;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use defaults::{MAX_WORKERS, MIN_WORKERS, SOCKET_DIR};
 pub use entry::{ENTRY_PROBES, ResolvedApp, resolve_app, target_app_name};
 
 /// A configuration word that cannot be used: the word and what was expected.
@@ -40,97 +49,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-// ---------------------------------------------------------------------------
-// Defaults and limits
-// ---------------------------------------------------------------------------
-
-/// `w:` when absent: one worker per available CPU core.
-pub const DEFAULT_WORKERS_SPEC: &str = "auto";
-/// The smallest worker count `w:` accepts.
-pub const MIN_WORKERS: u32 = 1;
-/// The largest worker count `w:` (and `w:auto`, after clamping) yields.
-pub const MAX_WORKERS: u32 = 1024;
-/// `r:<N>`: recycle a worker after this many requests.
-pub const DEFAULT_MAX_REQUESTS: Option<u64> = Some(10_000);
-/// `r:..,<S>s`: recycle a worker after this age (none by default).
-pub const DEFAULT_MAX_AGE: Option<Duration> = None;
-/// `r:..,<R>r` / `--max-reloads` / `RIP_MAX_RELOADS`.
-pub const DEFAULT_MAX_RELOADS: u32 = 10;
-/// The HTTP port when there is neither an `http:` token nor `PORT`.
-pub const DEFAULT_HTTP_PORT: u16 = 5002;
-/// The protocol when there is no `protocol:` token and no HTTPS port.
-pub const DEFAULT_PROTOCOL: Protocol = Protocol::Http;
-/// `--max-queue` / `RIP_MAX_QUEUE`.
-pub const DEFAULT_MAX_QUEUE: usize = 8192;
-/// The largest `--max-queue` accepted.
-pub const MAX_QUEUE_LIMIT: usize = 1_000_000;
-/// `--queue-timeout-ms` / `RIP_QUEUE_TIMEOUT_MS`.
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(2000);
-/// `--connect-timeout-ms` / `RIP_CONNECT_TIMEOUT_MS`.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
-/// `--read-timeout-ms` / `RIP_READ_TIMEOUT_MS`.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(5000);
-/// `--hot-reload` / `--reload` / `RIP_HOT_RELOAD`.
-pub const DEFAULT_HOT_RELOAD: HotReload = HotReload::None;
-/// `--variant` / `RIP_VARIANT`.
-pub const DEFAULT_VARIANT: &str = "server";
-/// `--lb-policy`.
-pub const DEFAULT_LB_POLICY: LbPolicy = LbPolicy::Lifo;
-/// `--upstream-max-idle`: idle keep-alive connections kept per worker socket.
-pub const DEFAULT_UPSTREAM_MAX_IDLE: u32 = 8;
-/// `--upstream-max-conns-per-socket`.
-pub const DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET: u32 = 1;
-/// The largest `--upstream-max-idle` / `--upstream-max-conns-per-socket`.
-pub const MAX_UPSTREAM_CONNS: u32 = 1024;
-/// `--header-timeout-ms` (our extension): a client must send its request head within this.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_millis(10_000);
-/// `--stuck-grace-ms` (our extension): how long a worker that timed out may
-/// keep working before the manager kills it.
-pub const DEFAULT_STUCK_GRACE: Duration = Duration::from_millis(5000);
-/// `--stop-timeout-ms` (our extension): how long a graceful stop may take
-/// before the remaining workers are killed.
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_millis(10_000);
-/// `--response-buffer-kb` (our extension): how much of a worker's response
-/// the front door reads ahead of a slow client, in KiB, so that the worker
-/// is free once its answer fits; 0 paces the worker by the client.
-pub const DEFAULT_RESPONSE_BUFFER_KB: u32 = 1024;
-/// The largest `--response-buffer-kb`: 1 GiB.
-pub const MAX_RESPONSE_BUFFER_KB: u32 = 1024 * 1024;
-/// The longest duration any flag or token accepts: 365 days, in milliseconds.
-pub const MAX_DURATION_MS: u64 = 365 * 24 * 60 * 60 * 1000;
-/// The directory of default socket prefixes: `/tmp/rip_<variant>_<app>`.
-pub const SOCKET_DIR: &str = "/tmp";
-/// The longest socket prefix, in bytes: a Unix socket path holds at most 107
-/// bytes, and the longest name we derive from the prefix is a handover
-/// socket `<prefix>.1023.r99.sock` (14 bytes more).
-pub const MAX_SOCKET_PREFIX_LEN: usize = 93;
-/// The built-in example app's app path.
-pub const BUILTIN_HELLO: &str = "builtin:hello";
-
-/// `PORT`: the HTTP port when there is no `http:` token.
-pub const ENV_PORT: &str = "PORT";
-/// `RIP_BIND`: the address to listen on when there is no `--bind`.
-pub const ENV_BIND: &str = "RIP_BIND";
-/// The listening address when neither `--bind` nor `RIP_BIND` is given:
-/// every IPv4 interface.
-pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-/// `RIP_MAX_QUEUE`.
-pub const ENV_MAX_QUEUE: &str = "RIP_MAX_QUEUE";
-/// `RIP_QUEUE_TIMEOUT_MS`.
-pub const ENV_QUEUE_TIMEOUT_MS: &str = "RIP_QUEUE_TIMEOUT_MS";
-/// `RIP_CONNECT_TIMEOUT_MS`.
-pub const ENV_CONNECT_TIMEOUT_MS: &str = "RIP_CONNECT_TIMEOUT_MS";
-/// `RIP_READ_TIMEOUT_MS`.
-pub const ENV_READ_TIMEOUT_MS: &str = "RIP_READ_TIMEOUT_MS";
-/// `RIP_HOT_RELOAD`.
-pub const ENV_HOT_RELOAD: &str = "RIP_HOT_RELOAD";
-/// `RIP_RELOAD`: the older name of `RIP_HOT_RELOAD`, read only when that is unset.
-pub const ENV_RELOAD_LEGACY: &str = "RIP_RELOAD";
-/// `RIP_MAX_RELOADS`.
-pub const ENV_MAX_RELOADS: &str = "RIP_MAX_RELOADS";
-/// `RIP_VARIANT`.
-pub const ENV_VARIANT: &str = "RIP_VARIANT";
 
 /// How the manager runs the app's entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,9 +194,11 @@ pub struct ServeConfig {
     pub socket_prefix: PathBuf,
     /// Worker selection policy.
     pub lb_policy: LbPolicy,
-    /// Idle keep-alive connections kept per worker socket.
+    /// Accepted for compatibility, no effect: the front door keeps one
+    /// keep-alive connection per worker, reused for its next request.
     pub upstream_max_idle: u32,
-    /// Accepted for compatibility; the front door keeps one request in flight per worker regardless.
+    /// Accepted for compatibility, no effect: one request per worker is in
+    /// flight regardless, on one connection.
     pub upstream_max_conns_per_socket: u32,
     /// A client must send its request head within this.
     pub header_timeout: Duration,
@@ -288,6 +208,20 @@ pub struct ServeConfig {
     pub stuck_grace: Duration,
     /// A graceful stop kills what is left after this.
     pub stop_timeout: Duration,
+    /// Also retry once an idempotent request with a replayable body whose
+    /// worker failed after receiving it. Off by default, because a request
+    /// that crashed its worker would crash a second one.
+    pub retry_sent: bool,
+    /// Event-loop threads of the process that runs this config (1: one
+    /// current-thread runtime).
+    pub threads: usize,
+    /// The log filter of the process that runs this config, in tracing's
+    /// `EnvFilter` syntax; checked when the config is built.
+    pub log_filter: String,
+    /// `$RIP_HOME`, where the run file goes; `None` when there is no home
+    /// (neither `RIP_HOME` nor `HOME`): the server runs but cannot be found
+    /// without its app path.
+    pub home: Option<PathBuf>,
 }
 
 impl ServeConfig {

@@ -64,6 +64,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let control_path = config.control_socket();
     let control_listener =
         crate::control::bind(&control_path).map_err(|e| format!("rip-server: {}: {e}", control_path.display()))?;
+    // `$RIP_HOME/run/<app>.json`, removed when this guard drops (any return).
+    let run_file = crate::config::run_file::Announcement::announce(&config, port);
 
     let clock = Clock::start();
     let now = clock.now();
@@ -177,6 +179,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let _ = done_tx.send(true);
     let _ = control_task.await;
     let _ = std::fs::remove_file(&control_path);
+    drop(run_file);
     tracing::info!("stopped");
     Ok(())
 }

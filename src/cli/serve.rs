@@ -1,0 +1,360 @@
+//! `rip-server <app-path> [tokens] [flags]`: the words of the serve command,
+//! then its environment, then the [`ServeConfig`].
+//!
+//! Mistakes in the words are found first (exit status 2); a request for a
+//! feature this version lacks (HTTPS) is refused last (exit status 1), so a
+//! command with both is reported as the mistake it is.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::CliError;
+use super::env::{
+    ENV_BIND, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_LOG, ENV_MAX_QUEUE, ENV_MAX_RELOADS, ENV_PORT,
+    ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RELOAD_LEGACY, ENV_RETRY_SENT, ENV_THREADS, ENV_VARIANT, Env,
+};
+use super::flags::{self, Takes};
+use super::words::{
+    Words, check_prefix_len, parse_bind, parse_digits, parse_hot_reload, parse_log_filter, parse_max_queue,
+    parse_max_reloads, parse_ms, parse_path, parse_port, parse_protocol, parse_recycle, parse_switch, parse_threads,
+    parse_variant, parse_workers, split_flag,
+};
+use crate::config::defaults::{
+    DEFAULT_BIND, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOT_RELOAD, DEFAULT_HTTP_PORT,
+    DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RELOADS,
+    DEFAULT_MAX_REQUESTS, DEFAULT_PROTOCOL, DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_RESPONSE_BUFFER_KB,
+    DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT, DEFAULT_STUCK_GRACE, DEFAULT_THREADS,
+    DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET, DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
+};
+use crate::config::{HotReload, LbPolicy, Protocol, ServeConfig, auto_workers, default_socket_prefix, resolve_app};
+
+/// The `name:` prefixes of the serve tokens.
+pub(super) const SERVE_TOKENS: &[&str] = &["w", "r", "http", "https", "cert", "key", "protocol"];
+
+const TOKEN_LIST: &str = "w:, r:, http:, https:, cert:, key:, protocol:";
+
+/// Why HTTPS words are refused.
+pub(super) const HTTPS_NOT_AVAILABLE: &str = "HTTPS is not available in this version; use http:<port>";
+
+/// Settings seen on the command line; `None` = not given.
+#[derive(Default)]
+pub(super) struct Seen {
+    pub(super) app: Option<String>,
+    pub(super) workers: Option<u32>,
+    pub(super) max_requests: Option<Option<u64>>,
+    pub(super) max_age: Option<Option<Duration>>,
+    pub(super) max_reloads: Option<u32>,
+    pub(super) http_port: Option<u16>,
+    pub(super) bind: Option<IpAddr>,
+    /// The port and the word that gave it.
+    pub(super) https_port: Option<(u16, String)>,
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+    pub(super) protocol: Option<(Protocol, String)>,
+    /// The first word that asks for HTTPS (a port, `cert:`, `key:`, a protocol
+    /// with https), named when HTTPS is refused.
+    pub(super) https_word: Option<String>,
+    pub(super) max_queue: Option<usize>,
+    pub(super) queue_timeout: Option<Duration>,
+    pub(super) connect_timeout: Option<Duration>,
+    pub(super) read_timeout: Option<Duration>,
+    pub(super) retry_sent: bool,
+    pub(super) hot_reload: Option<HotReload>,
+    pub(super) json_logging: bool,
+    pub(super) no_access_log: bool,
+    pub(super) variant: Option<String>,
+    pub(super) socket_prefix: Option<PathBuf>,
+    pub(super) lb_policy: Option<LbPolicy>,
+    pub(super) upstream_max_idle: Option<u32>,
+    pub(super) upstream_max_conns_per_socket: Option<u32>,
+    pub(super) header_timeout: Option<Duration>,
+    pub(super) response_buffer_kb: Option<u32>,
+    pub(super) stuck_grace: Option<Duration>,
+    pub(super) stop_timeout: Option<Duration>,
+}
+
+impl Seen {
+    /// Remembers `word` as asking for HTTPS, unless an earlier word did.
+    pub(super) fn note_https(&mut self, word: &str) {
+        if self.https_word.is_none() {
+            self.https_word = Some(word.to_string());
+        }
+    }
+}
+
+/// The serve command, refusing what this version does not have.
+pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<ServeConfig, CliError> {
+    let (config, seen_https) = parse_config(args, env)?;
+    if let Some(word) = seen_https {
+        return Err(CliError::not_available(word, HTTPS_NOT_AVAILABLE));
+    }
+    Ok(config)
+}
+
+/// The serve command's config as written, and the first word asking for
+/// HTTPS if any (the HTTPS words are parsed and checked all the same).
+pub(super) fn parse_config(args: &[String], env: &Env<'_>) -> Result<(ServeConfig, Option<String>), CliError> {
+    let mut seen = Seen::default();
+    let mut words = Words::new(args);
+    while let Some(word) = words.next_word() {
+        if words.positional_only {
+            set_app(&mut seen, word)?;
+            continue;
+        }
+        if word == "--" {
+            words.positional_only = true;
+            continue;
+        }
+        if word.starts_with('-') && word.len() > 1 {
+            serve_flag(&mut seen, &mut words, word)?;
+            continue;
+        }
+        if let Some(result) = parse_digits(word) {
+            // A bare integer is the HTTPS port.
+            let port = result.ok().and_then(|n| u16::try_from(n).ok()).ok_or_else(|| {
+                CliError::new(
+                    word,
+                    "expected a port number 0..=65535 (a bare integer is the HTTPS port)",
+                )
+            })?;
+            seen.https_port = Some((port, word.to_string()));
+            seen.note_https(word);
+            continue;
+        }
+        if let Some((prefix, value)) = word.split_once(':') {
+            if serve_token(&mut seen, word, prefix, value)? {
+                continue;
+            }
+            if prefix != "builtin" && !Path::new(word).exists() {
+                return Err(CliError::new(
+                    word,
+                    format!("unknown token; expected one of {TOKEN_LIST}, or an existing app path"),
+                ));
+            }
+        }
+        set_app(&mut seen, word)?;
+    }
+    let https_word = seen.https_word.clone();
+    Ok((finish(seen, env)?, https_word))
+}
+
+fn set_app(seen: &mut Seen, word: &str) -> Result<(), CliError> {
+    if let Some(first) = &seen.app {
+        return Err(CliError::new(
+            word,
+            format!("expected exactly one app path, already have {first}"),
+        ));
+    }
+    if word.is_empty() {
+        return Err(CliError::new(
+            "''",
+            "expected an app path (a directory, an entry file or builtin:hello)",
+        ));
+    }
+    seen.app = Some(word.to_string());
+    Ok(())
+}
+
+/// Handles a `name:value` token; `Ok(false)` if `name` is not a token.
+fn serve_token(seen: &mut Seen, word: &str, name: &str, value: &str) -> Result<bool, CliError> {
+    let err = |m: String| CliError::new(word, m);
+    match name {
+        "w" => seen.workers = Some(parse_workers(value).map_err(err)?),
+        "r" => {
+            let r = parse_recycle(value).map_err(err)?;
+            if r.requests.is_some() {
+                seen.max_requests = r.requests;
+            }
+            if r.age.is_some() {
+                seen.max_age = r.age;
+            }
+            if r.reloads.is_some() {
+                seen.max_reloads = r.reloads;
+            }
+        }
+        "http" => seen.http_port = Some(parse_port(value).map_err(err)?),
+        // `https:quick|ca|smart` pick a certificate source in a later version.
+        "https" if matches!(value, "quick" | "ca" | "smart") => seen.note_https(word),
+        "https" => {
+            seen.https_port = Some((parse_port(value).map_err(err)?, word.to_string()));
+            seen.note_https(word);
+        }
+        "cert" => {
+            seen.cert = Some(parse_path(value).map_err(err)?);
+            seen.note_https(word);
+        }
+        "key" => {
+            seen.key = Some(parse_path(value).map_err(err)?);
+            seen.note_https(word);
+        }
+        "protocol" => {
+            let protocol = parse_protocol(value).map_err(err)?;
+            if protocol != Protocol::Http {
+                seen.note_https(word);
+            }
+            seen.protocol = Some((protocol, word.to_string()));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn serve_flag<'a>(seen: &mut Seen, words: &mut Words<'a>, word: &'a str) -> Result<(), CliError> {
+    let (name, inline) = split_flag(word);
+    let Some(flag) = flags::find(name) else {
+        return Err(CliError::new(
+            word,
+            "unknown flag; expected one of the flags listed by --help",
+        ));
+    };
+    match flag.takes {
+        Takes::Nothing(set) => {
+            if inline.is_some() {
+                return Err(CliError::new(word, format!("expected {name} without a value")));
+            }
+            set(seen);
+        }
+        Takes::Value { set, .. } => {
+            let (value, shown) = words.value(name, inline)?;
+            set(seen, value, &shown).map_err(|m| CliError::new(shown, m))?;
+        }
+    }
+    Ok(())
+}
+
+fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
+    let Some(app_word) = seen.app else {
+        return Err(CliError::new(
+            "<app-path>",
+            "missing; expected rip-server <app-path> [tokens] [flags], where <app-path> is a directory, an entry file or builtin:hello (see --help)",
+        ));
+    };
+
+    // Environment, read only for what the command line left out.
+    let http_from_env = match seen.http_port {
+        Some(_) => None,
+        None => env.parse(ENV_PORT, parse_port)?,
+    };
+    let bind = env.or(seen.bind, ENV_BIND, parse_bind, DEFAULT_BIND)?;
+    let max_queue = env.or(seen.max_queue, ENV_MAX_QUEUE, parse_max_queue, DEFAULT_MAX_QUEUE)?;
+    let queue_timeout = env.or(
+        seen.queue_timeout,
+        ENV_QUEUE_TIMEOUT_MS,
+        parse_ms,
+        DEFAULT_QUEUE_TIMEOUT,
+    )?;
+    let connect_timeout = env.or(
+        seen.connect_timeout,
+        ENV_CONNECT_TIMEOUT_MS,
+        parse_ms,
+        DEFAULT_CONNECT_TIMEOUT,
+    )?;
+    let read_timeout = env.or(seen.read_timeout, ENV_READ_TIMEOUT_MS, parse_ms, DEFAULT_READ_TIMEOUT)?;
+    let retry_sent = env.or(
+        seen.retry_sent.then_some(true),
+        ENV_RETRY_SENT,
+        parse_switch,
+        DEFAULT_RETRY_SENT,
+    )?;
+    let hot_reload = match seen.hot_reload {
+        Some(v) => v,
+        None => match env.parse(ENV_HOT_RELOAD, parse_hot_reload)? {
+            Some(v) => v,
+            None => env
+                .parse(ENV_RELOAD_LEGACY, parse_hot_reload)?
+                .unwrap_or(DEFAULT_HOT_RELOAD),
+        },
+    };
+    let max_reloads = env.or(
+        seen.max_reloads,
+        ENV_MAX_RELOADS,
+        parse_max_reloads,
+        DEFAULT_MAX_RELOADS,
+    )?;
+    let variant = env.or(seen.variant, ENV_VARIANT, parse_variant, DEFAULT_VARIANT.to_string())?;
+    // Environment only: no flag sets these.
+    let threads = env.or(None, ENV_THREADS, parse_threads, DEFAULT_THREADS)?;
+    let log_filter = env.or(None, ENV_LOG, parse_log_filter, DEFAULT_LOG_FILTER.to_string())?;
+    let home = env.home()?;
+
+    // Ports and protocol.
+    let http_explicit = seen.http_port.is_some() || http_from_env.is_some();
+    let http_port = seen.http_port.or(http_from_env).unwrap_or(DEFAULT_HTTP_PORT);
+    let https_port = seen.https_port.as_ref().map(|(p, _)| *p);
+    let protocol = match &seen.protocol {
+        Some((p, word)) => {
+            if *p != Protocol::Http && https_port.is_none() {
+                return Err(CliError::new(
+                    word.as_str(),
+                    "expected an HTTPS port too (https:<port>, a bare integer or --https-port)",
+                ));
+            }
+            *p
+        }
+        None => match (https_port.is_some(), http_explicit) {
+            (false, _) => DEFAULT_PROTOCOL,
+            (true, false) => Protocol::Https,
+            (true, true) => Protocol::HttpAndHttps,
+        },
+    };
+    if let (Protocol::HttpAndHttps, Some((port, word))) = (protocol, &seen.https_port)
+        && *port != 0
+        && *port == http_port
+    {
+        return Err(CliError::new(
+            word.as_str(),
+            format!("expected an HTTPS port different from the HTTP port {http_port}"),
+        ));
+    }
+
+    // The app and its sockets.
+    let app = resolve_app(&app_word)?;
+    let socket_prefix = match seen.socket_prefix {
+        Some(p) => p,
+        None => {
+            let p = default_socket_prefix(&variant, &app.app_name);
+            check_prefix_len(&p).map_err(|m| CliError::new(app_word.as_str(), m))?;
+            p
+        }
+    };
+
+    Ok(ServeConfig {
+        app_name: app.app_name,
+        app_dir: app.app_dir,
+        entry: app.entry,
+        entry_kind: app.entry_kind,
+        workers: seen.workers.unwrap_or_else(auto_workers),
+        max_requests: seen.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS),
+        max_age: seen.max_age.unwrap_or(DEFAULT_MAX_AGE),
+        max_reloads,
+        bind,
+        http_port,
+        https_port,
+        cert: seen.cert,
+        key: seen.key,
+        protocol,
+        max_queue,
+        queue_timeout,
+        connect_timeout,
+        read_timeout,
+        hot_reload,
+        json_logging: seen.json_logging,
+        access_log: !seen.no_access_log,
+        variant,
+        socket_prefix,
+        lb_policy: seen.lb_policy.unwrap_or(DEFAULT_LB_POLICY),
+        upstream_max_idle: seen.upstream_max_idle.unwrap_or(DEFAULT_UPSTREAM_MAX_IDLE),
+        upstream_max_conns_per_socket: seen
+            .upstream_max_conns_per_socket
+            .unwrap_or(DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET),
+        header_timeout: seen.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+        response_buffer: seen.response_buffer_kb.unwrap_or(DEFAULT_RESPONSE_BUFFER_KB) as usize * 1024,
+        stuck_grace: seen.stuck_grace.unwrap_or(DEFAULT_STUCK_GRACE),
+        stop_timeout: seen.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        retry_sent,
+        threads,
+        log_filter,
+        home,
+    })
+}
