@@ -324,8 +324,8 @@ async fn scaling_by_signal_and_by_subcommand() {
         assert_eq!(out.code, Some(0), "scale 1: {out:?}");
         let s = server.wait_workers(1).await;
 
-        // The status subcommand prints the same document.
-        let out = run_cli(&["status", &server.prefix_arg()], &[], STEP).await;
+        // The status subcommand's --json prints the same document.
+        let out = run_cli(&["status", "--json", &server.prefix_arg()], &[], STEP).await;
         assert_eq!(out.code, Some(0), "status: {out:?}");
         let printed: Value = serde_json::from_str(&out.stdout).expect("status prints JSON");
         assert_eq!(printed["workers"], 1);
