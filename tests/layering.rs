@@ -21,7 +21,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("http", &["protocol"]),
     ("protocol", &[]),
     ("os", &["core"]),
-    ("config", &["core"]),
+    ("config", &["core", "os"]),
     ("net", &["os"]),
     ("observe", &["core", "os"]),
     ("upstream", &["http", "net", "os", "protocol"]),

@@ -8,7 +8,7 @@ use super::env::{
     ENV_BIND, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_MAX_QUEUE, ENV_MAX_RELOADS, ENV_QUEUE_TIMEOUT_MS,
     ENV_READ_TIMEOUT_MS, ENV_RETRY_SENT, ENV_VARIANT,
 };
-use super::serve::Seen;
+use super::seen::Seen;
 use super::words::{
     parse_bind, parse_hot_reload, parse_lb_policy, parse_max_queue, parse_max_reloads, parse_ms, parse_ms_or_zero,
     parse_path, parse_port, parse_socket_prefix, parse_u32_in, parse_variant,

@@ -24,6 +24,7 @@ mod env;
 mod flags;
 mod help;
 pub mod running;
+mod seen;
 mod serve;
 pub mod status_table;
 #[cfg(test)]

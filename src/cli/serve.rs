@@ -5,9 +5,7 @@
 //! feature this version lacks (HTTPS) is refused last (exit status 1), so a
 //! command with both is reported as the mistake it is.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use super::CliError;
 use super::env::{
@@ -15,6 +13,7 @@ use super::env::{
     ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RELOAD_LEGACY, ENV_RETRY_SENT, ENV_THREADS, ENV_VARIANT, Env,
 };
 use super::flags::{self, Takes};
+use super::seen::Seen;
 use super::words::{
     Words, check_prefix_len, parse_bind, parse_digits, parse_hot_reload, parse_log_filter, parse_max_queue,
     parse_max_reloads, parse_ms, parse_path, parse_port, parse_protocol, parse_recycle, parse_switch, parse_threads,
@@ -27,7 +26,7 @@ use crate::config::defaults::{
     DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT, DEFAULT_STUCK_GRACE, DEFAULT_THREADS,
     DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET, DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
 };
-use crate::config::{HotReload, LbPolicy, Protocol, ServeConfig, auto_workers, default_socket_prefix, resolve_app};
+use crate::config::{Protocol, ServeConfig, auto_workers, default_socket_prefix, resolve_app};
 
 /// The `name:` prefixes of the serve tokens.
 pub(super) const SERVE_TOKENS: &[&str] = &["w", "r", "http", "https", "cert", "key", "protocol"];
@@ -36,52 +35,6 @@ const TOKEN_LIST: &str = "w:, r:, http:, https:, cert:, key:, protocol:";
 
 /// Why HTTPS words are refused.
 pub(super) const HTTPS_NOT_AVAILABLE: &str = "HTTPS is not available in this version; use http:<port>";
-
-/// Settings seen on the command line; `None` = not given.
-#[derive(Default)]
-pub(super) struct Seen {
-    pub(super) app: Option<String>,
-    pub(super) workers: Option<u32>,
-    pub(super) max_requests: Option<Option<u64>>,
-    pub(super) max_age: Option<Option<Duration>>,
-    pub(super) max_reloads: Option<u32>,
-    pub(super) http_port: Option<u16>,
-    pub(super) bind: Option<IpAddr>,
-    /// The port and the word that gave it.
-    pub(super) https_port: Option<(u16, String)>,
-    pub(super) cert: Option<PathBuf>,
-    pub(super) key: Option<PathBuf>,
-    pub(super) protocol: Option<(Protocol, String)>,
-    /// The first word that asks for HTTPS (a port, `cert:`, `key:`, a protocol
-    /// with https), named when HTTPS is refused.
-    pub(super) https_word: Option<String>,
-    pub(super) max_queue: Option<usize>,
-    pub(super) queue_timeout: Option<Duration>,
-    pub(super) connect_timeout: Option<Duration>,
-    pub(super) read_timeout: Option<Duration>,
-    pub(super) retry_sent: bool,
-    pub(super) hot_reload: Option<HotReload>,
-    pub(super) json_logging: bool,
-    pub(super) no_access_log: bool,
-    pub(super) variant: Option<String>,
-    pub(super) socket_prefix: Option<PathBuf>,
-    pub(super) lb_policy: Option<LbPolicy>,
-    pub(super) upstream_max_idle: Option<u32>,
-    pub(super) upstream_max_conns_per_socket: Option<u32>,
-    pub(super) header_timeout: Option<Duration>,
-    pub(super) response_buffer_kb: Option<u32>,
-    pub(super) stuck_grace: Option<Duration>,
-    pub(super) stop_timeout: Option<Duration>,
-}
-
-impl Seen {
-    /// Remembers `word` as asking for HTTPS, unless an earlier word did.
-    pub(super) fn note_https(&mut self, word: &str) {
-        if self.https_word.is_none() {
-            self.https_word = Some(word.to_string());
-        }
-    }
-}
 
 /// The serve command, refusing what this version does not have.
 pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<ServeConfig, CliError> {
