@@ -174,6 +174,16 @@ impl Worker {
         }
     }
 
+    /// Whether it may take a request now: `Idle`, neither draining nor
+    /// leaving, of the `active` version and under its request budget.
+    pub(crate) fn routable(&self, active: Option<Version>, max_requests: Option<u64>) -> bool {
+        self.is_idle()
+            && !self.draining
+            && !self.leaving
+            && Some(self.version) == active
+            && max_requests.is_none_or(|max| self.dispatched < max)
+    }
+
     /// The request this worker is handling, if any.
     pub(crate) fn in_flight(&self) -> Option<RequestId> {
         match self.state {

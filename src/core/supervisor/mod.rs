@@ -85,15 +85,11 @@ use serde::Serialize;
 use crate::core::{Pid, Slot, Time, Version};
 
 pub use config::SupervisorConfig;
+pub use process::SpawnId;
 use process::{Due, Leave, Proc, ProcState};
 use roll::Roll;
 use slot::{Handover, Role, SlotEntry, SlotState};
 pub use status::{LastRoll, ProcessStatus, RollStatus, SlotStatus, SupervisorStatus};
-
-/// Names one spawn request; the caller answers it with
-/// [`Supervisor::handle_spawned`] or [`Supervisor::handle_spawn_failed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct SpawnId(pub u64);
 
 /// What the caller must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -415,7 +411,7 @@ impl Supervisor {
         if !self.stopping {
             self.stopping = true;
             if let Some(roll) = self.roll.take() {
-                self.last_roll = Some(LastRoll::new(roll, "interrupted", Some("stop".to_string()), self.now));
+                self.last_roll = Some(roll.ended("interrupted", Some("stop".to_string()), self.now));
             }
             for idx in 0..self.slots.len() {
                 for id in self.slots[idx].state.on_unwanted() {

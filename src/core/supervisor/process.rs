@@ -4,7 +4,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::core::{Pid, Slot, Time, Version};
+
+/// Names one spawn request; the caller answers it with
+/// [`Supervisor::handle_spawned`] or [`Supervisor::handle_spawn_failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SpawnId(pub u64);
 
 /// Lifecycle of one worker process.
 ///

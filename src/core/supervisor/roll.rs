@@ -14,6 +14,24 @@ pub(super) struct Roll {
     pub(super) to: Version,
 }
 
+impl Roll {
+    /// How the roll ended, for [`Supervisor::status`].
+    pub(super) fn ended(self, outcome: &'static str, reason: Option<String>, at: Time) -> LastRoll {
+        let message = match &reason {
+            None => format!("{outcome}: v{} -> v{}", self.from.0, self.to.0),
+            Some(r) => format!("{outcome}: {r}"),
+        };
+        LastRoll {
+            outcome,
+            from: self.from,
+            to: self.to,
+            reason,
+            at_ms: at.as_micros() / 1000,
+            message,
+        }
+    }
+}
+
 impl Supervisor {
     /// Starts a rolling restart to a fresh generation: call on SIGHUP (or a
     /// process-mode reload). Errors if one is in progress or a stop has begun.
@@ -76,7 +94,7 @@ impl Supervisor {
 
     pub(super) fn abort_roll(&mut self, reason: String) {
         let Some(roll) = self.roll.take() else { return };
-        self.last_roll = Some(LastRoll::new(roll, "aborted", Some(reason), self.now));
+        self.last_roll = Some(roll.ended("aborted", Some(reason), self.now));
         for idx in 0..self.slots.len() {
             if let SlotState::Occupied {
                 replacement: Some(r), ..
@@ -156,7 +174,7 @@ impl Supervisor {
         }
         self.current = roll.to;
         self.roll = None;
-        self.last_roll = Some(LastRoll::new(roll, "completed", None, self.now));
+        self.last_roll = Some(roll.ended("completed", None, self.now));
     }
 
     pub(super) fn start_recycles(&mut self) {

@@ -1,8 +1,7 @@
 //! One worker slot: who holds it ([`SlotState`]), the replacement on its way
 //! ([`Replacement`]) and its crash history ([`SlotEntry`]).
 
-use super::SpawnId;
-use super::process::Illegal;
+use super::process::{Illegal, SpawnId};
 use crate::core::Time;
 
 /// Why a replacement is booting for a slot.

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::process::{Leave, ProcState};
-use super::roll::Roll;
+use super::Supervisor;
+use super::process::{Leave, ProcState, SpawnId};
 use super::slot::{Role, SlotState};
-use super::{SpawnId, Supervisor};
 use crate::core::{Pid, Slot, Time, Version};
 
 /// A snapshot for `/status` and logs.
@@ -49,23 +48,6 @@ pub struct LastRoll {
     pub at_ms: u64,
     /// One line for humans.
     pub message: String,
-}
-
-impl LastRoll {
-    pub(super) fn new(roll: Roll, outcome: &'static str, reason: Option<String>, at: Time) -> LastRoll {
-        let message = match &reason {
-            None => format!("{outcome}: v{} -> v{}", roll.from.0, roll.to.0),
-            Some(r) => format!("{outcome}: {r}"),
-        };
-        LastRoll {
-            outcome,
-            from: roll.from,
-            to: roll.to,
-            reason,
-            at_ms: at.as_micros() / 1000,
-            message,
-        }
-    }
 }
 
 impl std::ops::Deref for LastRoll {
