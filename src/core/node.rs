@@ -124,6 +124,24 @@ impl Node {
         self.balancer.begin_stop(now);
     }
 
+    /// The balancer (also the public field `balancer`): its
+    /// [`Balancer::stats`] feed `/status`, `/metrics` and the dashboard.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// The supervisor (also the public field `supervisor`): its
+    /// [`Supervisor::exit_counts`] feed `/metrics` and the dashboard.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Illegal transitions of both halves ([`Balancer::illegal_transitions`]
+    /// plus [`Supervisor::illegal_transitions`]); 0 unless the core has a bug.
+    pub fn illegal_transitions(&self) -> u64 {
+        self.balancer.illegal_transitions() + self.supervisor.illegal_transitions()
+    }
+
     /// Whether a stop was requested.
     pub fn is_stopping(&self) -> bool {
         self.stop_requested

@@ -12,6 +12,9 @@ fn check_balancer(b: &Balancer) -> Result<(), String> {
     if let Some(message) = b.illegal_dispatch() {
         return Err(format!("dispatch to an ineligible worker: {message}"));
     }
+    if b.illegal_transitions() > 0 {
+        return Err(format!("{} illegal worker transitions", b.illegal_transitions()));
+    }
     let config = b.config();
     let mut on_worker: BTreeMap<RequestId, Pid> = BTreeMap::new();
     let mut routable = 0;

@@ -72,8 +72,9 @@ use select::IdleSet;
 pub use select::Policy;
 use worker::Worker;
 
-pub use status::{BalancerStatus, Counters, WorkerStatus};
+pub use status::{BalancerStats, BalancerStatus, Counters, WorkerStatus};
 
+use super::stats::IllegalTransitions;
 use super::{Answer, Pid, RequestId, Slot, Time, Version};
 
 /// Connection refusals in a row after which a registered worker is reported
@@ -214,6 +215,8 @@ enum Phase {
 #[derive(Clone, Copy, Debug)]
 struct Request {
     meta: RequestMeta,
+    /// When it arrived (the start of its queue wait).
+    arrived: Time,
     /// Deadline in the queue: arrival + queue timeout, kept across a retry.
     queue_deadline: Time,
     /// Dispatches so far (1 after the first, 2 after the retry).
@@ -239,7 +242,9 @@ pub struct Balancer {
     stopping: bool,
     actions: VecDeque<Action>,
     events: VecDeque<WorkerEvent>,
-    counters: Counters,
+    stats: BalancerStats,
+    /// Worker transitions this balancer chose and the worker refused.
+    illegal: IllegalTransitions,
     /// Dispatches to a worker that was not routable (must stay 0).
     illegal_dispatches: u64,
     first_illegal_dispatch: Option<String>,
@@ -265,7 +270,8 @@ impl Balancer {
             stopping: false,
             actions: VecDeque::new(),
             events: VecDeque::new(),
-            counters: Counters::default(),
+            stats: BalancerStats::default(),
+            illegal: IllegalTransitions::default(),
             illegal_dispatches: 0,
             first_illegal_dispatch: None,
             now: Time::ZERO,
@@ -288,7 +294,7 @@ impl Balancer {
     /// `poll_action`: it is dispatched at once, queued, or answered 503.
     pub fn handle_request(&mut self, id: RequestId, meta: RequestMeta, now: Time) {
         let now = self.tick(now);
-        self.counters.requests += 1;
+        self.stats.requests += 1;
         if self.requests.contains_key(&id) {
             debug_assert!(false, "request {id:?} arrived twice");
             return;
@@ -299,6 +305,7 @@ impl Balancer {
         }
         let request = Request {
             meta,
+            arrived: now,
             queue_deadline: now + self.config.queue_timeout,
             dispatches: 0,
             phase: Phase::Queued { seq: 0 },
@@ -317,7 +324,7 @@ impl Balancer {
         } else {
             self.requests.insert(id, request);
             self.enqueue(id);
-            self.counters.queued += 1;
+            self.stats.queued += 1;
         }
     }
 
@@ -487,7 +494,7 @@ impl Balancer {
     // ----- internals ----------------------------------------------------
 
     fn answer_new(&mut self, id: RequestId, answer: Answer) {
-        self.counters.count(answer);
+        self.stats.count_answer(answer);
         self.actions.push_back(Action::Answer { request: id, answer });
     }
 
@@ -520,6 +527,10 @@ impl Balancer {
             return;
         };
         let attempt = request.dispatches;
+        if attempt == 0 {
+            let waited = now.as_micros().saturating_sub(request.arrived.as_micros());
+            self.stats.queue_wait.observe(waited);
+        }
         request.dispatches += 1;
         request.phase = Phase::Dispatched { pid, deadline };
         self.read_deadlines.insert((deadline, id));
@@ -528,19 +539,18 @@ impl Balancer {
         let (active, max) = (self.active, self.config.max_requests_per_worker);
         match self.workers.get_mut(&pid) {
             Some(worker) if worker.routable(active, max) => {
-                let accepted = worker.on_dispatch(id);
-                debug_assert!(accepted.is_ok(), "dispatch to a busy worker: {accepted:?}");
+                self.illegal.count_and_assert(worker.on_dispatch(id));
             }
             other => {
                 self.illegal_dispatches += 1;
                 self.first_illegal_dispatch
                     .get_or_insert_with(|| format!("{id:?} dispatched to {pid:?}: {other:?}"));
                 if let Some(worker) = other {
-                    let _ = worker.on_dispatch(id);
+                    self.illegal.count(worker.on_dispatch(id));
                 }
             }
         }
-        self.counters.dispatched += 1;
+        self.stats.dispatches += 1;
         self.actions.push_back(Action::Dispatch {
             request: id,
             pid,

@@ -24,7 +24,7 @@ impl Balancer {
                 request.phase = Phase::Abandoned { pid, deadline: None };
                 self.read_deadlines.remove(&(deadline, id));
                 if let Some(worker) = self.workers.get_mut(&pid) {
-                    let _ = worker.on_head(id);
+                    self.illegal.count(worker.on_head(id));
                 }
                 return;
             }
@@ -34,9 +34,9 @@ impl Balancer {
         };
         request.phase = Phase::Streaming { pid };
         self.read_deadlines.remove(&(deadline, id));
-        self.counters.responses += 1;
+        self.stats.responses += 1;
         if let Some(worker) = self.workers.get_mut(&pid) {
-            let _ = worker.on_head(id);
+            self.illegal.count(worker.on_head(id));
         }
     }
 
@@ -53,7 +53,7 @@ impl Balancer {
             Phase::Dispatched { pid, deadline } => {
                 // A complete without a head: treat the head as received.
                 self.read_deadlines.remove(&(deadline, id));
-                self.counters.responses += 1;
+                self.stats.responses += 1;
                 pid
             }
             Phase::Streaming { pid } | Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } => pid,
@@ -96,7 +96,7 @@ impl Balancer {
         self.worker_done(pid, id, Some(now + self.config.quarantine), now);
         let may_retry = request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
         if may_retry {
-            self.counters.retries += 1;
+            self.stats.retries += 1;
             self.retry(id, now);
         } else {
             self.answer_existing(id, Answer::UpstreamError);
@@ -117,14 +117,14 @@ impl Balancer {
             Phase::Queued { seq } => {
                 self.queue.remove(&seq);
                 self.requests.remove(&id);
-                self.counters.client_gone += 1;
+                self.stats.client_gone += 1;
             }
             Phase::Dispatched { pid, deadline } => {
                 request.phase = Phase::Abandoned {
                     pid,
                     deadline: Some(deadline),
                 };
-                self.counters.client_gone += 1;
+                self.stats.client_gone += 1;
             }
             Phase::Streaming { .. } | Phase::TimedOut { .. } | Phase::Abandoned { .. } => {}
         }
@@ -140,7 +140,7 @@ impl Balancer {
         let pid = match request.phase {
             Phase::Dispatched { pid, deadline } => {
                 self.read_deadlines.remove(&(deadline, id));
-                self.counters.client_gone += 1;
+                self.stats.client_gone += 1;
                 pid
             }
             Phase::Abandoned { pid, .. } => pid,
@@ -148,7 +148,7 @@ impl Balancer {
         };
         self.requests.remove(&id);
         if let Some(worker) = self.workers.get_mut(&pid) {
-            let _ = worker.on_refused(id, None);
+            self.illegal.count(worker.on_refused(id, None));
         }
         self.after_worker_change(pid, now);
         self.pump(now);
@@ -171,7 +171,7 @@ impl Balancer {
         self.read_deadlines.remove(&(deadline, id));
         let until = now + self.config.quarantine;
         if let Some(worker) = self.workers.get_mut(&pid) {
-            let _ = worker.on_refused(id, Some(until));
+            self.illegal.count(worker.on_refused(id, Some(until)));
             // A live process that keeps refusing connections is as useless
             // as a hung one: after a few in a row, let the supervisor replace
             // it (a busy reply proves it alive, so it does not count).
@@ -186,7 +186,7 @@ impl Balancer {
         self.quarantines.insert((until, pid));
         self.after_worker_change(pid, now);
         if request.dispatches < 2 {
-            self.counters.retries += 1;
+            self.stats.retries += 1;
             self.retry(id, now);
         } else {
             self.answer_existing(id, last_answer);
@@ -231,7 +231,7 @@ impl Balancer {
             return;
         };
         let was_stuck = worker.is_stuck();
-        if worker.on_complete(id, quarantine).is_err() {
+        if self.illegal.count(worker.on_complete(id, quarantine)).is_none() {
             return;
         }
         self.events.push_back(WorkerEvent::Served {

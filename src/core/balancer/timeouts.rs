@@ -30,7 +30,7 @@ impl Balancer {
             if let Some(worker) = self.workers.get_mut(&pid)
                 && worker.quarantined_until() == Some(end)
             {
-                let _ = worker.on_quarantine_end(now);
+                self.illegal.count(worker.on_quarantine_end(now));
                 self.refresh(pid);
                 self.report_idle_if_drained(pid);
                 self.remove_if_gone(pid);
@@ -50,7 +50,7 @@ impl Balancer {
                     // Nobody to answer, but the worker is stuck all the same.
                     request.phase = Phase::TimedOut { pid };
                     if let Some(worker) = self.workers.get_mut(&pid) {
-                        let _ = worker.on_read_timeout(id);
+                        self.illegal.count(worker.on_read_timeout(id));
                     }
                     self.events.push_back(WorkerEvent::Stuck { pid });
                     self.update_active_version();
@@ -60,10 +60,10 @@ impl Balancer {
             };
             request.phase = Phase::TimedOut { pid };
             if let Some(worker) = self.workers.get_mut(&pid) {
-                let _ = worker.on_read_timeout(id);
+                self.illegal.count(worker.on_read_timeout(id));
             }
             self.events.push_back(WorkerEvent::Stuck { pid });
-            self.counters.count(Answer::UpstreamTimeout);
+            self.stats.count_answer(Answer::UpstreamTimeout);
             self.actions.push_back(Action::Answer {
                 request: id,
                 answer: Answer::UpstreamTimeout,

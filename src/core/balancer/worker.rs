@@ -1,5 +1,7 @@
 //! One registered worker process and its state machine.
 
+use std::fmt;
+
 use super::super::{Pid, RequestId, Slot, Time, Version};
 
 /// What the balancer knows about one worker process.
@@ -60,6 +62,12 @@ enum State {
 pub(crate) struct IllegalTransition {
     pub(crate) event: &'static str,
     pub(crate) pid: Pid,
+}
+
+impl fmt::Display for IllegalTransition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event {} is illegal for worker {:?}", self.event, self.pid)
+    }
 }
 
 type Transition = Result<(), IllegalTransition>;

@@ -10,6 +10,9 @@ impl Supervisor {
     /// Checks the internal consistency (used by the tests after every step).
     pub fn check_invariants(&self) -> Result<(), String> {
         let cfg = &self.config;
+        if self.illegal.total() > 0 {
+            return Err(format!("{} illegal transitions", self.illegal.total()));
+        }
         // Pid index.
         for (&pid, &id) in &self.by_pid {
             match self.procs.get(&id) {

@@ -70,6 +70,7 @@
 //! plain value types ([`Pid`], [`Slot`], [`Time`], [`Version`]).
 
 mod config;
+mod exits;
 mod invariants;
 mod process;
 mod roll;
@@ -82,9 +83,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
+use crate::core::stats::IllegalTransitions;
 use crate::core::{Pid, Slot, Time, Version};
 
 pub use config::SupervisorConfig;
+pub use exits::ExitCause;
 pub use process::SpawnId;
 use process::{Due, Leave, Proc, ProcState};
 use roll::Roll;
@@ -135,6 +138,10 @@ pub struct Supervisor {
     actions: VecDeque<SupervisorAction>,
     /// Set if a `Spawn` was ever queued after `stop` (checked by `check_invariants`).
     spawned_while_stopping: bool,
+    /// Processes ended, by cause (every cause present).
+    exits: BTreeMap<ExitCause, u64>,
+    /// Transitions this supervisor chose and its state machines refused.
+    illegal: IllegalTransitions,
 }
 
 impl Supervisor {
@@ -158,6 +165,8 @@ impl Supervisor {
             next_spawn: 1,
             actions: VecDeque::new(),
             spawned_while_stopping: false,
+            exits: ExitCause::ALL.iter().map(|&c| (c, 0)).collect(),
+            illegal: IllegalTransitions::default(),
         };
         s.advance(now);
         s
@@ -241,15 +250,13 @@ impl Supervisor {
         if let Some(p) = self.procs.get_mut(&spawn)
             && p.pid.is_none()
         {
-            match p.state.on_spawned(now, stop_timeout) {
-                Ok(terminate) => {
-                    p.pid = Some(pid);
-                    self.by_pid.insert(pid, spawn);
-                    if terminate {
-                        self.actions.push_back(SupervisorAction::Terminate { pid });
-                    }
+            let started = p.state.on_spawned(now, stop_timeout);
+            if let Some(terminate) = self.illegal.count_and_assert(started) {
+                p.pid = Some(pid);
+                self.by_pid.insert(pid, spawn);
+                if terminate {
+                    self.actions.push_back(SupervisorAction::Terminate { pid });
                 }
-                Err(e) => debug_assert!(false, "{e}"),
             }
         }
         self.advance(now);
@@ -262,8 +269,7 @@ impl Supervisor {
         if let Some(p) = self.procs.get(&spawn)
             && let ProcState::Spawning { cancelled, .. } = p.state
         {
-            self.detach(spawn, !cancelled, "could not be spawned");
-            self.remove(spawn);
+            self.spawn_failed(spawn, cancelled);
         }
         self.advance(now);
     }
@@ -279,9 +285,9 @@ impl Supervisor {
         {
             let idx = p.slot.0 as usize;
             if let Some(Role::Replacement(Handover::Recycle)) = self.role(id) {
-                match self.slots[idx].state.on_replacement_ready() {
-                    Ok(old) => self.retire(old, Leave::Recycled),
-                    Err(e) => debug_assert!(false, "{e}"),
+                let handed_over = self.slots[idx].state.on_replacement_ready();
+                if let Some(old) = self.illegal.count_and_assert(handed_over) {
+                    self.retire(old, Leave::Recycled);
                 }
             }
         }
@@ -337,7 +343,9 @@ impl Supervisor {
         if let Some(&id) = self.by_pid.get(&pid)
             && let Some(p) = self.procs.get_mut(&id)
         {
-            let _ignored = p.state.on_stuck(now);
+            // A report about a process already on its way out no longer
+            // applies: ignored, not an illegal transition.
+            let _late = p.state.on_stuck(now);
         }
         self.advance(now);
     }
@@ -349,7 +357,7 @@ impl Supervisor {
         if let Some(&id) = self.by_pid.get(&pid)
             && let Some(p) = self.procs.get_mut(&id)
         {
-            let _ignored = p.state.on_unstuck();
+            let _late = p.state.on_unstuck();
         }
         self.advance(now);
     }
@@ -465,6 +473,16 @@ impl Supervisor {
         self.by_pid.get(&pid).is_some_and(|id| self.procs[id].leave.is_some())
     }
 
+    /// Transitions the supervisor chose and its state machines refused
+    /// (each one a bug; release builds skip the transition and count it
+    /// here, debug builds stop where the supervisor has always asserted).
+    /// Late inputs that no longer apply (a quit from a process already
+    /// terminated, an unstuck report for a killed one) are ignored by
+    /// design and not counted.
+    pub fn illegal_transitions(&self) -> u64 {
+        self.illegal.total()
+    }
+
     /// Every started process not yet reaped, sorted.
     pub fn live_pids(&self) -> Vec<Pid> {
         self.by_pid.keys().copied().collect()
@@ -565,123 +583,36 @@ impl Supervisor {
             return;
         };
         p.leave.get_or_insert(leave);
-        match p.state {
+        let pid = p.pid;
+        let action = match p.state {
             ProcState::Spawning { cancelled: false, .. } => {
-                let _ok = p.state.on_cancel();
+                self.illegal.count(p.state.on_cancel());
+                None
             }
             ProcState::Booting { .. } => {
-                if p.state.on_terminate(now, stop_timeout).is_ok()
-                    && let Some(pid) = p.pid
-                {
-                    self.actions.push_back(SupervisorAction::Terminate { pid });
-                }
+                let terminated = self.illegal.count(p.state.on_terminate(now, stop_timeout));
+                terminated.and(pid).map(|pid| SupervisorAction::Terminate { pid })
             }
             ProcState::Ready { .. } | ProcState::Draining { .. } if stopping => {
-                if p.state.on_terminate(now, stop_timeout).is_ok()
-                    && let Some(pid) = p.pid
-                {
-                    self.actions.push_back(SupervisorAction::Terminate { pid });
-                }
+                let terminated = self.illegal.count(p.state.on_terminate(now, stop_timeout));
+                terminated.and(pid).map(|pid| SupervisorAction::Terminate { pid })
             }
             ProcState::Ready { .. } => {
-                if p.state.on_drain().is_ok()
-                    && let Some(pid) = p.pid
-                {
-                    self.actions.push_back(SupervisorAction::Drain { pid });
-                }
+                let drained = self.illegal.count(p.state.on_drain());
+                drained.and(pid).map(|pid| SupervisorAction::Drain { pid })
             }
-            _ => {}
-        }
+            _ => None,
+        };
+        self.actions.extend(action);
         self.push_retiring(id);
     }
 
     fn kill(&mut self, id: SpawnId) {
         if let Some(p) = self.procs.get_mut(&id)
-            && p.state.on_kill().is_ok()
+            && self.illegal.count(p.state.on_kill()).is_some()
             && let Some(pid) = p.pid
         {
             self.actions.push_back(SupervisorAction::Kill { pid });
-        }
-    }
-
-    fn record_crash(&mut self, idx: usize) {
-        let e = &mut self.slots[idx];
-        e.crashes = e.crashes.saturating_add(1);
-        e.last_crash_at = self.now;
-    }
-
-    /// Resets the crash count of slots where a process that joined after the
-    /// last crash has stayed ready for `backoff_reset_after`.
-    fn reset_crash_counts(&mut self) {
-        for idx in 0..self.slots.len() {
-            let entry = &self.slots[idx];
-            if entry.crashes == 0 {
-                continue;
-            }
-            let stable = self.members(idx).iter().any(|id| match self.procs[id].state {
-                ProcState::Ready { since, .. } => {
-                    since >= entry.last_crash_at && self.now >= since + self.config.backoff_reset_after
-                }
-                _ => false,
-            });
-            if stable {
-                self.slots[idx].crashes = 0;
-            }
-        }
-    }
-
-    /// Takes a process out of its role (primary or replacement) because it
-    /// is gone or going, with the consequences for its slot: the replacement
-    /// takes over, the crash is counted, a failed new generation aborts the
-    /// rolling restart. The caller then removes or retires the process.
-    fn detach(&mut self, id: SpawnId, crash: bool, what: &str) {
-        let Some(p) = self.procs.get(&id) else { return };
-        let (slot, version, before_ready) = (p.slot, p.version, p.state.before_ready());
-        let idx = slot.0 as usize;
-        match self.role(id) {
-            None | Some(Role::Retiring) => return,
-            Some(Role::Primary) => {
-                if let Err(e) = self.slots[idx].state.on_primary_lost() {
-                    debug_assert!(false, "{e}");
-                }
-                if crash {
-                    self.record_crash(idx);
-                }
-            }
-            Some(Role::Replacement(kind)) => {
-                if let Err(e) = self.slots[idx].state.on_replacement_lost() {
-                    debug_assert!(false, "{e}");
-                }
-                // A new generation failing to boot aborts the roll; it says
-                // nothing about the slot's own health.
-                if crash && !(kind == Handover::Roll && before_ready) {
-                    self.record_crash(idx);
-                }
-            }
-        }
-        if crash
-            && before_ready
-            && let Some(roll) = self.roll
-            && roll.to == version
-        {
-            self.abort_roll(format!("slot {} v{} {what}", slot.0, version.0));
-        }
-    }
-
-    /// Forgets an exited process, after detaching it from its role.
-    fn process_exited(&mut self, id: SpawnId) {
-        let Some(p) = self.procs.get(&id) else { return };
-        let crash = !p.state.exit_is_planned();
-        self.detach(id, crash, "died before joining");
-        self.remove(id);
-    }
-
-    fn remove(&mut self, id: SpawnId) {
-        if let Some(p) = self.procs.remove(&id) {
-            if let Some(pid) = p.pid {
-                self.by_pid.remove(&pid);
-            }
-            self.slots[p.slot.0 as usize].retiring.retain(|&r| r != id);
         }
     }
 
@@ -733,7 +664,10 @@ impl Supervisor {
                     self.detach(id, true, "missed the ready timeout");
                     if let Some(p) = self.procs.get_mut(&id) {
                         p.leave.get_or_insert(Leave::ReadyTimeout);
-                        if p.state.on_cancel().is_err() {
+                        // No pid yet: cancel the spawn; started: kill it.
+                        if let ProcState::Spawning { .. } = p.state {
+                            self.illegal.count(p.state.on_cancel());
+                        } else {
                             self.kill(id);
                         }
                     }
@@ -759,14 +693,14 @@ impl Supervisor {
             match self.slots[idx].state {
                 SlotState::Occupied { .. } => {}
                 SlotState::Vacant if self.backoff_pending(idx) => {
-                    let _ok = self.slots[idx].state.on_wait_backoff();
+                    let waiting = self.slots[idx].state.on_wait_backoff();
+                    self.illegal.count(waiting);
                 }
                 SlotState::Backoff if self.backoff_pending(idx) => {}
                 SlotState::Vacant | SlotState::Backoff => {
                     let id = self.spawn(idx, version);
-                    if let Err(e) = self.slots[idx].state.on_spawn_primary(id) {
-                        debug_assert!(false, "{e}");
-                    }
+                    let occupied = self.slots[idx].state.on_spawn_primary(id);
+                    self.illegal.count_and_assert(occupied);
                 }
             }
         }

@@ -53,7 +53,8 @@ impl Supervisor {
             } = self.slots[idx].state
                 && r.kind == Handover::Recycle
             {
-                let _r = self.slots[idx].state.on_replacement_lost();
+                let lost = self.slots[idx].state.on_replacement_lost();
+                self.illegal.count(lost);
                 self.retire(r.spawn, Leave::Cancelled);
             }
         }
@@ -101,7 +102,8 @@ impl Supervisor {
             } = self.slots[idx].state
                 && r.kind == Handover::Roll
             {
-                let _r = self.slots[idx].state.on_replacement_lost();
+                let lost = self.slots[idx].state.on_replacement_lost();
+                self.illegal.count(lost);
                 self.retire(r.spawn, Leave::RollAborted);
             }
             // A slot refilled at the new generation during the roll: if it has
@@ -114,7 +116,8 @@ impl Supervisor {
                 && self.procs[&primary].version == roll.to
                 && self.procs[&primary].state.before_ready()
             {
-                let _ok = self.slots[idx].state.on_primary_lost();
+                let lost = self.slots[idx].state.on_primary_lost();
+                self.illegal.count(lost);
                 self.retire(primary, Leave::RollAborted);
             }
         }
@@ -148,12 +151,11 @@ impl Supervisor {
                 && !self.backoff_pending(idx)
             {
                 let id = self.spawn(idx, roll.to);
-                if let Err(e) = self.slots[idx].state.on_spawn_replacement(Replacement {
+                let replacing = self.slots[idx].state.on_spawn_replacement(Replacement {
                     spawn: id,
                     kind: Handover::Roll,
-                }) {
-                    debug_assert!(false, "{e}");
-                }
+                });
+                self.illegal.count_and_assert(replacing);
                 booting += 1;
             }
         }
@@ -166,9 +168,9 @@ impl Supervisor {
             } = self.slots[idx].state
                 && r.kind == Handover::Roll
             {
-                match self.slots[idx].state.on_replacement_ready() {
-                    Ok(old) => self.retire(old, Leave::RolledOver),
-                    Err(e) => debug_assert!(false, "{e}"),
+                let handed_over = self.slots[idx].state.on_replacement_ready();
+                if let Some(old) = self.illegal.count_and_assert(handed_over) {
+                    self.retire(old, Leave::RolledOver);
                 }
             }
         }
@@ -208,12 +210,11 @@ impl Supervisor {
                 continue;
             }
             let id = self.spawn(idx, self.current);
-            if let Err(e) = self.slots[idx].state.on_spawn_replacement(Replacement {
+            let replacing = self.slots[idx].state.on_spawn_replacement(Replacement {
                 spawn: id,
                 kind: Handover::Recycle,
-            }) {
-                debug_assert!(false, "{e}");
-            }
+            });
+            self.illegal.count_and_assert(replacing);
             budget -= 1;
         }
     }
