@@ -3,8 +3,9 @@
 //!
 //! - [`Observer`] watches the inputs and outputs of a balancer from outside
 //!   and checks the end-to-end promises (every request ends exactly once,
-//!   503/504 only for their reasons, at most one retry, FIFO, no dispatch to
-//!   an ineligible worker).
+//!   503/504 only for their reasons, at most one retry, and none after a
+//!   request reached a worker unless `retry_after_send` allows it, FIFO, no
+//!   dispatch to an ineligible worker).
 //!
 //! The balancer's own consistency check lives with it
 //! ([`Balancer::check_invariants`]). This module imports the balancer; the
@@ -55,6 +56,7 @@ pub struct Observer {
     queue_timeout: Duration,
     read_timeout: Duration,
     max_queue: usize,
+    retry_after_send: bool,
     /// Requests never dispatched that are waiting, by arrival order.
     waiting_fresh: BTreeSet<(u64, RequestId)>,
     violations: Vec<String>,
@@ -68,6 +70,7 @@ impl Observer {
             queue_timeout: c.queue_timeout,
             read_timeout: c.read_timeout,
             max_queue: c.max_queue,
+            retry_after_send: c.retry_after_send,
             ..Observer::default()
         }
     }
@@ -160,7 +163,11 @@ impl Observer {
                 seen.dispatches.len()
             ));
         }
-        if seen.sent_and_failed && !(seen.meta.idempotent && seen.meta.replayable) {
+        if seen.sent_and_failed && !self.retry_after_send {
+            problems.push(format!(
+                "{id:?} was sent again after reaching a worker, with retry_after_send off"
+            ));
+        } else if seen.sent_and_failed && !(seen.meta.idempotent && seen.meta.replayable) {
             problems.push(format!(
                 "{id:?} is not idempotent+replayable and was sent again after reaching a worker"
             ));

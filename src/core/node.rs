@@ -218,3 +218,63 @@ impl Node {
         moved
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::balancer::{BalancerConfig, RequestMeta};
+    use crate::core::supervisor::{ExitCause, SupervisorConfig};
+    use crate::core::{RequestId, Slot, Version};
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    /// A node with one worker booted and joined as `Pid(7)`.
+    fn node_with_a_worker() -> Node {
+        let mut node = Node::new(
+            Balancer::new(BalancerConfig::default()),
+            Supervisor::new(SupervisorConfig::default(), Time::ZERO),
+        );
+        let spawn = match node.poll() {
+            Some(Output::Process(SupervisorAction::Spawn { spawn, .. })) => spawn,
+            other => panic!("expected a spawn, got {other:?}"),
+        };
+        node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        let info = WorkerInfo {
+            pid: Pid(7),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "/tmp/w0.sock".into(),
+        };
+        node.handle_join(info, ms(2)).unwrap();
+        while node.poll().is_some() {}
+        node
+    }
+
+    #[test]
+    fn illegal_transitions_of_both_halves_add_up() {
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        node.balancer.handle_client_gone(RequestId(1), ms(4));
+        node.balancer.handle_response_head(RequestId(1), ms(5));
+        assert_eq!(node.illegal_transitions(), 0);
+        // The worker answered, so it cannot give the request back unused.
+        node.balancer.handle_dispatch_unused(RequestId(1), ms(6));
+        assert_eq!(node.balancer().illegal_transitions(), 1);
+        assert_eq!(node.supervisor().illegal_transitions(), 0);
+        assert_eq!(node.illegal_transitions(), 1);
+    }
+
+    #[test]
+    fn the_node_shows_both_halves_counts() {
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        node.handle_exit(Pid(7), ms(4));
+        node.balancer.handle_failed_after_send(RequestId(1), ms(4));
+        while node.poll().is_some() {}
+        assert_eq!(node.balancer().stats().answered(crate::core::Answer::UpstreamError), 1);
+        assert_eq!(node.balancer().stats().dispatches, 1);
+        assert_eq!(node.supervisor().exit_counts()[&ExitCause::Crash], 1);
+    }
+}

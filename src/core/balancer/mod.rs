@@ -42,8 +42,11 @@
 //! - Every request ends exactly once: a response head from a worker, a
 //!   synthesized [`Answer`], or its client going away.
 //! - At most one retry per request, and only when the worker refused it
-//!   (busy reply, connect failure) or the request is idempotent with a
-//!   replayable body.
+//!   (busy reply, connect failure: it never took the request), or, with
+//!   [`BalancerConfig::retry_after_send`] (off by default), when the
+//!   connection failed after the request was sent and the request is
+//!   idempotent with a replayable body. By default such a request is answered
+//!   `502 upstream_error`: its worker may have died of it.
 //!
 //! # Layout
 //!
@@ -54,8 +57,16 @@
 //! `worker` (one worker's state machine), `status` (counters and the
 //! `/status` snapshot), `invariants` (the consistency check) and `tests`.
 //! The balancer imports only `crate::core`'s value types ([`Answer`],
-//! [`Pid`], [`Time`], ...), never `core::invariants`, `core::node` or the
-//! supervisor.
+//! [`Pid`], [`Time`], ...) and `crate::core::stats`, never
+//! `core::invariants`, `core::node` or the supervisor.
+//!
+//! # Counters
+//!
+//! [`Balancer::stats`] holds what the balancer decided (answers by reason,
+//! dispatches, retries, the queue-wait histogram); `/status`'s
+//! [`Counters`] are read from it. [`Balancer::illegal_transitions`] counts
+//! worker transitions the balancer chose and the worker refused (0 unless it
+//! has a bug).
 
 mod invariants;
 mod outcome;
@@ -101,6 +112,13 @@ pub struct BalancerConfig {
     /// The number of workers the supervisor keeps; it sets the quorum a new
     /// version needs before it takes the traffic.
     pub desired_workers: u32,
+    /// Retry (once, on another worker) an idempotent, replayable request
+    /// whose connection failed after it was sent and before a response head
+    /// (default false). The worker may have been running the request when
+    /// it died: a request that crashes its worker would crash a second one.
+    /// A busy reply or a connect failure (the worker never took the request)
+    /// is retried once whatever this says.
+    pub retry_after_send: bool,
 }
 
 impl Default for BalancerConfig {
@@ -113,6 +131,7 @@ impl Default for BalancerConfig {
             policy: Policy::Lifo,
             max_requests_per_worker: None,
             desired_workers: 1,
+            retry_after_send: false,
         }
     }
 }

@@ -74,7 +74,10 @@ impl Balancer {
     }
 
     /// The connection failed after request bytes were sent and before a
-    /// response head: retried only if idempotent and replayable.
+    /// response head: the worker may have started on the request (and may
+    /// have died of it). Answered `502 upstream_error`, unless
+    /// [`retry_after_send`](super::BalancerConfig::retry_after_send) is set and the request is
+    /// idempotent, replayable and not yet retried.
     pub fn handle_failed_after_send(&mut self, id: RequestId, now: Time) {
         let now = self.tick(now);
         let Some(request) = self.requests.get(&id).copied() else {
@@ -94,7 +97,12 @@ impl Balancer {
             Phase::Queued { .. } => return,
         };
         self.worker_done(pid, id, Some(now + self.config.quarantine), now);
-        let may_retry = request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
+        // Off by default: a request that killed its worker would kill a
+        // second one when replayed (`GET /crash`).
+        let may_retry = self.config.retry_after_send
+            && request.meta.idempotent
+            && request.meta.replayable
+            && request.dispatches < 2;
         if may_retry {
             self.stats.retries += 1;
             self.retry(id, now);

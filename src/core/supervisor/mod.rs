@@ -63,11 +63,20 @@
 //! This file holds [`Supervisor`] itself: its inputs (`handle_*`), commands,
 //! outputs (`poll_*`), queries and the bookkeeping they share. Beside it:
 //! `config` (knobs, backoff and recycling arithmetic), `process` (one
-//! process's lifecycle), `slot` (who holds a slot), `roll` (rolling restarts
-//! and recycling), `status` (the `/status` snapshot), `invariants` (the
-//! consistency check the tests run) and `tests`. The submodules import each
-//! other and this file; nothing here imports from outside `crate::core`'s
-//! plain value types ([`Pid`], [`Slot`], [`Time`], [`Version`]).
+//! process's lifecycle), `slot` (who holds a slot), `exits` (a process going
+//! away, and exits counted by [`ExitCause`]), `roll` (rolling restarts and
+//! recycling), `status` (the `/status` snapshot), `invariants` (the
+//! consistency check the tests run) and `tests`. Files that add methods to
+//! [`Supervisor`] import it from here; no two sibling files import each other.
+//! From outside this folder they import only std, serde, `crate::core`'s
+//! value types ([`Pid`], [`Slot`], [`Time`], [`Version`]) and
+//! `crate::core::stats`.
+//!
+//! # Counters
+//!
+//! [`Supervisor::exit_counts`] counts every process that ended, once, by
+//! cause; [`Supervisor::illegal_transitions`] counts transitions the
+//! supervisor chose and its state machines refused (0 unless it has a bug).
 
 mod config;
 mod exits;

@@ -1,6 +1,8 @@
 //! Unit tests of the supervisor, driven through its public inputs by a tiny
 //! harness that checks the invariants after every step.
 
+mod exits;
+
 use std::time::Duration;
 
 use super::status::millis;
