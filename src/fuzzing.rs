@@ -168,12 +168,16 @@ impl Bytes<'_> {
 /// ended exactly once.
 pub fn core_events(data: &[u8]) {
     let mut bytes = Bytes(data);
+    let max_queue = usize::from(bytes.next() % 6);
+    // One byte picks the policy (low bits) and the retry setting (high bit),
+    // so existing corpus entries keep every other setting.
+    let policy_byte = bytes.next();
     let config = BalancerConfig {
-        max_queue: usize::from(bytes.next() % 6),
+        max_queue,
         queue_timeout: Duration::from_millis(2000),
         read_timeout: Duration::from_millis(5000),
         quarantine: Duration::from_millis(250),
-        policy: match bytes.next() % 3 {
+        policy: match policy_byte % 3 {
             0 => Policy::Lifo,
             1 => Policy::RoundRobin,
             _ => Policy::LeastConnections,
@@ -183,6 +187,7 @@ pub fn core_events(data: &[u8]) {
             n => Some(u64::from(n) * 2),
         },
         desired_workers: u32::from(bytes.next() % 4) + 1,
+        retry_after_send: policy_byte & 0x80 != 0,
     };
     let mut lb = Balancer::new(config);
     let mut observer = Observer::new(&lb);

@@ -57,16 +57,20 @@ fn config() -> impl Strategy<Value = BalancerConfig> {
         ],
         prop_oneof![Just(None), (1u64..5).prop_map(Some)],
         1u32..4,
+        any::<bool>(),
     )
-        .prop_map(|(max_queue, policy, budget, desired)| BalancerConfig {
-            max_queue,
-            queue_timeout: Duration::from_millis(2000),
-            read_timeout: Duration::from_millis(5000),
-            quarantine: Duration::from_millis(250),
-            policy,
-            max_requests_per_worker: budget,
-            desired_workers: desired,
-        })
+        .prop_map(
+            |(max_queue, policy, budget, desired, retry_after_send)| BalancerConfig {
+                max_queue,
+                queue_timeout: Duration::from_millis(2000),
+                read_timeout: Duration::from_millis(5000),
+                quarantine: Duration::from_millis(250),
+                policy,
+                max_requests_per_worker: budget,
+                desired_workers: desired,
+                retry_after_send,
+            },
+        )
 }
 
 /// One dispatch the "adapter" still owes an outcome for.
@@ -341,4 +345,41 @@ fn the_observer_catches_forged_actions() {
         Time::ZERO,
     );
     assert!(observer.finish(false).is_err());
+}
+
+#[test]
+fn the_observer_catches_a_retry_after_send_that_is_switched_off() {
+    let violations = |retry_after_send: bool| {
+        let mut lb = Balancer::new(BalancerConfig {
+            retry_after_send,
+            ..BalancerConfig::default()
+        });
+        let info = WorkerInfo {
+            pid: Pid(1),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "s".into(),
+        };
+        lb.handle_join(info, Time::ZERO).unwrap();
+        let mut observer = Observer::new(&lb);
+        observer.before(&lb);
+        observer.on_request(RequestId(1), RequestMeta::GET, Time::ZERO);
+        lb.handle_request(RequestId(1), RequestMeta::GET, Time::ZERO);
+        let first = lb.poll_action().expect("dispatched");
+        observer.on_action(&first, &lb, Time::ZERO);
+        // The connection breaks after the request was sent, and a forged
+        // second dispatch follows.
+        observer.on_failed_after_send(RequestId(1));
+        let retry = Action::Dispatch {
+            request: RequestId(1),
+            pid: Pid(1),
+            attempt: 1,
+        };
+        observer.on_action(&retry, &lb, Time::ZERO);
+        observer.violations().to_vec()
+    };
+    let off = violations(false);
+    assert!(off.iter().any(|v| v.contains("retry_after_send off")), "{off:?}");
+    let on = violations(true);
+    assert!(!on.iter().any(|v| v.contains("retry_after_send")), "{on:?}");
 }

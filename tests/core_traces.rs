@@ -20,11 +20,16 @@ struct Trace {
 
 impl Trace {
     fn new(workers: u32, max_queue: usize) -> Trace {
+        Trace::with_retry_after_send(workers, max_queue, false)
+    }
+
+    fn with_retry_after_send(workers: u32, max_queue: usize, retry_after_send: bool) -> Trace {
         let balancer = Balancer::new(BalancerConfig {
             max_queue,
             queue_timeout: Duration::from_millis(1000),
             read_timeout: Duration::from_millis(3000),
             desired_workers: workers,
+            retry_after_send,
             ..BalancerConfig::default()
         });
         let supervisor = Supervisor::new(
@@ -128,6 +133,35 @@ fn worker_crash_mid_request() {
     t.at(30).respond(1);
     t.at(40).respond(3);
     t.at(120).join_all();
+    insta::assert_snapshot!(t.text);
+}
+
+/// `GET /crash`: the worker dies while it handles request 2 (the
+/// connection breaks after the request was sent), then its replacement joins.
+fn crash_during_request(retry_after_send: bool) -> Trace {
+    let mut t = Trace::with_retry_after_send(2, 8, retry_after_send);
+    t.at(1).join_all();
+    t.at(10).request(1);
+    t.at(10).request(2);
+    t.at(20).input("Pid100 dies while handling request 2", |n, now| {
+        n.balancer.handle_failed_after_send(RequestId(2), now);
+        n.handle_exit(Pid(100), now);
+    });
+    t.at(30).respond(1);
+    t.at(120).timeout();
+    t.at(130).join_all();
+    t
+}
+
+#[test]
+fn crash_during_request_is_answered_502_by_default() {
+    let t = crash_during_request(false);
+    insta::assert_snapshot!(t.text);
+}
+
+#[test]
+fn crash_during_request_is_retried_once_with_retry_after_send() {
+    let t = crash_during_request(true);
     insta::assert_snapshot!(t.text);
 }
 

@@ -425,6 +425,7 @@ async fn lb_main(shared: SharedRef, config: Config) -> turmoil::Result {
         policy: Policy::Lifo,
         max_requests_per_worker: config.supervisor.max_requests,
         desired_workers: config.workers,
+        retry_after_send: false,
     });
     let supervisor = Supervisor::new(
         SupervisorConfig {

@@ -1,108 +1,21 @@
-//! The invariants every test layer checks: one checker, shared by the unit
-//! tests, the proptests, the turmoil simulation and the fuzz targets.
+//! The end-to-end promises every test layer checks: one observer, shared by
+//! the unit tests, the proptests, the turmoil simulation and the fuzz targets.
 //!
-//! - [`check_balancer`] looks inside a [`Balancer`] after any step.
 //! - [`Observer`] watches the inputs and outputs of a balancer from outside
 //!   and checks the end-to-end promises (every request ends exactly once,
-//!   503/504 only for their reasons, at most one retry, FIFO, no dispatch to
-//!   an ineligible worker).
+//!   503/504 only for their reasons, at most one retry, and none after a
+//!   request reached a worker unless `retry_after_send` allows it, FIFO, no
+//!   dispatch to an ineligible worker).
+//!
+//! The balancer's own consistency check lives with it
+//! ([`Balancer::check_invariants`]). This module imports the balancer; the
+//! balancer never imports this module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::balancer::{Action, Balancer, RequestMeta};
 use super::{Answer, Pid, RequestId, Time};
-
-/// Checks the balancer's internal consistency.
-pub fn check_balancer(b: &Balancer) -> Result<(), String> {
-    if let Some(message) = b.illegal_dispatch() {
-        return Err(format!("dispatch to an ineligible worker: {message}"));
-    }
-    let config = b.config();
-    let mut on_worker: BTreeMap<RequestId, Pid> = BTreeMap::new();
-    let mut routable = 0;
-    for w in b.workers_view() {
-        if w.in_idle_set != w.routable {
-            return Err(format!(
-                "{:?}: in idle set = {}, routable = {}",
-                w.pid, w.in_idle_set, w.routable
-            ));
-        }
-        if w.routable {
-            routable += 1;
-            if w.in_flight.is_some() || w.draining || w.leaving || w.stuck {
-                return Err(format!(
-                    "{:?} is routable while busy, draining, leaving or stuck",
-                    w.pid
-                ));
-            }
-            if Some(w.version) != b.active_version() {
-                return Err(format!(
-                    "{:?} of {:?} routable while {:?} is active",
-                    w.pid,
-                    w.version,
-                    b.active_version()
-                ));
-            }
-            if let Some(max) = config.max_requests_per_worker
-                && w.dispatched >= max
-            {
-                return Err(format!("{:?} routable past its budget of {max}", w.pid));
-            }
-        }
-        if let Some(id) = w.in_flight
-            && let Some(other) = on_worker.insert(id, w.pid)
-        {
-            return Err(format!("{id:?} in flight on both {other:?} and {:?}", w.pid));
-        }
-    }
-    if routable != b.idle_len() {
-        return Err(format!(
-            "idle set holds {} but {routable} workers are routable",
-            b.idle_len()
-        ));
-    }
-    if b.queue_len() > config.max_queue {
-        return Err(format!("queue holds {} > max {}", b.queue_len(), config.max_queue));
-    }
-    if b.queue_len() > 0 && b.idle_len() > 0 {
-        return Err(format!(
-            "{} queued while {} workers sit idle",
-            b.queue_len(),
-            b.idle_len()
-        ));
-    }
-    let mut last_seq = None;
-    for (seq, id) in b.queue_entries() {
-        if last_seq.is_some_and(|l| l >= seq) {
-            return Err("queue out of order".into());
-        }
-        last_seq = Some(seq);
-        match b.request_worker(id) {
-            Some((true, None)) => {}
-            other => {
-                return Err(format!("queued {id:?} is not in the queued phase: {other:?}"));
-            }
-        }
-    }
-    for id in b.request_ids() {
-        match b.request_worker(id) {
-            Some((false, Some(pid))) => {
-                if on_worker.get(&id) != Some(&pid) {
-                    return Err(format!("{id:?} says it is on {pid:?}, which does not have it"));
-                }
-            }
-            Some((true, None)) => {}
-            other => return Err(format!("{id:?} in an impossible phase {other:?}")),
-        }
-    }
-    for (id, pid) in &on_worker {
-        if b.request_worker(*id).and_then(|(_, p)| p) != Some(*pid) {
-            return Err(format!("{pid:?} holds {id:?}, which is not on it"));
-        }
-    }
-    Ok(())
-}
 
 /// How a request ended, as seen from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +56,7 @@ pub struct Observer {
     queue_timeout: Duration,
     read_timeout: Duration,
     max_queue: usize,
+    retry_after_send: bool,
     /// Requests never dispatched that are waiting, by arrival order.
     waiting_fresh: BTreeSet<(u64, RequestId)>,
     violations: Vec<String>,
@@ -156,6 +70,7 @@ impl Observer {
             queue_timeout: c.queue_timeout,
             read_timeout: c.read_timeout,
             max_queue: c.max_queue,
+            retry_after_send: c.retry_after_send,
             ..Observer::default()
         }
     }
@@ -248,7 +163,11 @@ impl Observer {
                 seen.dispatches.len()
             ));
         }
-        if seen.sent_and_failed && !(seen.meta.idempotent && seen.meta.replayable) {
+        if seen.sent_and_failed && !self.retry_after_send {
+            problems.push(format!(
+                "{id:?} was sent again after reaching a worker, with retry_after_send off"
+            ));
+        } else if seen.sent_and_failed && !(seen.meta.idempotent && seen.meta.replayable) {
             problems.push(format!(
                 "{id:?} is not idempotent+replayable and was sent again after reaching a worker"
             ));

@@ -10,12 +10,15 @@
 //! - [`supervisor::Supervisor`]: the manager's brain; desired worker count,
 //!   crash-loop backoff, recycling, rolling restarts, graceful stop.
 //! - [`node::Node`]: the two wired together, as the driver task runs them.
+//! - [`stats`]: the histogram and counters the two keep for `/status`,
+//!   `/metrics` and the dashboard.
 
 pub mod answer;
 pub mod balancer;
 pub mod ids;
 pub mod invariants;
 pub mod node;
+pub mod stats;
 pub mod supervisor;
 pub mod time;
 

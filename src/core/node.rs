@@ -124,6 +124,24 @@ impl Node {
         self.balancer.begin_stop(now);
     }
 
+    /// The balancer (also the public field `balancer`): its
+    /// [`Balancer::stats`] feed `/status`, `/metrics` and the dashboard.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// The supervisor (also the public field `supervisor`): its
+    /// [`Supervisor::exit_counts`] feed `/metrics` and the dashboard.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Illegal transitions of both halves ([`Balancer::illegal_transitions`]
+    /// plus [`Supervisor::illegal_transitions`]); 0 unless the core has a bug.
+    pub fn illegal_transitions(&self) -> u64 {
+        self.balancer.illegal_transitions() + self.supervisor.illegal_transitions()
+    }
+
     /// Whether a stop was requested.
     pub fn is_stopping(&self) -> bool {
         self.stop_requested
@@ -198,5 +216,65 @@ impl Node {
             moved = true;
         }
         moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::balancer::{BalancerConfig, RequestMeta};
+    use crate::core::supervisor::{ExitCause, SupervisorConfig};
+    use crate::core::{RequestId, Slot, Version};
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    /// A node with one worker booted and joined as `Pid(7)`.
+    fn node_with_a_worker() -> Node {
+        let mut node = Node::new(
+            Balancer::new(BalancerConfig::default()),
+            Supervisor::new(SupervisorConfig::default(), Time::ZERO),
+        );
+        let spawn = match node.poll() {
+            Some(Output::Process(SupervisorAction::Spawn { spawn, .. })) => spawn,
+            other => panic!("expected a spawn, got {other:?}"),
+        };
+        node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        let info = WorkerInfo {
+            pid: Pid(7),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "/tmp/w0.sock".into(),
+        };
+        node.handle_join(info, ms(2)).unwrap();
+        while node.poll().is_some() {}
+        node
+    }
+
+    #[test]
+    fn illegal_transitions_of_both_halves_add_up() {
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        node.balancer.handle_client_gone(RequestId(1), ms(4));
+        node.balancer.handle_response_head(RequestId(1), ms(5));
+        assert_eq!(node.illegal_transitions(), 0);
+        // The worker answered, so it cannot give the request back unused.
+        node.balancer.handle_dispatch_unused(RequestId(1), ms(6));
+        assert_eq!(node.balancer().illegal_transitions(), 1);
+        assert_eq!(node.supervisor().illegal_transitions(), 0);
+        assert_eq!(node.illegal_transitions(), 1);
+    }
+
+    #[test]
+    fn the_node_shows_both_halves_counts() {
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        node.handle_exit(Pid(7), ms(4));
+        node.balancer.handle_failed_after_send(RequestId(1), ms(4));
+        while node.poll().is_some() {}
+        assert_eq!(node.balancer().stats().answered(crate::core::Answer::UpstreamError), 1);
+        assert_eq!(node.balancer().stats().dispatches, 1);
+        assert_eq!(node.supervisor().exit_counts()[&ExitCause::Crash], 1);
     }
 }

@@ -42,10 +42,38 @@
 //! - Every request ends exactly once: a response head from a worker, a
 //!   synthesized [`Answer`], or its client going away.
 //! - At most one retry per request, and only when the worker refused it
-//!   (busy reply, connect failure) or the request is idempotent with a
-//!   replayable body.
+//!   (busy reply, connect failure: it never took the request), or, with
+//!   [`BalancerConfig::retry_after_send`] (off by default), when the
+//!   connection failed after the request was sent and the request is
+//!   idempotent with a replayable body. By default such a request is answered
+//!   `502 upstream_error`: its worker may have died of it.
+//!
+//! # Layout
+//!
+//! This file holds the types, the request and worker inputs, the outputs,
+//! the queries and dispatching. Beside it: `outcome` (what became of a
+//! dispatch, retries), `timeouts` (deadlines), `pool` (the idle set, draining
+//! and leaving workers, version routing), `select` (the selection policies),
+//! `worker` (one worker's state machine), `status` (counters and the
+//! `/status` snapshot), `invariants` (the consistency check) and `tests`.
+//! The balancer imports only `crate::core`'s value types ([`Answer`],
+//! [`Pid`], [`Time`], ...) and `crate::core::stats`, never
+//! `core::invariants`, `core::node` or the supervisor.
+//!
+//! # Counters
+//!
+//! [`Balancer::stats`] holds what the balancer decided (answers by reason,
+//! dispatches, retries, the queue-wait histogram); `/status`'s
+//! [`Counters`] are read from it. [`Balancer::illegal_transitions`] counts
+//! worker transitions the balancer chose and the worker refused (0 unless it
+//! has a bug).
 
+mod invariants;
+mod outcome;
+mod pool;
 mod select;
+mod status;
+mod timeouts;
 mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -55,6 +83,9 @@ use select::IdleSet;
 pub use select::Policy;
 use worker::Worker;
 
+pub use status::{BalancerStats, BalancerStatus, Counters, WorkerStatus};
+
+use super::stats::IllegalTransitions;
 use super::{Answer, Pid, RequestId, Slot, Time, Version};
 
 /// Connection refusals in a row after which a registered worker is reported
@@ -81,6 +112,13 @@ pub struct BalancerConfig {
     /// The number of workers the supervisor keeps; it sets the quorum a new
     /// version needs before it takes the traffic.
     pub desired_workers: u32,
+    /// Retry (once, on another worker) an idempotent, replayable request
+    /// whose connection failed after it was sent and before a response head
+    /// (default false). The worker may have been running the request when
+    /// it died: a request that crashes its worker would crash a second one.
+    /// A busy reply or a connect failure (the worker never took the request)
+    /// is retried once whatever this says.
+    pub retry_after_send: bool,
 }
 
 impl Default for BalancerConfig {
@@ -93,6 +131,7 @@ impl Default for BalancerConfig {
             policy: Policy::Lifo,
             max_requests_per_worker: None,
             desired_workers: 1,
+            retry_after_send: false,
         }
     }
 }
@@ -172,57 +211,6 @@ pub enum WorkerEvent {
     VersionActivated { version: Version },
 }
 
-/// Counters since the balancer was created.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counters {
-    pub requests: u64,
-    pub dispatched: u64,
-    pub retries: u64,
-    pub queued: u64,
-    pub responses: u64,
-    pub queue_full: u64,
-    pub no_capacity: u64,
-    pub queue_timeout: u64,
-    pub upstream_timeout: u64,
-    pub upstream_error: u64,
-    pub client_gone: u64,
-}
-
-impl Counters {
-    fn count(&mut self, answer: Answer) {
-        match answer {
-            Answer::QueueFull => self.queue_full += 1,
-            Answer::NoCapacity => self.no_capacity += 1,
-            Answer::QueueTimeout => self.queue_timeout += 1,
-            Answer::UpstreamTimeout => self.upstream_timeout += 1,
-            Answer::UpstreamError => self.upstream_error += 1,
-        }
-    }
-}
-
-/// One worker as `/status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct WorkerStatus {
-    pub pid: Pid,
-    pub slot: Slot,
-    pub version: Version,
-    pub state: &'static str,
-    pub served: u64,
-    pub socket: String,
-}
-
-/// The balancer's state as `/status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct BalancerStatus {
-    pub queued: usize,
-    pub in_flight: usize,
-    pub active_version: Option<Version>,
-    pub registered: usize,
-    pub routable: usize,
-    pub workers: Vec<WorkerStatus>,
-    pub counters: Counters,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Waiting in the queue; `seq` is its place, `deadline` its queue timeout.
@@ -246,6 +234,8 @@ enum Phase {
 #[derive(Clone, Copy, Debug)]
 struct Request {
     meta: RequestMeta,
+    /// When it arrived (the start of its queue wait).
+    arrived: Time,
     /// Deadline in the queue: arrival + queue timeout, kept across a retry.
     queue_deadline: Time,
     /// Dispatches so far (1 after the first, 2 after the retry).
@@ -271,7 +261,9 @@ pub struct Balancer {
     stopping: bool,
     actions: VecDeque<Action>,
     events: VecDeque<WorkerEvent>,
-    counters: Counters,
+    stats: BalancerStats,
+    /// Worker transitions this balancer chose and the worker refused.
+    illegal: IllegalTransitions,
     /// Dispatches to a worker that was not routable (must stay 0).
     illegal_dispatches: u64,
     first_illegal_dispatch: Option<String>,
@@ -297,7 +289,8 @@ impl Balancer {
             stopping: false,
             actions: VecDeque::new(),
             events: VecDeque::new(),
-            counters: Counters::default(),
+            stats: BalancerStats::default(),
+            illegal: IllegalTransitions::default(),
             illegal_dispatches: 0,
             first_illegal_dispatch: None,
             now: Time::ZERO,
@@ -320,7 +313,7 @@ impl Balancer {
     /// `poll_action`: it is dispatched at once, queued, or answered 503.
     pub fn handle_request(&mut self, id: RequestId, meta: RequestMeta, now: Time) {
         let now = self.tick(now);
-        self.counters.requests += 1;
+        self.stats.requests += 1;
         if self.requests.contains_key(&id) {
             debug_assert!(false, "request {id:?} arrived twice");
             return;
@@ -331,6 +324,7 @@ impl Balancer {
         }
         let request = Request {
             meta,
+            arrived: now,
             queue_deadline: now + self.config.queue_timeout,
             dispatches: 0,
             phase: Phase::Queued { seq: 0 },
@@ -349,155 +343,8 @@ impl Balancer {
         } else {
             self.requests.insert(id, request);
             self.enqueue(id);
-            self.counters.queued += 1;
+            self.stats.queued += 1;
         }
-    }
-
-    /// The worker's response head arrived for `id`: the request has its
-    /// answer. Call `handle_complete` when the exchange is over.
-    pub fn handle_response_head(&mut self, id: RequestId, now: Time) {
-        self.tick(now);
-        let Some(request) = self.requests.get_mut(&id) else {
-            return;
-        };
-        let (pid, deadline) = match request.phase {
-            Phase::Dispatched { pid, deadline } => (pid, deadline),
-            Phase::Abandoned {
-                pid,
-                deadline: Some(deadline),
-            } => {
-                // Nobody waits for it, but the worker answered: not stuck.
-                request.phase = Phase::Abandoned { pid, deadline: None };
-                self.read_deadlines.remove(&(deadline, id));
-                if let Some(worker) = self.workers.get_mut(&pid) {
-                    let _ = worker.on_head(id);
-                }
-                return;
-            }
-            // The head of a request already answered (timed out) changes
-            // nothing for the client.
-            _ => return,
-        };
-        request.phase = Phase::Streaming { pid };
-        self.read_deadlines.remove(&(deadline, id));
-        self.counters.responses += 1;
-        if let Some(worker) = self.workers.get_mut(&pid) {
-            let _ = worker.on_head(id);
-        }
-    }
-
-    /// The exchange with the worker for `id` is over: the whole response was
-    /// relayed (`clean`), or the connection broke after the head, or a
-    /// timed-out or abandoned request finally ended. Frees the worker.
-    pub fn handle_complete(&mut self, id: RequestId, clean: bool, now: Time) {
-        let now = self.tick(now);
-        let Some(request) = self.requests.get(&id).copied() else {
-            return;
-        };
-        let pid = match request.phase {
-            Phase::Queued { .. } => return,
-            Phase::Dispatched { pid, deadline } => {
-                // A complete without a head: treat the head as received.
-                self.read_deadlines.remove(&(deadline, id));
-                self.counters.responses += 1;
-                pid
-            }
-            Phase::Streaming { pid } | Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } => pid,
-        };
-        self.requests.remove(&id);
-        let quarantine = (!clean).then(|| now + self.config.quarantine);
-        self.worker_done(pid, id, quarantine, now);
-    }
-
-    /// The worker answered `503 Rip-Worker-Busy`: it did not take the request.
-    pub fn handle_busy(&mut self, id: RequestId, now: Time) {
-        self.refused(id, Answer::NoCapacity, now);
-    }
-
-    /// Connecting to the worker failed: nothing was sent.
-    pub fn handle_connect_failed(&mut self, id: RequestId, now: Time) {
-        self.refused(id, Answer::UpstreamError, now);
-    }
-
-    /// The connection failed after request bytes were sent and before a
-    /// response head: retried only if idempotent and replayable.
-    pub fn handle_failed_after_send(&mut self, id: RequestId, now: Time) {
-        let now = self.tick(now);
-        let Some(request) = self.requests.get(&id).copied() else {
-            return;
-        };
-        let pid = match request.phase {
-            Phase::Dispatched { pid, deadline } => {
-                self.read_deadlines.remove(&(deadline, id));
-                pid
-            }
-            Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } | Phase::Streaming { pid } => {
-                // Already ended for the client; only the worker is freed.
-                self.requests.remove(&id);
-                self.worker_done(pid, id, Some(now + self.config.quarantine), now);
-                return;
-            }
-            Phase::Queued { .. } => return,
-        };
-        self.worker_done(pid, id, Some(now + self.config.quarantine), now);
-        let may_retry = request.meta.idempotent && request.meta.replayable && request.dispatches < 2;
-        if may_retry {
-            self.counters.retries += 1;
-            self.retry(id, now);
-        } else {
-            self.answer_existing(id, Answer::UpstreamError);
-        }
-        self.pump(now);
-    }
-
-    /// The client went away. A queued request leaves the queue without
-    /// taking a worker; an in-flight one is left to finish on its worker (its
-    /// response is discarded), so the worker is released by
-    /// `handle_complete` as usual.
-    pub fn handle_client_gone(&mut self, id: RequestId, now: Time) {
-        self.tick(now);
-        let Some(request) = self.requests.get_mut(&id) else {
-            return;
-        };
-        match request.phase {
-            Phase::Queued { seq } => {
-                self.queue.remove(&seq);
-                self.requests.remove(&id);
-                self.counters.client_gone += 1;
-            }
-            Phase::Dispatched { pid, deadline } => {
-                request.phase = Phase::Abandoned {
-                    pid,
-                    deadline: Some(deadline),
-                };
-                self.counters.client_gone += 1;
-            }
-            Phase::Streaming { .. } | Phase::TimedOut { .. } | Phase::Abandoned { .. } => {}
-        }
-    }
-
-    /// The dispatch of `id` was never carried out because its client left
-    /// first: the worker goes back to the pool untouched and the request ends.
-    pub fn handle_dispatch_unused(&mut self, id: RequestId, now: Time) {
-        let now = self.tick(now);
-        let Some(request) = self.requests.get(&id).copied() else {
-            return;
-        };
-        let pid = match request.phase {
-            Phase::Dispatched { pid, deadline } => {
-                self.read_deadlines.remove(&(deadline, id));
-                self.counters.client_gone += 1;
-                pid
-            }
-            Phase::Abandoned { pid, .. } => pid,
-            _ => return,
-        };
-        self.requests.remove(&id);
-        if let Some(worker) = self.workers.get_mut(&pid) {
-            let _ = worker.on_refused(id, None);
-        }
-        self.after_worker_change(pid, now);
-        self.pump(now);
     }
 
     // ----- inputs: workers ----------------------------------------------
@@ -561,85 +408,7 @@ impl Balancer {
         self.stopping = true;
     }
 
-    /// Answers every queued request `503 no_capacity` (a graceful stop ran
-    /// out of time).
-    pub fn abandon_queue(&mut self, now: Time) {
-        self.tick(now);
-        while let Some((_, id)) = self.queue.pop_first() {
-            if self.requests.contains_key(&id) {
-                self.answer_existing(id, Answer::NoCapacity);
-            }
-        }
-    }
-
-    /// Fires every deadline that has passed: queue timeouts (504), read
-    /// timeouts (504, worker stuck) and quarantine ends. Call when
-    /// `poll_timeout()` has passed; calling early does nothing.
-    pub fn handle_timeout(&mut self, now: Time) {
-        let now = self.tick(now);
-        while let Some(&(end, pid)) = self.quarantines.first() {
-            if end > now {
-                break;
-            }
-            self.quarantines.remove(&(end, pid));
-            if let Some(worker) = self.workers.get_mut(&pid)
-                && worker.quarantined_until() == Some(end)
-            {
-                let _ = worker.on_quarantine_end(now);
-                self.refresh(pid);
-                self.report_idle_if_drained(pid);
-                self.remove_if_gone(pid);
-            }
-        }
-        while let Some(&(deadline, id)) = self.read_deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.read_deadlines.remove(&(deadline, id));
-            let Some(request) = self.requests.get_mut(&id) else {
-                continue;
-            };
-            let pid = match request.phase {
-                Phase::Dispatched { pid, .. } => pid,
-                Phase::Abandoned { pid, deadline: Some(d) } if d == deadline => {
-                    // Nobody to answer, but the worker is stuck all the same.
-                    request.phase = Phase::TimedOut { pid };
-                    if let Some(worker) = self.workers.get_mut(&pid) {
-                        let _ = worker.on_read_timeout(id);
-                    }
-                    self.events.push_back(WorkerEvent::Stuck { pid });
-                    self.update_active_version();
-                    continue;
-                }
-                _ => continue,
-            };
-            request.phase = Phase::TimedOut { pid };
-            if let Some(worker) = self.workers.get_mut(&pid) {
-                let _ = worker.on_read_timeout(id);
-            }
-            self.events.push_back(WorkerEvent::Stuck { pid });
-            self.counters.count(Answer::UpstreamTimeout);
-            self.actions.push_back(Action::Answer {
-                request: id,
-                answer: Answer::UpstreamTimeout,
-            });
-            self.update_active_version();
-        }
-        while let Some((&seq, &id)) = self.queue.first_key_value() {
-            let Some(request) = self.requests.get(&id) else {
-                self.queue.remove(&seq);
-                continue;
-            };
-            if request.queue_deadline > now {
-                break;
-            }
-            self.queue.remove(&seq);
-            self.answer_existing(id, Answer::QueueTimeout);
-        }
-        self.pump(now);
-    }
-
-    // ----- outputs --------------------------------------------------------
+    // ----- outputs ------------------------------------------------------
 
     /// The next thing to do for a request. Drain until `None` after every input.
     #[must_use]
@@ -654,21 +423,7 @@ impl Balancer {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` must be called next, if any deadline is pending.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Time> {
-        let queue = self
-            .queue
-            .values()
-            .next()
-            .and_then(|id| self.requests.get(id))
-            .map(|r| r.queue_deadline);
-        let read = self.read_deadlines.first().map(|&(t, _)| t);
-        let quarantine = self.quarantines.first().map(|&(t, _)| t);
-        [queue, read, quarantine].into_iter().flatten().min()
-    }
-
-    // ----- queries --------------------------------------------------------
+    // ----- queries ------------------------------------------------------
 
     /// Requests waiting in the queue.
     pub fn queue_len(&self) -> usize {
@@ -755,44 +510,10 @@ impl Balancer {
         }
     }
 
-    /// Counters since creation.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// A snapshot for `/status`.
-    pub fn status(&self) -> BalancerStatus {
-        BalancerStatus {
-            queued: self.queue.len(),
-            in_flight: self.in_flight(),
-            active_version: self.active,
-            registered: self.workers.len(),
-            routable: self.idle.len(),
-            workers: self
-                .workers
-                .values()
-                .map(|w| WorkerStatus {
-                    pid: w.pid,
-                    slot: w.slot,
-                    version: w.version,
-                    state: w.state_name(),
-                    served: w.completed,
-                    socket: w.socket.clone(),
-                })
-                .collect(),
-            counters: self.counters.clone(),
-        }
-    }
-
-    /// Checks every internal invariant; the tests call this after each step.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        super::invariants::check_balancer(self)
-    }
-
-    // ----- internals ------------------------------------------------------
+    // ----- internals ----------------------------------------------------
 
     fn answer_new(&mut self, id: RequestId, answer: Answer) {
-        self.counters.count(answer);
+        self.stats.count_answer(answer);
         self.actions.push_back(Action::Answer { request: id, answer });
     }
 
@@ -825,6 +546,10 @@ impl Balancer {
             return;
         };
         let attempt = request.dispatches;
+        if attempt == 0 {
+            let waited = now.as_micros().saturating_sub(request.arrived.as_micros());
+            self.stats.queue_wait.observe(waited);
+        }
         request.dispatches += 1;
         request.phase = Phase::Dispatched { pid, deadline };
         self.read_deadlines.insert((deadline, id));
@@ -832,233 +557,24 @@ impl Balancer {
         // of dispatch, where the invariant checker cannot look.
         let (active, max) = (self.active, self.config.max_requests_per_worker);
         match self.workers.get_mut(&pid) {
-            Some(worker) if routable(worker, active, max) => {
-                let accepted = worker.on_dispatch(id);
-                debug_assert!(accepted.is_ok(), "dispatch to a busy worker: {accepted:?}");
+            Some(worker) if worker.routable(active, max) => {
+                self.illegal.count_and_assert(worker.on_dispatch(id));
             }
             other => {
                 self.illegal_dispatches += 1;
                 self.first_illegal_dispatch
                     .get_or_insert_with(|| format!("{id:?} dispatched to {pid:?}: {other:?}"));
                 if let Some(worker) = other {
-                    let _ = worker.on_dispatch(id);
+                    self.illegal.count(worker.on_dispatch(id));
                 }
             }
         }
-        self.counters.dispatched += 1;
+        self.stats.dispatches += 1;
         self.actions.push_back(Action::Dispatch {
             request: id,
             pid,
             attempt,
         });
-    }
-
-    /// A busy reply or connect failure: the worker did not take the request.
-    fn refused(&mut self, id: RequestId, last_answer: Answer, now: Time) {
-        let now = self.tick(now);
-        let Some(request) = self.requests.get(&id).copied() else {
-            return;
-        };
-        let Phase::Dispatched { pid, deadline } = request.phase else {
-            if let Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } = request.phase {
-                // Ended for the client already; free the worker.
-                self.requests.remove(&id);
-                self.worker_done(pid, id, Some(now + self.config.quarantine), now);
-            }
-            return;
-        };
-        self.read_deadlines.remove(&(deadline, id));
-        let until = now + self.config.quarantine;
-        if let Some(worker) = self.workers.get_mut(&pid) {
-            let _ = worker.on_refused(id, Some(until));
-            // A live process that keeps refusing connections is as useless
-            // as a hung one: after a few in a row, let the supervisor replace
-            // it (a busy reply proves it alive, so it does not count).
-            if last_answer == Answer::UpstreamError {
-                worker.refusals += 1;
-                if worker.refusals >= REFUSALS_BEFORE_UNHEALTHY && !worker.unhealthy {
-                    worker.unhealthy = true;
-                    self.events.push_back(WorkerEvent::Stuck { pid });
-                }
-            }
-        }
-        self.quarantines.insert((until, pid));
-        self.after_worker_change(pid, now);
-        if request.dispatches < 2 {
-            self.counters.retries += 1;
-            self.retry(id, now);
-        } else {
-            self.answer_existing(id, last_answer);
-        }
-        self.pump(now);
-    }
-
-    /// Sends a request to another worker now, or back to its place in the
-    /// queue; it keeps its original queue deadline.
-    fn retry(&mut self, id: RequestId, now: Time) {
-        let Some(request) = self.requests.get(&id).copied() else {
-            return;
-        };
-        if request.queue_deadline <= now {
-            self.answer_existing(id, Answer::QueueTimeout);
-            return;
-        }
-        if let Some(pid) = self.idle_pick() {
-            self.dispatch(id, pid, now);
-        } else if self.queue.len() >= self.config.max_queue {
-            self.answer_existing(id, Answer::QueueFull);
-        } else {
-            // The retry re-enters at the front: it arrived before anything queued.
-            let seq = match self.queue.keys().next() {
-                Some(&first) => first - 1,
-                None => {
-                    self.next_seq += 1;
-                    self.next_seq - 1
-                }
-            };
-            if let Some(r) = self.requests.get_mut(&id) {
-                r.phase = Phase::Queued { seq };
-            }
-            self.queue.insert(seq, id);
-        }
-    }
-
-    /// Frees a worker after its exchange ended.
-    fn worker_done(&mut self, pid: Pid, id: RequestId, quarantine: Option<Time>, now: Time) {
-        let (active, max) = (self.active, self.config.max_requests_per_worker);
-        let Some(worker) = self.workers.get_mut(&pid) else {
-            return;
-        };
-        let was_stuck = worker.is_stuck();
-        if worker.on_complete(id, quarantine).is_err() {
-            return;
-        }
-        self.events.push_back(WorkerEvent::Served {
-            pid,
-            count: worker.completed,
-        });
-        worker.refusals = 0;
-        if worker.unhealthy {
-            worker.unhealthy = false;
-            self.events.push_back(WorkerEvent::Unstuck { pid });
-        }
-        if let Some(until) = quarantine {
-            self.quarantines.insert((until, pid));
-        }
-        if !was_stuck && !worker.draining && !worker.leaving {
-            // The common case, with the borrow in hand: back into the idle set.
-            if worker.idle_key.is_none() && routable(worker, active, max) {
-                worker.idle_key = Some(self.idle.insert(pid, worker.dispatched));
-            }
-        } else {
-            if was_stuck {
-                self.events.push_back(WorkerEvent::Unstuck { pid });
-                self.update_active_version();
-            }
-            self.after_worker_change(pid, now);
-        }
-        self.pump(now);
-    }
-
-    fn after_worker_change(&mut self, pid: Pid, _now: Time) {
-        self.refresh(pid);
-        self.report_idle_if_drained(pid);
-        self.remove_if_gone(pid);
-    }
-
-    fn leave(&mut self, pid: Pid, now: Time) {
-        let now = self.tick(now);
-        let Some(worker) = self.workers.get_mut(&pid) else {
-            return;
-        };
-        worker.leaving = true;
-        self.refresh(pid);
-        self.remove_if_gone(pid);
-        self.update_active_version();
-        self.pump(now);
-    }
-
-    fn remove_if_gone(&mut self, pid: Pid) {
-        let Some(worker) = self.workers.get(&pid) else {
-            return;
-        };
-        if worker.leaving && worker.in_flight().is_none() {
-            if let Some(until) = worker.quarantined_until() {
-                self.quarantines.remove(&(until, pid));
-            }
-            if let Some(key) = worker.idle_key {
-                self.idle.remove(pid, key);
-            }
-            self.workers.remove(&pid);
-            self.events.push_back(WorkerEvent::Removed { pid });
-        }
-    }
-
-    fn report_idle_if_drained(&mut self, pid: Pid) {
-        let Some(worker) = self.workers.get_mut(&pid) else {
-            return;
-        };
-        if worker.draining && !worker.idle_reported && worker.in_flight().is_none() {
-            worker.idle_reported = true;
-            self.events.push_back(WorkerEvent::Idle { pid });
-        }
-    }
-
-    fn is_routable(&self, worker: &Worker) -> bool {
-        routable(worker, self.active, self.config.max_requests_per_worker)
-    }
-
-    /// Puts a worker into the idle set or takes it out, as its state says.
-    fn refresh(&mut self, pid: Pid) {
-        let Some(worker) = self.workers.get(&pid) else {
-            return;
-        };
-        let should = self.is_routable(worker);
-        let key = worker.idle_key;
-        let dispatched = worker.dispatched;
-        match (should, key) {
-            (true, None) => {
-                let key = self.idle.insert(pid, dispatched);
-                if let Some(w) = self.workers.get_mut(&pid) {
-                    w.idle_key = Some(key);
-                }
-            }
-            (false, Some(key)) => {
-                self.idle.remove(pid, key);
-                if let Some(w) = self.workers.get_mut(&pid) {
-                    w.idle_key = None;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Version routing: a newer version takes all new requests once it has
-    /// as many ready workers as the active version, capped at the desired
-    /// count (and at least one). Older versions never get traffic again.
-    fn update_active_version(&mut self) {
-        let mut ready: BTreeMap<Version, usize> = BTreeMap::new();
-        for worker in self.workers.values() {
-            if worker.is_ready() {
-                *ready.entry(worker.version).or_default() += 1;
-            }
-        }
-        let active_ready = self.active.and_then(|v| ready.get(&v).copied()).unwrap_or(0);
-        let quorum = active_ready.min(self.config.desired_workers as usize).max(1);
-        let candidate = ready
-            .iter()
-            .rev()
-            .filter(|&(&v, _)| self.active.is_none_or(|a| v > a))
-            .find(|&(_, &n)| n >= quorum)
-            .map(|(&v, _)| v);
-        if let Some(version) = candidate {
-            self.active = Some(version);
-            self.events.push_back(WorkerEvent::VersionActivated { version });
-            let pids: Vec<Pid> = self.workers.keys().copied().collect();
-            for pid in pids {
-                self.refresh(pid);
-            }
-        }
     }
 
     /// Moves queued requests onto idle workers while both exist.
@@ -1075,72 +591,6 @@ impl Balancer {
             }
         }
     }
-
-    // ----- read access for the invariant checker -------------------------
-
-    pub(crate) fn queue_entries(&self) -> impl Iterator<Item = (u64, RequestId)> + '_ {
-        self.queue.iter().map(|(&s, &r)| (s, r))
-    }
-
-    pub(crate) fn illegal_dispatch(&self) -> Option<&str> {
-        self.first_illegal_dispatch.as_deref()
-    }
-
-    pub(crate) fn idle_len(&self) -> usize {
-        self.idle.len()
-    }
-
-    pub(crate) fn workers_view(&self) -> impl Iterator<Item = WorkerView> + '_ {
-        self.workers.values().map(|w| WorkerView {
-            pid: w.pid,
-            version: w.version,
-            in_flight: w.in_flight(),
-            in_idle_set: w.idle_key.is_some(),
-            routable: self.is_routable(w),
-            draining: w.draining,
-            leaving: w.leaving,
-            stuck: w.is_stuck(),
-            dispatched: w.dispatched,
-        })
-    }
-
-    pub(crate) fn request_worker(&self, id: RequestId) -> Option<(bool, Option<Pid>)> {
-        let r = self.requests.get(&id)?;
-        Some(match r.phase {
-            Phase::Queued { .. } => (true, None),
-            Phase::Dispatched { pid, .. }
-            | Phase::Streaming { pid }
-            | Phase::TimedOut { pid }
-            | Phase::Abandoned { pid, .. } => (false, Some(pid)),
-        })
-    }
-
-    pub(crate) fn request_ids(&self) -> impl Iterator<Item = RequestId> + '_ {
-        self.requests.keys().copied()
-    }
-}
-
-/// A read-only view of one worker for the invariant checker.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct WorkerView {
-    pub(crate) pid: Pid,
-    pub(crate) version: Version,
-    pub(crate) in_flight: Option<RequestId>,
-    pub(crate) in_idle_set: bool,
-    pub(crate) routable: bool,
-    pub(crate) draining: bool,
-    pub(crate) leaving: bool,
-    pub(crate) stuck: bool,
-    pub(crate) dispatched: u64,
-}
-
-/// Whether a worker may take a request now (see [`Worker`]'s diagram).
-fn routable(worker: &Worker, active: Option<Version>, max_requests: Option<u64>) -> bool {
-    worker.is_idle()
-        && !worker.draining
-        && !worker.leaving
-        && Some(worker.version) == active
-        && max_requests.is_none_or(|max| worker.dispatched < max)
 }
 
 #[cfg(test)]

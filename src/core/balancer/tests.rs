@@ -139,18 +139,56 @@ fn connect_failure_retries_then_502() {
 }
 
 #[test]
-fn non_idempotent_request_is_never_sent_twice() {
+fn a_request_whose_worker_failed_after_it_was_sent_is_not_retried_by_default() {
+    // `GET /crash`: replaying it would kill a second worker.
     let mut b = lb(10);
+    assert!(!b.config().retry_after_send);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_join(info(2, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 2, 0)]);
+    b.handle_failed_after_send(RequestId(1), ms(1));
+    assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
+    assert_eq!(b.stats().retries, 0);
+    // A worker that never took the request is still worth one retry.
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(2));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
+    b.handle_connect_failed(RequestId(2), ms(3));
+    b.handle_timeout(ms(300));
+    assert_eq!(drain(&mut b), [dispatch(2, 1, 1)], "connect failure: retried");
+}
+
+#[test]
+fn with_retry_after_send_only_an_idempotent_replayable_request_is_retried_once() {
+    let mut b = Balancer::new(BalancerConfig {
+        retry_after_send: true,
+        ..BalancerConfig::default()
+    });
     b.handle_join(info(1, 1), ms(0)).unwrap();
     b.handle_join(info(2, 1), ms(0)).unwrap();
     b.handle_request(RequestId(1), RequestMeta::POST, ms(0));
     b.handle_request(RequestId(2), RequestMeta::GET, ms(0));
     assert_eq!(drain(&mut b), [dispatch(1, 2, 0), dispatch(2, 1, 0)]);
     b.handle_failed_after_send(RequestId(1), ms(1));
-    assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)]);
+    assert_eq!(drain(&mut b), [answer(1, Answer::UpstreamError)], "a POST never");
     b.handle_failed_after_send(RequestId(2), ms(1));
     b.handle_timeout(ms(300));
     assert_eq!(drain(&mut b), [dispatch(2, 2, 1)], "an idempotent GET is retried");
+    b.handle_failed_after_send(RequestId(2), ms(301));
+    assert_eq!(drain(&mut b), [answer(2, Answer::UpstreamError)], "once");
+    let unreplayable = RequestMeta {
+        idempotent: true,
+        replayable: false,
+    };
+    b.handle_timeout(ms(600));
+    b.handle_request(RequestId(3), unreplayable, ms(600));
+    assert_eq!(drain(&mut b).len(), 1);
+    b.handle_failed_after_send(RequestId(3), ms(601));
+    assert_eq!(
+        drain(&mut b),
+        [answer(3, Answer::UpstreamError)],
+        "a streamed body cannot be sent again"
+    );
 }
 
 #[test]
@@ -390,4 +428,125 @@ fn an_abandoned_request_whose_worker_answers_is_not_stuck() {
     b.handle_complete(RequestId(1), true, ms(5001));
     b.handle_request(RequestId(2), RequestMeta::GET, ms(5002));
     assert_eq!(drain(&mut b), [dispatch(2, 1, 0)]);
+}
+
+#[test]
+fn a_worker_transition_the_balancer_cannot_make_is_counted() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    assert_eq!(drain(&mut b), [dispatch(1, 1, 0)]);
+    b.handle_client_gone(RequestId(1), ms(1));
+    b.handle_response_head(RequestId(1), ms(2));
+    assert_eq!(b.illegal_transitions(), 0);
+    // An adapter that says the dispatch was never carried out after the
+    // worker answered it: the worker cannot give back a request it answered.
+    b.handle_dispatch_unused(RequestId(1), ms(3));
+    assert_eq!(b.illegal_transitions(), 1);
+    let e = b.check_invariants().unwrap_err();
+    assert_eq!(e, "1 illegal worker transitions");
+}
+
+#[test]
+fn synthesized_answers_are_counted_by_reason_where_they_are_decided() {
+    let mut b = Balancer::new(BalancerConfig {
+        max_queue: 1,
+        ..BalancerConfig::default()
+    });
+    let reasons: Vec<&str> = b.stats().answers.keys().copied().collect();
+    assert_eq!(
+        reasons,
+        [
+            "no_capacity",
+            "queue_full",
+            "queue_timeout",
+            "upstream_error",
+            "upstream_timeout"
+        ],
+        "every reason listed from the start"
+    );
+    assert!(b.stats().answers.values().all(|&n| n == 0));
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    for id in 1..=3 {
+        b.handle_request(RequestId(id), RequestMeta::GET, ms(0));
+    }
+    // 1 on the worker, 2 queued, 3 refused: queue_full.
+    b.handle_timeout(ms(2000));
+    // 2 waited too long: queue_timeout.
+    b.handle_timeout(ms(5000));
+    // 1 had no head within the read timeout: upstream_timeout.
+    b.handle_complete(RequestId(1), true, ms(5001));
+    b.handle_request(RequestId(4), RequestMeta::POST, ms(5002));
+    b.handle_failed_after_send(RequestId(4), ms(5003));
+    // 4 died on its worker: upstream_error.
+    b.begin_stop(ms(5004));
+    b.handle_request(RequestId(5), RequestMeta::GET, ms(5004));
+    // 5 came during the stop: no_capacity.
+    let answers: Vec<Answer> = drain(&mut b)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Answer { answer, .. } => Some(answer),
+            Action::Dispatch { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            Answer::QueueFull,
+            Answer::QueueTimeout,
+            Answer::UpstreamTimeout,
+            Answer::UpstreamError,
+            Answer::NoCapacity
+        ]
+    );
+    for answer in Answer::ALL {
+        assert_eq!(b.stats().answers[answer.reason()], 1, "{answer:?}");
+        assert_eq!(b.stats().answered(answer), 1);
+    }
+    let c = b.counters();
+    assert_eq!(
+        (
+            c.queue_full,
+            c.queue_timeout,
+            c.upstream_timeout,
+            c.upstream_error,
+            c.no_capacity
+        ),
+        (1, 1, 1, 1, 1),
+        "/status reads the same counts"
+    );
+}
+
+#[test]
+fn queue_wait_is_observed_once_per_request_at_its_first_dispatch() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_join(info(2, 1), ms(0)).unwrap();
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(10));
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(10));
+    b.handle_request(RequestId(3), RequestMeta::GET, ms(10));
+    assert_eq!(drain(&mut b), [dispatch(1, 2, 0), dispatch(2, 1, 0)]);
+    // 3 waits 30 ms for worker 2.
+    b.handle_complete(RequestId(1), true, ms(40));
+    assert_eq!(drain(&mut b), [dispatch(3, 2, 0)]);
+    // 2 is refused (busy) and retried: a second dispatch, no second wait.
+    b.handle_busy(RequestId(2), ms(41));
+    b.handle_complete(RequestId(3), true, ms(42));
+    assert_eq!(drain(&mut b), [dispatch(2, 2, 1)]);
+    let stats = b.stats();
+    assert_eq!((stats.dispatches, stats.retries), (4, 1));
+    assert_eq!(stats.queue_wait.count(), 3, "one per request");
+    assert_eq!(stats.queue_wait.sum_micros(), 30_000);
+    let buckets: Vec<(u64, u64)> = stats.queue_wait.buckets().take(4).collect();
+    assert_eq!(
+        buckets,
+        [(1_000, 2), (5_000, 2), (10_000, 2), (25_000, 2)],
+        "two at once, one of 30 ms"
+    );
+    assert_eq!(stats.queue_wait.buckets().nth(4), Some((50_000, 3)));
+    let c = b.counters();
+    assert_eq!((c.dispatched, c.retries, c.requests, c.queued), (4, 1, 3, 1));
+    let v = serde_json::to_value(stats).unwrap();
+    assert_eq!(v["answers"]["queue_full"], 0);
+    assert_eq!(v["queue_wait"]["count"], 3);
 }

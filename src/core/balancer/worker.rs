@@ -1,5 +1,7 @@
 //! One registered worker process and its state machine.
 
+use std::fmt;
+
 use super::super::{Pid, RequestId, Slot, Time, Version};
 
 /// What the balancer knows about one worker process.
@@ -60,6 +62,12 @@ enum State {
 pub(crate) struct IllegalTransition {
     pub(crate) event: &'static str,
     pub(crate) pid: Pid,
+}
+
+impl fmt::Display for IllegalTransition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event {} is illegal for worker {:?}", self.event, self.pid)
+    }
 }
 
 type Transition = Result<(), IllegalTransition>;
@@ -172,6 +180,16 @@ impl Worker {
             }
             _ => self.illegal("quarantine end"),
         }
+    }
+
+    /// Whether it may take a request now: `Idle`, neither draining nor
+    /// leaving, of the `active` version and under its request budget.
+    pub(crate) fn routable(&self, active: Option<Version>, max_requests: Option<u64>) -> bool {
+        self.is_idle()
+            && !self.draining
+            && !self.leaving
+            && Some(self.version) == active
+            && max_requests.is_none_or(|max| self.dispatched < max)
     }
 
     /// The request this worker is handling, if any.
