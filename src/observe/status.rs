@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::core::Version;
 use crate::core::balancer::{Counters, WorkerStatus};
+use crate::core::stats::Histogram;
 use crate::core::supervisor::SupervisorStatus;
-use crate::core::{Answer, Version};
 
 /// Whether the app can serve: `healthy` once a worker is registered and no
 /// stop has begun, else `degraded` (the contract's `/status.status`).
@@ -72,24 +73,6 @@ impl ResponseClasses {
     }
 }
 
-/// Synthesized answers by their `Rip-Reason`, every reason present (zero
-/// included), so a reader never has to know the list.
-pub fn rejections_by_reason(counters: &Counters) -> BTreeMap<&'static str, u64> {
-    Answer::ALL
-        .iter()
-        .map(|answer| {
-            let count = match answer {
-                Answer::QueueFull => counters.queue_full,
-                Answer::NoCapacity => counters.no_capacity,
-                Answer::QueueTimeout => counters.queue_timeout,
-                Answer::UpstreamTimeout => counters.upstream_timeout,
-                Answer::UpstreamError => counters.upstream_error,
-            };
-            (answer.reason(), count)
-        })
-        .collect()
-}
-
 /// One app's server, as the driver saw it at one instant. Serialises to the
 /// JSON of `/status` (field names are the contract's and stay stable;
 /// fields are only ever added).
@@ -123,8 +106,16 @@ pub struct StatusSnapshot {
     pub counters: Counters,
     /// Responses by status class.
     pub responses: ResponseClasses,
-    /// Synthesized answers by reason.
+    /// Synthesized answers by reason (`Rip-Reason`), every reason listed.
     pub rejections: BTreeMap<&'static str, u64>,
+    /// Worker processes that ended, by cause (`crash`, `recycled`, …), every
+    /// cause listed.
+    pub worker_exits: BTreeMap<&'static str, u64>,
+    /// Time from arrival to first dispatch (microsecond buckets).
+    pub queue_wait: Histogram,
+    /// State transitions the core refused: each one is a bug, counted
+    /// instead of dropped silently (0 in a healthy server).
+    pub illegal_transitions: u64,
     /// Request tasks the driver still holds a channel to: 0 when idle (a
     /// leak check for the tests).
     pub tracked: usize,

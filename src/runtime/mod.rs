@@ -24,7 +24,7 @@ use crate::core::balancer::{Action, RequestMeta, WorkerEvent, WorkerInfo};
 use crate::core::node::{Node, Output};
 use crate::core::supervisor::SupervisorAction;
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
-use crate::observe::status::{Health, QueueStatus, ResponseClasses, StatusSnapshot, rejections_by_reason};
+use crate::observe::status::{Health, QueueStatus, ResponseClasses, StatusSnapshot};
 use crate::os::clock::Clock;
 use crate::protocol::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
@@ -652,7 +652,16 @@ impl<S: Spawner> Driver<S> {
             stopping: self.node.is_stopping(),
             pool: lb.workers,
             supervisor: self.node.supervisor.status(now),
-            rejections: rejections_by_reason(&lb.counters),
+            rejections: self.node.balancer.stats().answers.clone(),
+            worker_exits: self
+                .node
+                .supervisor
+                .exit_counts()
+                .iter()
+                .map(|(cause, n)| (cause.as_str(), *n))
+                .collect(),
+            queue_wait: self.node.balancer.stats().queue_wait.clone(),
+            illegal_transitions: self.node.illegal_transitions(),
             counters: lb.counters,
             responses: self.responses,
             tracked: self.pending.len(),

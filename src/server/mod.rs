@@ -76,6 +76,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         policy: config.lb_policy,
         max_requests_per_worker: config.max_requests,
         desired_workers: config.workers,
+        retry_after_send: config.retry_sent,
         ..BalancerConfig::default()
     });
     let supervisor = Supervisor::new(

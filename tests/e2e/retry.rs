@@ -38,6 +38,10 @@ async fn a_request_that_kills_its_worker_is_not_retried() {
         assert_eq!(dead.len(), 1, "one request killed {dead:?}");
         let survivor = if dead[0] == a { b } else { a };
         assert!(pid_alive(survivor), "the other worker {survivor} must live");
+        let status = server
+            .wait_status("the crash counted", STEP, |v| v["worker_exits"]["crash"] == 1)
+            .await;
+        assert_eq!(status["illegal_transitions"], 0, "{status}");
         assert_eq!(server.get("/ping").await.status, 200);
     })
     .await;

@@ -42,6 +42,11 @@ async fn status_counts_responses_by_class_and_rejections_by_reason() {
             .map(|v| v.as_u64().expect("a count"))
             .sum();
         assert_eq!(total, 1, "one rejection in all: {status}");
+        // Every dispatched request waited (3 pings, the 404, the held one);
+        // the refused one never did.
+        assert_eq!(status["queue_wait"]["count"], 5, "{status}");
+        assert_eq!(status["illegal_transitions"], 0, "{status}");
+        assert_eq!(count(&status, "worker_exits", "crash"), 0, "{status}");
         held.abort();
     })
     .await;
