@@ -91,7 +91,58 @@ pub fn render(status: &Value) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
+
+    let totals = totals(status);
+    if !totals.is_empty() {
+        let _ = writeln!(out, "\nTotals:");
+        for line in align(&totals, "  ") {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     out
+}
+
+/// The shared counters of the snapshot, one line each: responses by class,
+/// rejections by reason, worker exits by cause (only the non-zero ones, or
+/// `none`), the queue wait and the illegal transitions.
+fn totals(status: &Value) -> Vec<[String; 2]> {
+    let mut rows = Vec::new();
+    for (key, label) in [
+        ("responses", "Responses"),
+        ("rejections", "Rejections"),
+        ("worker_exits", "Worker exits"),
+    ] {
+        let Some(by) = status.get(key).and_then(Value::as_object) else {
+            continue;
+        };
+        let parts: Vec<String> = by
+            .iter()
+            .filter(|(_, n)| n.as_u64() != Some(0))
+            .map(|(k, n)| format!("{k}={}", scalar(n)))
+            .collect();
+        let text = if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(" ")
+        };
+        rows.push([label.to_string(), text]);
+    }
+    if let Some(wait) = status.get("queue_wait") {
+        let count = wait.get("count").and_then(Value::as_u64);
+        let sum = wait.get("sum_micros").and_then(Value::as_u64);
+        if let (Some(count), Some(sum)) = (count, sum) {
+            let mean = if count == 0 {
+                0.0
+            } else {
+                sum as f64 / count as f64 / 1000.0
+            };
+            rows.push(["Queue wait".into(), format!("{count} requests, mean {mean:.1} ms")]);
+        }
+    }
+    if let Some(n) = status.get("illegal_transitions") {
+        rows.push(["Illegal transitions".into(), scalar(n)]);
+    }
+    rows
 }
 
 /// The workers table: the registered workers (`pool`), then slots the
@@ -248,12 +299,16 @@ mod tests {
             "counters": {
                 "client_gone": 0, "dispatched": 1, "no_capacity": 0, "queue_full": 0,
                 "queue_timeout": 0, "queued": 0, "requests": 1, "responses": 1,
-                "retries": 0, "upstream_error": 0, "upstream_timeout": 0,
-                "responses_by_class": {"2xx": 1, "5xx": 0}
+                "retries": 0, "upstream_error": 0, "upstream_timeout": 0
             },
+            "responses": {"1xx": 0, "2xx": 1, "3xx": 0, "4xx": 0, "5xx": 0},
+            "rejections": {"no_capacity": 0, "queue_full": 0, "queue_timeout": 0, "upstream_error": 0, "upstream_timeout": 0},
+            "worker_exits": {"crash": 2, "quit": 0, "recycled": 1},
+            "queue_wait": {"bounds_micros": [1000], "counts": [1], "count": 1, "sum_micros": 250},
+            "illegal_transitions": 0,
             "inflight": 0,
             "pool": [
-                {"pid": 28904, "served": 0, "slot": 0, "socket": "/tmp/s.0.sock", "state": "idle", "version": 1, "age": 125.5},
+                {"pid": 28904, "served": 0, "slot": 0, "socket": "/tmp/s.0.sock", "state": "idle", "version": 1, "age_ms": 125500},
                 {"pid": 28905, "served": 1, "slot": 1, "socket": "/tmp/s.1.sock", "state": "busy", "version": 1}
             ],
             "ports": [41237],
@@ -307,7 +362,13 @@ Counters:
   retries           0
   upstream_error    0
   upstream_timeout  0
-  responses_by_class: 2xx=1 5xx=0
+
+Totals:
+  Responses            2xx=1
+  Rejections           none
+  Worker exits         crash=2 recycled=1
+  Queue wait           1 requests, mean 0.2 ms
+  Illegal transitions  0
 ";
         assert_eq!(render(&sample()), want);
     }

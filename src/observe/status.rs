@@ -31,6 +31,17 @@ pub struct QueueStatus {
     pub max: usize,
 }
 
+/// One worker of the pool: the balancer's view of it and its age.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolWorker {
+    /// pid, slot, version, state, requests served, socket.
+    #[serde(flatten)]
+    pub worker: WorkerStatus,
+    /// Milliseconds since the worker joined (`None` if the driver never saw
+    /// it join, which only a test harness can arrange).
+    pub age_ms: Option<u64>,
+}
+
 /// Responses sent to clients for requests that reached the balancer, by
 /// status class: the workers' answers and the synthesized ones (`Rip-Reason`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -99,7 +110,7 @@ pub struct StatusSnapshot {
     /// A graceful stop has begun.
     pub stopping: bool,
     /// Every worker the balancer knows, with its state.
-    pub pool: Vec<WorkerStatus>,
+    pub pool: Vec<PoolWorker>,
     /// The process manager's view: desired count, slots, rolls.
     pub supervisor: SupervisorStatus,
     /// The balancer's request counters.

@@ -24,7 +24,7 @@ use crate::core::balancer::{Action, RequestMeta, WorkerEvent, WorkerInfo};
 use crate::core::node::{Node, Output};
 use crate::core::supervisor::SupervisorAction;
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
-use crate::observe::status::{Health, QueueStatus, ResponseClasses, StatusSnapshot};
+use crate::observe::status::{Health, PoolWorker, QueueStatus, ResponseClasses, StatusSnapshot};
 use crate::os::clock::Clock;
 use crate::protocol::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
@@ -249,6 +249,8 @@ pub type Inspector = Box<dyn FnMut(&Node, Time) + Send>;
 struct WorkerConn {
     address: Arc<str>,
     idle: Option<Upstream>,
+    /// When the worker joined (its age in the snapshot).
+    joined: Time,
 }
 
 impl<S: Spawner> Driver<S> {
@@ -458,7 +460,11 @@ impl<S: Spawner> Driver<S> {
                 let address: Arc<str> = info.socket.as_str().into();
                 match self.node.handle_join(info, now) {
                     Ok(()) => {
-                        self.conns.entry(Pid(pid)).or_insert(WorkerConn { address, idle: None });
+                        self.conns.entry(Pid(pid)).or_insert(WorkerConn {
+                            address,
+                            idle: None,
+                            joined: now,
+                        });
                         Reply::ok()
                     }
                     Err(e) => Reply::error(format!("join refused: {e:?}")),
@@ -650,7 +656,17 @@ impl<S: Spawner> Driver<S> {
             inflight: lb.in_flight,
             routable: lb.routable,
             stopping: self.node.is_stopping(),
-            pool: lb.workers,
+            pool: lb
+                .workers
+                .into_iter()
+                .map(|worker| PoolWorker {
+                    age_ms: self
+                        .conns
+                        .get(&worker.pid)
+                        .map(|c| now.saturating_since(c.joined).as_millis() as u64),
+                    worker,
+                })
+                .collect(),
             supervisor: self.node.supervisor.status(now),
             rejections: self.node.balancer.stats().answers.clone(),
             worker_exits: self
