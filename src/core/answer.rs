@@ -67,3 +67,28 @@ impl fmt::Display for Answer {
         write!(f, "{} {}", self.status(), self.reason())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract's table: status, `Rip-Reason`, `Retry-After` on every
+    /// 503 and on nothing else, and the log's `status reason` rendering.
+    #[test]
+    fn every_answer_has_the_contracts_status_reason_and_retry_after() {
+        let table: Vec<(u16, &str, Option<u32>, String)> = Answer::ALL
+            .iter()
+            .map(|a| (a.status(), a.reason(), a.retry_after_secs(), a.to_string()))
+            .collect();
+        assert_eq!(
+            table,
+            vec![
+                (503, "queue_full", Some(1), "503 queue_full".to_owned()),
+                (503, "no_capacity", Some(1), "503 no_capacity".to_owned()),
+                (504, "queue_timeout", None, "504 queue_timeout".to_owned()),
+                (504, "upstream_timeout", None, "504 upstream_timeout".to_owned()),
+                (502, "upstream_error", None, "502 upstream_error".to_owned()),
+            ]
+        );
+    }
+}
