@@ -369,4 +369,64 @@ mod tests {
             "the kill deadline runs from the idle time"
         );
     }
+
+    #[test]
+    fn a_worker_that_quits_leaves_the_pool_is_replaced_and_its_exit_is_no_crash() {
+        let mut node = node_with_a_worker();
+        node.handle_quit(Pid(7), ms(3));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs.contains(&Output::Event(WorkerEvent::Removed { pid: Pid(7) })),
+            "{outputs:?}"
+        );
+        assert!(
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::Process(SupervisorAction::Spawn { .. }))),
+            "its slot is refilled at once: {outputs:?}"
+        );
+        assert_eq!(node.balancer.worker_socket(Pid(7)), None);
+        node.handle_exit(Pid(7), ms(4));
+        let exits = node.supervisor().exit_counts();
+        assert_eq!((exits[&ExitCause::Quit], exits[&ExitCause::Crash]), (1, 0));
+    }
+
+    #[test]
+    fn scaling_by_one_starts_a_worker_and_raises_the_balancers_quorum() {
+        let mut node = node_with_a_worker();
+        node.scale_by(1, ms(3));
+        assert_eq!(node.supervisor.desired(), 2);
+        assert_eq!(node.balancer.config().desired_workers, 2, "the version quorum follows");
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::Process(SupervisorAction::Spawn { .. }))),
+            "{outputs:?}"
+        );
+        node.scale_by(-1, ms(4));
+        assert_eq!(node.balancer.config().desired_workers, 1);
+    }
+
+    #[test]
+    fn a_second_begin_stop_does_not_push_the_stop_deadline_back() {
+        // A repeated SIGTERM must not extend the wait for requests.
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        node.balancer.handle_response_head(RequestId(1), ms(3));
+        while node.poll().is_some() {}
+        node.begin_stop(ms(3));
+        while node.poll().is_some() {}
+        let deadline = ms(3) + node.supervisor.config().stop_timeout;
+        assert_eq!(node.poll_timeout(), Some(deadline), "a request still streams");
+        node.begin_stop(ms(4000));
+        while node.poll().is_some() {}
+        assert_eq!(node.poll_timeout(), Some(deadline));
+        node.handle_timeout(deadline);
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs.contains(&Output::Process(SupervisorAction::Terminate { pid: Pid(7) })),
+            "the workers are stopped at the first deadline: {outputs:?}"
+        );
+    }
 }
