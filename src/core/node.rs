@@ -429,4 +429,31 @@ mod tests {
             "the workers are stopped at the first deadline: {outputs:?}"
         );
     }
+
+    #[test]
+    fn a_process_told_to_stop_while_booting_may_not_join() {
+        let mut node = Node::new(
+            Balancer::new(BalancerConfig::default()),
+            Supervisor::new(SupervisorConfig::default(), Time::ZERO),
+        );
+        let spawn = match node.poll() {
+            Some(Output::Process(SupervisorAction::Spawn { spawn, .. })) => spawn,
+            other => panic!("expected a spawn, got {other:?}"),
+        };
+        node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        node.begin_stop(ms(2));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs.contains(&Output::Process(SupervisorAction::Terminate { pid: Pid(7) })),
+            "{outputs:?}"
+        );
+        let info = WorkerInfo {
+            pid: Pid(7),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "/tmp/w0.sock".into(),
+        };
+        assert_eq!(node.handle_join(info, ms(3)), Err(JoinError::NotWanted(Pid(7))));
+        assert_eq!(node.balancer.registered(), 0);
+    }
 }
