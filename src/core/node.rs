@@ -456,4 +456,25 @@ mod tests {
         assert_eq!(node.handle_join(info, ms(3)), Err(JoinError::NotWanted(Pid(7))));
         assert_eq!(node.balancer.registered(), 0);
     }
+
+    #[test]
+    fn a_stop_terminates_the_workers_once_the_last_request_has_ended() {
+        let terminated =
+            |outputs: &[Output]| outputs.contains(&Output::Process(SupervisorAction::Terminate { pid: Pid(7) }));
+        let mut node = node_with_a_worker();
+        node.begin_stop(ms(3));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(terminated(&outputs), "nothing in flight: at once: {outputs:?}");
+
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        while node.poll().is_some() {}
+        node.begin_stop(ms(4));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(!terminated(&outputs), "a request in flight: {outputs:?}");
+        node.tick(ms(5));
+        node.balancer.handle_complete(RequestId(1), true, ms(5));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(terminated(&outputs), "{outputs:?}");
+    }
 }
