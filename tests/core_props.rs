@@ -383,3 +383,90 @@ fn the_observer_catches_a_retry_after_send_that_is_switched_off() {
     let on = violations(true);
     assert!(!on.iter().any(|v| v.contains("retry_after_send")), "{on:?}");
 }
+
+#[test]
+fn the_observer_catches_a_retry_after_send_of_a_request_that_cannot_be_replayed() {
+    // With retry_after_send on, only an idempotent request with a replayable
+    // body may be sent again after it reached a worker.
+    let violations = |meta: RequestMeta| {
+        let mut lb = Balancer::new(BalancerConfig {
+            retry_after_send: true,
+            ..BalancerConfig::default()
+        });
+        let info = WorkerInfo {
+            pid: Pid(1),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "s".into(),
+        };
+        lb.handle_join(info, Time::ZERO).unwrap();
+        let mut observer = Observer::new(&lb);
+        observer.before(&lb);
+        observer.on_request(RequestId(1), meta, Time::ZERO);
+        lb.handle_request(RequestId(1), meta, Time::ZERO);
+        let first = lb.poll_action().expect("dispatched");
+        observer.on_action(&first, &lb, Time::ZERO);
+        observer.on_failed_after_send(RequestId(1));
+        let retry = Action::Dispatch {
+            request: RequestId(1),
+            pid: Pid(1),
+            attempt: 1,
+        };
+        observer.on_action(&retry, &lb, Time::ZERO);
+        observer.violations().to_vec()
+    };
+    let refused = "is not idempotent+replayable";
+    for (idempotent, replayable) in [(true, false), (false, true), (false, false)] {
+        let v = violations(RequestMeta { idempotent, replayable });
+        assert!(
+            v.iter().any(|v| v.contains(refused)),
+            "idempotent {idempotent}, replayable {replayable}: {v:?}"
+        );
+    }
+    let v = violations(RequestMeta::GET);
+    assert!(!v.iter().any(|v| v.contains(refused)), "{v:?}");
+}
+
+#[test]
+fn the_observer_catches_a_dispatch_out_of_arrival_order() {
+    // Two requests wait for a worker; when one joins, the balancer sends it
+    // the first. A forged dispatch of the second instead breaks FIFO.
+    let violations = |forged: Option<RequestId>| {
+        let mut lb = Balancer::new(BalancerConfig::default());
+        let mut observer = Observer::new(&lb);
+        for id in 1..=2 {
+            observer.before(&lb);
+            observer.on_request(RequestId(id), RequestMeta::GET, Time::ZERO);
+            lb.handle_request(RequestId(id), RequestMeta::GET, Time::ZERO);
+            assert_eq!(lb.poll_action(), None, "no worker yet: queued");
+            observer.note_queued(&lb);
+        }
+        let info = WorkerInfo {
+            pid: Pid(1),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "s".into(),
+        };
+        observer.before(&lb);
+        lb.handle_join(info, Time::ZERO).unwrap();
+        let real = lb.poll_action().expect("the first request is dispatched");
+        let action = match forged {
+            None => real,
+            Some(request) => Action::Dispatch {
+                request,
+                pid: Pid(1),
+                attempt: 0,
+            },
+        };
+        observer.on_action(&action, &lb, Time::ZERO);
+        observer.violations().to_vec()
+    };
+    assert_eq!(violations(None), Vec::<String>::new(), "arrival order is fine");
+    let out_of_order = violations(Some(RequestId(2)));
+    assert!(
+        out_of_order
+            .iter()
+            .any(|v| v.contains("RequestId2 dispatched before the earlier queued RequestId1")),
+        "{out_of_order:?}"
+    );
+}

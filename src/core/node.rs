@@ -277,4 +277,204 @@ mod tests {
         assert_eq!(node.balancer().stats().dispatches, 1);
         assert_eq!(node.supervisor().exit_counts()[&ExitCause::Crash], 1);
     }
+
+    /// Spawns and joins the worker of `slot` as `pid` on the supervisor's
+    /// next `Spawn`.
+    fn join_next_spawn(node: &mut Node, pid: u32, slot: u32, now: Time) {
+        let spawn = std::iter::from_fn(|| node.poll())
+            .find_map(|o| match o {
+                Output::Process(SupervisorAction::Spawn { spawn, .. }) => Some(spawn),
+                _ => None,
+            })
+            .expect("a spawn");
+        node.supervisor.handle_spawned(spawn, Pid(pid), now);
+        let info = WorkerInfo {
+            pid: Pid(pid),
+            slot: Slot(slot),
+            version: Version(1),
+            socket: format!("/tmp/w{slot}.sock"),
+        };
+        node.handle_join(info, now).unwrap();
+        while node.poll().is_some() {}
+    }
+
+    #[test]
+    fn only_a_process_the_manager_started_joins_and_only_for_its_slot() {
+        let mut node = Node::new(
+            Balancer::new(BalancerConfig::default()),
+            Supervisor::new(SupervisorConfig::default(), Time::ZERO),
+        );
+        let spawn = match node.poll() {
+            Some(Output::Process(SupervisorAction::Spawn { spawn, .. })) => spawn,
+            other => panic!("expected a spawn, got {other:?}"),
+        };
+        node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        let info = |pid: u32, slot: u32| WorkerInfo {
+            pid: Pid(pid),
+            slot: Slot(slot),
+            version: Version(1),
+            socket: "/tmp/w0.sock".into(),
+        };
+        assert_eq!(node.handle_join(info(8, 0), ms(2)), Err(JoinError::Unknown(Pid(8))));
+        assert_eq!(
+            node.handle_join(info(7, 1), ms(2)),
+            Err(JoinError::WrongSlot {
+                pid: Pid(7),
+                slot: Slot(0)
+            })
+        );
+        assert_eq!(node.balancer.registered(), 0, "refused joins never enter the pool");
+        assert_eq!(node.handle_join(info(7, 0), ms(2)), Ok(()));
+        assert_eq!(node.balancer.registered(), 1);
+    }
+
+    #[test]
+    fn is_stopping_turns_on_with_begin_stop() {
+        let mut node = node_with_a_worker();
+        assert!(!node.is_stopping());
+        node.begin_stop(ms(3));
+        assert!(node.is_stopping());
+    }
+
+    #[test]
+    fn news_routed_from_the_balancer_reaches_the_supervisor_with_the_time_of_the_input() {
+        // The driver feeds request outcomes to the balancer directly and
+        // ticks the node; a drained worker's `Idle` then reaches the
+        // supervisor through `route`, which must stamp it with that time:
+        // the stop timeout of the worker runs from when it went idle.
+        let mut node = node_with_a_worker();
+        node.scale_to(2, ms(3));
+        join_next_spawn(&mut node, 8, 1, ms(4));
+        for id in 1..=2 {
+            node.balancer.handle_request(RequestId(id), RequestMeta::GET, ms(5));
+        }
+        while node.poll().is_some() {}
+        assert_eq!(node.balancer.in_flight(), 2, "both workers busy");
+        // Scaling down drains slot 1 (pid 8) while it is busy.
+        node.scale_to(1, ms(6));
+        while node.poll().is_some() {}
+        let id = node.balancer.request_on(Pid(8)).expect("pid 8 is busy");
+        let late = ms(60_000);
+        node.tick(late);
+        node.balancer.handle_complete(id, true, late);
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs.contains(&Output::Process(SupervisorAction::Terminate { pid: Pid(8) })),
+            "{outputs:?}"
+        );
+        let stop_timeout = node.supervisor.config().stop_timeout;
+        assert_eq!(
+            node.supervisor.poll_timeout(),
+            Some(late + stop_timeout),
+            "the kill deadline runs from the idle time"
+        );
+    }
+
+    #[test]
+    fn a_worker_that_quits_leaves_the_pool_is_replaced_and_its_exit_is_no_crash() {
+        let mut node = node_with_a_worker();
+        node.handle_quit(Pid(7), ms(3));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs.contains(&Output::Event(WorkerEvent::Removed { pid: Pid(7) })),
+            "{outputs:?}"
+        );
+        assert!(
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::Process(SupervisorAction::Spawn { .. }))),
+            "its slot is refilled at once: {outputs:?}"
+        );
+        assert_eq!(node.balancer.worker_socket(Pid(7)), None);
+        node.handle_exit(Pid(7), ms(4));
+        let exits = node.supervisor().exit_counts();
+        assert_eq!((exits[&ExitCause::Quit], exits[&ExitCause::Crash]), (1, 0));
+    }
+
+    #[test]
+    fn scaling_by_one_starts_a_worker_and_raises_the_balancers_quorum() {
+        let mut node = node_with_a_worker();
+        node.scale_by(1, ms(3));
+        assert_eq!(node.supervisor.desired(), 2);
+        assert_eq!(node.balancer.config().desired_workers, 2, "the version quorum follows");
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::Process(SupervisorAction::Spawn { .. }))),
+            "{outputs:?}"
+        );
+        node.scale_by(-1, ms(4));
+        assert_eq!(node.balancer.config().desired_workers, 1);
+    }
+
+    #[test]
+    fn a_second_begin_stop_does_not_push_the_stop_deadline_back() {
+        // A repeated SIGTERM must not extend the wait for requests.
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        node.balancer.handle_response_head(RequestId(1), ms(3));
+        while node.poll().is_some() {}
+        node.begin_stop(ms(3));
+        while node.poll().is_some() {}
+        let deadline = ms(3) + node.supervisor.config().stop_timeout;
+        assert_eq!(node.poll_timeout(), Some(deadline), "a request still streams");
+        node.begin_stop(ms(4000));
+        while node.poll().is_some() {}
+        assert_eq!(node.poll_timeout(), Some(deadline));
+        node.handle_timeout(deadline);
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs.contains(&Output::Process(SupervisorAction::Terminate { pid: Pid(7) })),
+            "the workers are stopped at the first deadline: {outputs:?}"
+        );
+    }
+
+    #[test]
+    fn a_process_told_to_stop_while_booting_may_not_join() {
+        let mut node = Node::new(
+            Balancer::new(BalancerConfig::default()),
+            Supervisor::new(SupervisorConfig::default(), Time::ZERO),
+        );
+        let spawn = match node.poll() {
+            Some(Output::Process(SupervisorAction::Spawn { spawn, .. })) => spawn,
+            other => panic!("expected a spawn, got {other:?}"),
+        };
+        node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        node.begin_stop(ms(2));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(
+            outputs.contains(&Output::Process(SupervisorAction::Terminate { pid: Pid(7) })),
+            "{outputs:?}"
+        );
+        let info = WorkerInfo {
+            pid: Pid(7),
+            slot: Slot(0),
+            version: Version(1),
+            socket: "/tmp/w0.sock".into(),
+        };
+        assert_eq!(node.handle_join(info, ms(3)), Err(JoinError::NotWanted(Pid(7))));
+        assert_eq!(node.balancer.registered(), 0);
+    }
+
+    #[test]
+    fn a_stop_terminates_the_workers_once_the_last_request_has_ended() {
+        let terminated =
+            |outputs: &[Output]| outputs.contains(&Output::Process(SupervisorAction::Terminate { pid: Pid(7) }));
+        let mut node = node_with_a_worker();
+        node.begin_stop(ms(3));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(terminated(&outputs), "nothing in flight: at once: {outputs:?}");
+
+        let mut node = node_with_a_worker();
+        node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+        while node.poll().is_some() {}
+        node.begin_stop(ms(4));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(!terminated(&outputs), "a request in flight: {outputs:?}");
+        node.tick(ms(5));
+        node.balancer.handle_complete(RequestId(1), true, ms(5));
+        let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
+        assert!(terminated(&outputs), "{outputs:?}");
+    }
 }

@@ -264,8 +264,8 @@ pub struct Balancer {
     stats: BalancerStats,
     /// Worker transitions this balancer chose and the worker refused.
     illegal: IllegalTransitions,
-    /// Dispatches to a worker that was not routable (must stay 0).
-    illegal_dispatches: u64,
+    /// The first dispatch to a worker that was not routable (must stay
+    /// `None`; [`Balancer::check_invariants`] reports it).
     first_illegal_dispatch: Option<String>,
     /// The latest `now` seen; time never goes backwards inside the core.
     now: Time,
@@ -291,7 +291,6 @@ impl Balancer {
             events: VecDeque::new(),
             stats: BalancerStats::default(),
             illegal: IllegalTransitions::default(),
-            illegal_dispatches: 0,
             first_illegal_dispatch: None,
             now: Time::ZERO,
         }
@@ -561,7 +560,6 @@ impl Balancer {
                 self.illegal.count_and_assert(worker.on_dispatch(id));
             }
             other => {
-                self.illegal_dispatches += 1;
                 self.first_illegal_dispatch
                     .get_or_insert_with(|| format!("{id:?} dispatched to {pid:?}: {other:?}"));
                 if let Some(worker) = other {

@@ -180,6 +180,40 @@ fn a_refused_transition_is_counted_and_changes_nothing() {
 }
 
 #[test]
+fn a_node_reports_the_refused_transitions_of_both_halves() {
+    use crate::core::balancer::{Balancer, BalancerConfig, RequestMeta, WorkerInfo};
+    use crate::core::node::{Node, Output};
+    use crate::core::{RequestId, Slot, Version};
+    let mut node = Node::new(
+        Balancer::new(BalancerConfig::default()),
+        Supervisor::new(config(1), ms(0)),
+    );
+    let spawn = match node.poll() {
+        Some(Output::Process(Spawn { spawn, .. })) => spawn,
+        other => panic!("expected a spawn, got {other:?}"),
+    };
+    node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+    let info = WorkerInfo {
+        pid: Pid(7),
+        slot: Slot(0),
+        version: Version(1),
+        socket: "/tmp/w0.sock".into(),
+    };
+    node.handle_join(info, ms(2)).unwrap();
+    while node.poll().is_some() {}
+    // One slip in each half (see the tests above and the balancer's).
+    node.supervisor.kill(spawn);
+    node.supervisor.kill(spawn);
+    node.balancer.handle_request(RequestId(1), RequestMeta::GET, ms(3));
+    node.balancer.handle_client_gone(RequestId(1), ms(3));
+    node.balancer.handle_response_head(RequestId(1), ms(3));
+    node.balancer.handle_dispatch_unused(RequestId(1), ms(3));
+    assert_eq!(node.supervisor().illegal_transitions(), 1);
+    assert_eq!(node.balancer().illegal_transitions(), 1);
+    assert_eq!(node.illegal_transitions(), 2);
+}
+
+#[test]
 #[cfg_attr(
     debug_assertions,
     should_panic(expected = "event spawned is illegal in state starting")

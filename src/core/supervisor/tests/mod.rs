@@ -604,8 +604,14 @@ fn stop_terminates_everything_and_emits_stopped_once() {
     let (p1, _) = h.spawned(s[1].0);
     // s[2] not answered yet.
     h.at(5);
+    assert!(!h.s.is_stopping() && !h.s.is_stopped());
+    assert!(!h.s.is_leaving(p0) && !h.s.is_leaving(p1));
     h.s.stop(h.now);
     assert_eq!(h.drain(), vec![Terminate { pid: p0 }, Terminate { pid: p1 }]);
+    assert!(h.s.is_stopping());
+    assert!(!h.s.is_stopped(), "workers still alive");
+    // A process told to stop while booting is refused when it joins.
+    assert!(h.s.is_leaving(p0) && h.s.is_leaving(p1));
     assert_eq!(h.s.rolling_restart(h.now), Err("stopping"));
     let (p2, a) = h.spawned(s[2].0);
     assert_eq!(a, vec![Terminate { pid: p2 }]);
