@@ -124,8 +124,9 @@ pub struct StatusSnapshot {
     pub worker_exits: BTreeMap<&'static str, u64>,
     /// Time from arrival to first dispatch (microsecond buckets).
     pub queue_wait: Histogram,
-    /// State transitions the core refused: each one is a bug, counted
-    /// instead of dropped silently (0 in a healthy server).
+    /// State transitions the core's own rules forbid (refused, or a
+    /// dispatch to a worker that was not routable): each one is a bug,
+    /// counted instead of dropped silently (0 in a healthy server).
     pub illegal_transitions: u64,
     /// Request tasks the driver still holds a channel to: 0 when idle (a
     /// leak check for the tests).

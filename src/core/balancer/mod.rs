@@ -560,6 +560,7 @@ impl Balancer {
                 self.illegal.count_and_assert(worker.on_dispatch(id));
             }
             other => {
+                self.illegal.note();
                 self.first_illegal_dispatch
                     .get_or_insert_with(|| format!("{id:?} dispatched to {pid:?}: {other:?}"));
                 if let Some(worker) = other {

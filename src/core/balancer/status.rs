@@ -131,8 +131,9 @@ impl Balancer {
     }
 
     /// Worker transitions the balancer chose and the worker's state machine
-    /// refused (each one a bug; release builds skip the transition and count
-    /// it here, debug builds stop at a refused dispatch).
+    /// refused, plus dispatches to a worker that was not routable (each one a
+    /// bug; release builds skip a refused transition and count it here, debug
+    /// builds stop at a refused dispatch).
     pub fn illegal_transitions(&self) -> u64 {
         self.illegal.total()
     }
