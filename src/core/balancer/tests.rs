@@ -741,3 +741,45 @@ fn a_dispatch_to_a_worker_that_is_not_routable_fails_the_invariants() {
     );
     assert_eq!(b.illegal_transitions(), 0, "the worker itself could take it");
 }
+
+// ----- the consistency check is not vacuous --------------------------------
+//
+// `check_invariants` runs after every step of every balancer test; these
+// corrupt the state behind the balancer's back, the way a bug would, and
+// check that it says so.
+
+/// A request the balancer never saw, in `phase`.
+fn forged_request(phase: Phase) -> Request {
+    Request {
+        meta: RequestMeta::GET,
+        arrived: ms(0),
+        queue_deadline: ms(2000),
+        dispatches: 0,
+        phase,
+    }
+}
+
+#[test]
+fn the_consistency_check_catches_a_request_queued_while_a_worker_sits_idle() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.requests
+        .insert(RequestId(9), forged_request(Phase::Queued { seq: 0 }));
+    b.enqueue(RequestId(9));
+    assert_eq!(
+        b.check_invariants(),
+        Err("1 queued while 1 workers sit idle".to_string())
+    );
+}
+
+#[test]
+fn the_consistency_check_catches_a_request_on_a_worker_that_does_not_hold_it() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.requests
+        .insert(RequestId(9), forged_request(Phase::Streaming { pid: Pid(1) }));
+    assert_eq!(
+        b.check_invariants(),
+        Err("RequestId9 says it is on Pid1, which does not have it".to_string())
+    );
+}
