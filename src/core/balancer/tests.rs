@@ -551,6 +551,44 @@ fn queue_wait_is_observed_once_per_request_at_its_first_dispatch() {
     assert_eq!(v["queue_wait"]["count"], 3);
 }
 
+#[test]
+fn responses_and_departed_clients_are_counted_once_where_they_are_decided() {
+    // /status: every request ends as a response, a synthesized answer or a
+    // departed client, and the three add up to the requests.
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    b.handle_join(info(2, 1), ms(0)).unwrap();
+    // 1: a head, then the end of the exchange: one response.
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(0));
+    b.handle_response_head(RequestId(1), ms(1));
+    b.handle_complete(RequestId(1), true, ms(2));
+    // 2: an exchange that ends without a head counts as answered by the worker.
+    b.handle_request(RequestId(2), RequestMeta::GET, ms(3));
+    b.handle_complete(RequestId(2), true, ms(4));
+    assert_eq!(b.counters().responses, 2);
+    // 3: the client leaves while its request is on a worker; 4 while queued;
+    // 5 before its dispatch was carried out.
+    b.handle_request(RequestId(3), RequestMeta::GET, ms(5));
+    b.handle_request(RequestId(5), RequestMeta::GET, ms(5));
+    b.handle_request(RequestId(4), RequestMeta::GET, ms(5));
+    assert_eq!(drain(&mut b).len(), 4, "1, 2, 3 and 5 dispatched; 4 queued");
+    b.handle_client_gone(RequestId(3), ms(6));
+    b.handle_client_gone(RequestId(4), ms(6));
+    b.handle_dispatch_unused(RequestId(5), ms(6));
+    let c = b.counters();
+    assert_eq!((c.responses, c.client_gone), (2, 3));
+    b.handle_response_head(RequestId(3), ms(7));
+    b.handle_complete(RequestId(3), true, ms(8));
+    let c = b.counters();
+    assert_eq!(
+        (c.responses, c.client_gone),
+        (2, 3),
+        "a departed client's response is not one"
+    );
+    let answered = c.queue_full + c.no_capacity + c.queue_timeout + c.upstream_timeout + c.upstream_error;
+    assert_eq!(c.requests, c.responses + answered + c.client_gone);
+}
+
 // ----- the queries the driver and the supervisor act on -------------------
 
 #[test]
