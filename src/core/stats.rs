@@ -178,4 +178,21 @@ mod tests {
         assert_eq!(n.count(Err::<u8, &str>("refused")), None);
         assert_eq!(n.total(), 1);
     }
+
+    #[test]
+    fn a_refused_transition_is_counted_before_a_debug_build_stops_at_it() {
+        // Release builds carry on and report the count; the count must be
+        // taken before the debug assertion, which the unwind lets us see.
+        let mut n = IllegalTransitions::default();
+        assert_eq!(n.count_and_assert(Ok::<u8, &str>(3)), Some(3));
+        assert_eq!(n.total(), 0);
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            n.count_and_assert(Err::<u8, &str>("event x is illegal in state y"))
+        }));
+        assert_eq!(refused.is_err(), cfg!(debug_assertions), "only debug builds stop");
+        if let Ok(value) = refused {
+            assert_eq!(value, None);
+        }
+        assert_eq!(n.total(), 1);
+    }
 }

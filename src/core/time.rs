@@ -79,4 +79,13 @@ mod tests {
             u64::MAX
         );
     }
+
+    #[test]
+    fn add_assign_elapsed_time_and_display_agree_with_add() {
+        let mut t = Time::from_millis(5);
+        t += Duration::from_micros(1_250);
+        assert_eq!(t, Time::from_micros(6_250));
+        assert_eq!(t.saturating_since(Time::from_millis(5)), Duration::from_micros(1_250));
+        assert_eq!(t.to_string(), "6.250ms", "logs print the same as snapshots");
+    }
 }

@@ -180,6 +180,25 @@ fn a_refused_transition_is_counted_and_changes_nothing() {
 }
 
 #[test]
+fn a_pid_started_again_for_another_spawn_means_its_first_owner_exited_unreported() {
+    let (mut h, a) = H::new(config(2));
+    let s = spawns(&a);
+    let (p0, _) = h.boot(s[0].0);
+    // The same start reported twice changes nothing.
+    h.s.handle_spawned(s[0].0, p0, h.now);
+    assert!(h.drain().is_empty());
+    assert!(exits(&h).is_empty());
+    assert_eq!(h.s.slot_of(p0), Some(Slot(0)));
+    // The kernel hands p0's pid to slot 1's new process: p0 has died and
+    // its exit was never reported.
+    h.s.handle_spawned(s[1].0, p0, h.now);
+    let _ = h.drain();
+    assert_eq!(exits(&h), [("crash", 1)]);
+    assert_eq!(h.s.slot_of(p0), Some(Slot(1)));
+    assert_eq!(h.s.live_pids(), [p0]);
+}
+
+#[test]
 fn a_node_reports_the_refused_transitions_of_both_halves() {
     use crate::core::balancer::{Balancer, BalancerConfig, RequestMeta, WorkerInfo};
     use crate::core::node::{Node, Output};

@@ -515,6 +515,18 @@ fn rolling_restart_abort_keeps_the_old_generation() {
 }
 
 #[test]
+fn a_timer_handled_late_still_fires() {
+    // The driver's sleep can overshoot (a busy machine, a suspended VM): a
+    // deadline already past when the timeout is handled must fire all the same.
+    let (mut h, a) = H::new(config(1));
+    let (pid, _) = h.spawned(one_spawn(&a));
+    let deadline = h.s.poll_timeout().expect("the ready timeout");
+    h.at(deadline.as_micros() / 1_000 + 5_000);
+    assert_eq!(h.timeout(), vec![Kill { pid }]);
+    assert_eq!(h.slot(0).crashes, 1);
+}
+
+#[test]
 fn rolling_restart_missing_the_ready_timeout_aborts() {
     let (mut h, a) = H::new(config(1));
     let old = boot_all(&mut h, &a)[0];
