@@ -191,7 +191,11 @@ fn a_dispatch_to_a_worker_that_is_not_routable_fails_the_invariants() {
         e.starts_with("dispatch to an ineligible worker: RequestId1 dispatched to Pid1"),
         "{e}"
     );
-    assert_eq!(b.illegal_transitions(), 1, "counted, so /status shows it in release builds");
+    assert_eq!(
+        b.illegal_transitions(),
+        1,
+        "counted, so /status shows it in release builds"
+    );
 }
 
 // ----- the consistency check is not vacuous --------------------------------
