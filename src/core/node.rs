@@ -231,7 +231,8 @@ mod tests {
     }
 
     /// A node with one worker booted and joined as `Pid(7)`.
-    fn node_with_a_worker() -> Node {
+    /// A default node whose first spawn has started as pid 7 (not joined yet).
+    fn node_with_pid_7_started() -> Node {
         let mut node = Node::new(
             Balancer::new(BalancerConfig::default()),
             Supervisor::new(SupervisorConfig::default(), Time::ZERO),
@@ -241,6 +242,11 @@ mod tests {
             other => panic!("expected a spawn, got {other:?}"),
         };
         node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        node
+    }
+
+    fn node_with_a_worker() -> Node {
+        let mut node = node_with_pid_7_started();
         let info = WorkerInfo {
             pid: Pid(7),
             slot: Slot(0),
@@ -300,15 +306,7 @@ mod tests {
 
     #[test]
     fn only_a_process_the_manager_started_joins_and_only_for_its_slot() {
-        let mut node = Node::new(
-            Balancer::new(BalancerConfig::default()),
-            Supervisor::new(SupervisorConfig::default(), Time::ZERO),
-        );
-        let spawn = match node.poll() {
-            Some(Output::Process(SupervisorAction::Spawn { spawn, .. })) => spawn,
-            other => panic!("expected a spawn, got {other:?}"),
-        };
-        node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        let mut node = node_with_pid_7_started();
         let info = |pid: u32, slot: u32| WorkerInfo {
             pid: Pid(pid),
             slot: Slot(slot),
@@ -432,15 +430,7 @@ mod tests {
 
     #[test]
     fn a_process_told_to_stop_while_booting_may_not_join() {
-        let mut node = Node::new(
-            Balancer::new(BalancerConfig::default()),
-            Supervisor::new(SupervisorConfig::default(), Time::ZERO),
-        );
-        let spawn = match node.poll() {
-            Some(Output::Process(SupervisorAction::Spawn { spawn, .. })) => spawn,
-            other => panic!("expected a spawn, got {other:?}"),
-        };
-        node.supervisor.handle_spawned(spawn, Pid(7), ms(1));
+        let mut node = node_with_pid_7_started();
         node.begin_stop(ms(2));
         let outputs: Vec<Output> = std::iter::from_fn(|| node.poll()).collect();
         assert!(
