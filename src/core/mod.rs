@@ -10,6 +10,8 @@
 //! - [`supervisor::Supervisor`]: the manager's brain; desired worker count,
 //!   crash-loop backoff, recycling, rolling restarts, graceful stop.
 //! - [`node::Node`]: the two wired together, as the driver task runs them.
+//! - [`reload`]: hot reload's mode ([`reload::ReloadMode`]) and the debouncer
+//!   that turns a burst of file changes into one reload.
 //! - [`stats`]: the histogram and counters the two keep for `/status`,
 //!   `/metrics` and the dashboard.
 
@@ -18,6 +20,7 @@ pub mod balancer;
 pub mod ids;
 pub mod invariants;
 pub mod node;
+pub mod reload;
 pub mod stats;
 pub mod supervisor;
 pub mod time;
