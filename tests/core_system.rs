@@ -241,7 +241,7 @@ impl Sim {
                     version: p.version,
                     socket: format!("w{}", pid.0),
                 };
-                match self.node.handle_join(info, self.now) {
+                match self.node.handle_join(info, false, self.now) {
                     Ok(()) if terminating => {
                         // Told to stop while booting: quit right away.
                         self.node.handle_quit(pid, self.now);
@@ -346,6 +346,7 @@ impl Sim {
                         self.stopped = true;
                     }
                     SupervisorAction::Drain { .. } => return Err("Drain leaked out of the node".into()),
+                    SupervisorAction::Reload { pid } => return Err(format!("Reload of {pid:?} with hot reload off")),
                 },
                 Output::Event(_) => {}
             }

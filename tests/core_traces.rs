@@ -84,7 +84,7 @@ impl Trace {
                     version,
                     socket: format!("/tmp/w{}", pid.0),
                 };
-                n.handle_join(info, now).expect("join");
+                n.handle_join(info, false, now).expect("join");
             });
         }
     }

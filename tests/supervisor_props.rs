@@ -7,11 +7,13 @@
 //! the test checks `Supervisor::check_invariants` and the promises seen from
 //! outside (signals only to live processes, exact backoff delays, no spawn
 //! during a backoff or after stop, `Stopped` once and only when nothing
-//! lives, capacity never dropping during planned handovers).
+//! lives, capacity never dropping during planned handovers, module reloads
+//! signalled exactly to the ready workers that accept them, below
+//! `max_reloads`).
 //!
 //! `PROPTEST_CASES` overrides the number of cases.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -66,6 +68,7 @@ enum Op {
     ScaleBy(bool),
     ScaleTo(u8),
     Roll,
+    ModuleReload,
     Stop,
 }
 
@@ -86,6 +89,12 @@ struct SimProc {
     stuck_at: Option<Time>,
     terminated_at: Option<Time>,
     quit_at: Option<Time>,
+    /// Its join accepts the module-reload signal (decided at join).
+    accepts_reload: bool,
+    /// `Reload` signals it got.
+    reloads: u32,
+    /// A module reload came before it joined.
+    burst_while_booting: bool,
 }
 
 impl SimProc {
@@ -118,6 +127,10 @@ struct Sim {
     /// Spawns of this step.
     step_spawns: Vec<SupervisorAction>,
     last_roll: Option<LastRoll>,
+    /// Spawns not answered yet when a module reload came.
+    pending_burst: BTreeSet<SpawnId>,
+    /// `Reload` targets of this step.
+    step_reloads: Vec<Pid>,
 }
 
 /// What a run went through (to show the generators reach every path).
@@ -137,6 +150,8 @@ struct Stats {
     max_processes_in_a_slot: usize,
     /// Backoffs ended early by a crash-count reset.
     early_by_reset: u64,
+    /// `Reload` signals.
+    reloads: u64,
 }
 
 impl Sim {
@@ -160,6 +175,8 @@ impl Sim {
             early_spawns: Vec::new(),
             step_spawns: Vec::new(),
             last_roll: None,
+            pending_burst: BTreeSet::new(),
+            step_reloads: Vec::new(),
         };
         sim.after_step("new")?;
         Ok(sim)
@@ -192,6 +209,11 @@ impl Sim {
         while let Some(a) = self.sup.poll_action() {
             self.log.push(format!("{:?}   -> {a:?}", self.now));
             self.on_action(a)?;
+        }
+        // Reloads come only from a module reload, or from a join that
+        // brings a burst received while booting (both check the targets).
+        if !self.step_reloads.is_empty() && what != "module reload" && !what.starts_with("ready ") {
+            return Err(self.fail(format!("Reload of {:?} on {what}", self.step_reloads)));
         }
         if let Err(e) = self.sup.check_invariants() {
             return Err(self.fail(format!("invariant: {e}")));
@@ -389,6 +411,21 @@ impl Sim {
                     return Err(self.fail(format!("{a:?} to {other:?}")));
                 }
             },
+            SupervisorAction::Reload { pid } => match self.procs.get_mut(&pid) {
+                Some(p) if p.serving() && p.accepts_reload => {
+                    p.reloads += 1;
+                    if self.cfg.max_reloads.is_some_and(|m| m > 0 && p.reloads >= m) {
+                        let p = p.clone();
+                        return Err(self.fail(format!("{a:?} reaches max_reloads: {p:?}")));
+                    }
+                    self.step_reloads.push(pid);
+                    self.stats.reloads += 1;
+                }
+                other => {
+                    let other = other.cloned();
+                    return Err(self.fail(format!("{a:?} to {other:?}")));
+                }
+            },
             SupervisorAction::Stopped => {
                 if !self.stop_called || self.stopped > 0 || !self.procs.is_empty() || !self.pending.is_empty() {
                     return Err(self.fail(format!(
@@ -447,6 +484,9 @@ impl Sim {
                             stuck_at: None,
                             terminated_at: None,
                             quit_at: None,
+                            accepts_reload: false,
+                            reloads: 0,
+                            burst_while_booting: self.pending_burst.remove(&spawn),
                         },
                     );
                     self.sup.handle_spawned(spawn, pid, now);
@@ -456,17 +496,14 @@ impl Sim {
             Op::SpawnFailed(i) => {
                 if let Some(k) = Sim::pick(&(0..self.pending.len()).collect::<Vec<_>>(), i) {
                     let (spawn, _, _, _) = self.pending.remove(k);
+                    self.pending_burst.remove(&spawn);
                     self.sup.handle_spawn_failed(spawn, now);
                     return self.after_step(&format!("spawn failed {spawn:?}"));
                 }
             }
             Op::Ready(i) => {
                 if let Some(pid) = Sim::pick(&self.pids_where(|p| !p.joined && !p.killed), i) {
-                    let p = self.procs.get_mut(&pid).unwrap();
-                    p.joined = true;
-                    p.joined_at = Some(now);
-                    self.sup.handle_ready(pid, now);
-                    return self.after_step(&format!("ready {pid:?}"));
+                    return self.ready(pid);
                 }
             }
             Op::Crash(i) => {
@@ -543,11 +580,55 @@ impl Sim {
                 }
                 return self.after_step(&format!("rolling restart {r:?}"));
             }
+            Op::ModuleReload => {
+                let limit = self.cfg.max_reloads.filter(|&m| m > 0);
+                let expected = if self.stop_called {
+                    Vec::new()
+                } else {
+                    self.pids_where(|p| p.serving() && p.accepts_reload && limit.is_none_or(|m| p.reloads + 1 < m))
+                };
+                for p in self.procs.values_mut().filter(|p| !p.joined) {
+                    p.burst_while_booting = true;
+                }
+                self.pending_burst.extend(self.pending.iter().map(|p| p.0));
+                self.sup.reload_workers(now);
+                self.after_step("module reload")?;
+                let mut got = std::mem::take(&mut self.step_reloads);
+                got.sort_unstable();
+                if got != expected {
+                    return Err(self.fail(format!("module reload signalled {got:?}, want {expected:?}")));
+                }
+            }
             Op::Stop => {
                 self.stop_called = true;
                 self.sup.stop(now);
                 return self.after_step("stop");
             }
+        }
+        Ok(())
+    }
+
+    /// `pid` joins (accepting module reloads unless its pid is a multiple
+    /// of 3); a module reload that came while it booted is signalled now if
+    /// it accepts reloads and is below `max_reloads`.
+    fn ready(&mut self, pid: Pid) -> Result<(), TestCaseError> {
+        let p = self.procs.get_mut(&pid).unwrap();
+        p.joined = true;
+        p.joined_at = Some(self.now);
+        p.accepts_reload = !pid.0.is_multiple_of(3);
+        let (accepts, burst, reloads) = (p.accepts_reload, p.burst_while_booting, p.reloads);
+        self.sup.handle_ready_with_reload(pid, accepts, self.now);
+        self.after_step(&format!("ready {pid:?}"))?;
+        let limit = self.cfg.max_reloads.filter(|&m| m > 0);
+        let serving = self.procs.get(&pid).is_some_and(SimProc::serving);
+        let expected = if serving && accepts && burst && limit.is_none_or(|m| reloads + 1 < m) {
+            vec![pid]
+        } else {
+            Vec::new()
+        };
+        let got = std::mem::take(&mut self.step_reloads);
+        if got != expected {
+            return Err(self.fail(format!("{pid:?} joined: signalled {got:?}, want {expected:?}")));
         }
         Ok(())
     }
@@ -583,11 +664,7 @@ impl Sim {
             self.after_step(&format!("unstuck {pid:?}"))?;
         }
         for pid in self.pids_where(|p| !p.joined && !p.killed && !p.terminated) {
-            let p = self.procs.get_mut(&pid).unwrap();
-            p.joined = true;
-            p.joined_at = Some(self.now);
-            self.sup.handle_ready(pid, self.now);
-            self.after_step(&format!("ready {pid:?}"))?;
+            self.ready(pid)?;
         }
         for pid in self.pids_where(|p| p.drained && !p.idle_sent) {
             self.procs.get_mut(&pid).unwrap().idle_sent = true;
@@ -645,10 +722,15 @@ fn config_strategy() -> impl Strategy<Value = SupervisorConfig> {
         ),
         (10u64..=200, 1u32..=64, 500u64..=8_000),
         (500u64..=10_000, 500u64..=10_000, 0u64..=5_000),
-        (0u32..=3, 1u32..=3),
+        (0u32..=3, 1u32..=3, prop::option::of(0u32..=4)),
     )
         .prop_map(
-            |((workers, max_requests, max_age), (initial, factor, reset), (ready, stop, stuck), (recycles, spawns))| {
+            |(
+                (workers, max_requests, max_age),
+                (initial, factor, reset),
+                (ready, stop, stuck),
+                (recycles, spawns, max_reloads),
+            )| {
                 SupervisorConfig {
                     workers,
                     max_requests,
@@ -661,6 +743,7 @@ fn config_strategy() -> impl Strategy<Value = SupervisorConfig> {
                     stuck_grace: ms(stuck),
                     max_concurrent_recycles: recycles,
                     max_concurrent_spawns: spawns,
+                    max_reloads,
                 }
             },
         )
@@ -683,6 +766,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::ScaleBy),
         1 => (0u8..6).prop_map(Op::ScaleTo),
         2 => Just(Op::Roll),
+        1 => Just(Op::ModuleReload),
     ]
 }
 
@@ -698,6 +782,7 @@ fn faultless_op_strategy() -> impl Strategy<Value = Op> {
         4 => any::<u8>().prop_map(Op::Idle),
         4 => any::<u8>().prop_map(Op::ExitAsked),
         2 => Just(Op::Roll),
+        1 => Just(Op::ModuleReload),
     ]
 }
 
@@ -877,6 +962,7 @@ fn the_generators_reach_every_interesting_path() {
         t.recycles += s.recycles;
         t.rolls_completed += s.rolls_completed;
         t.rolls_aborted += s.rolls_aborted;
+        t.reloads += s.reloads;
         t.max_processes_in_a_slot = t.max_processes_in_a_slot.max(s.max_processes_in_a_slot);
     };
     let strategy = (
@@ -916,4 +1002,5 @@ fn the_generators_reach_every_interesting_path() {
     assert!(t.backoffs > 0 && t.recycles > 0, "{t:?}");
     assert!(t.rolls_completed > 0 && t.rolls_aborted > 0, "{t:?}");
     assert!(t.max_processes_in_a_slot >= 2, "{t:?}");
+    assert!(t.reloads > 0, "{t:?}");
 }

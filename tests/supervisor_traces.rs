@@ -7,7 +7,8 @@
 //!
 //! A tiny scripted world answers the actions: a spawned process forks in
 //! 1 ms, then joins or dies as its scenario says; a drained worker is idle
-//! 20 ms later; SIGTERM ends a process in 5 ms, SIGKILL in 1 ms.
+//! 20 ms later; SIGTERM ends a process in 5 ms, SIGKILL in 1 ms; a module
+//! reload signal changes nothing the supervisor sees.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,12 +29,15 @@ struct Behaviour {
     dies_after: Option<Duration>,
     /// Ignores SIGTERM.
     ignores_term: bool,
+    /// Its join accepts the module-reload signal.
+    accepts_reload: bool,
 }
 
 const HEALTHY: Behaviour = Behaviour {
     joins_after: Some(Duration::from_millis(50)),
     dies_after: None,
     ignores_term: false,
+    accepts_reload: false,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +48,7 @@ enum Input {
     Idle(Pid),
     Traffic,
     Roll,
+    ModuleReload,
     Stop,
 }
 
@@ -124,6 +129,10 @@ impl World {
             if s.crashes > 0 {
                 p.push_str(&format!(" crashes={}", s.crashes));
             }
+            let reloads = s.processes.iter().find(|q| q.pid == s.pid).map_or(0, |q| q.reloads);
+            if reloads > 0 {
+                p.push_str(&format!(" reloads={reloads}"));
+            }
             if let Some(n) = s.next_attempt_in_ms {
                 p.push_str(&format!(" retry at {:?}", self.now + ms(n)));
             }
@@ -162,7 +171,7 @@ impl World {
                     self.serving.remove(&pid);
                     self.at(self.now + ms(1), Input::Exit(pid));
                 }
-                SupervisorAction::Stopped => {}
+                SupervisorAction::Stopped | SupervisorAction::Reload { .. } => {}
             }
         }
         if let Err(e) = self.sup.check_invariants() {
@@ -205,7 +214,8 @@ impl World {
                 }
                 self.log("<-", format!("ready {pid:?}"));
                 self.serving.insert(pid, 0);
-                self.sup.handle_ready(pid, now);
+                let accepts_reload = self.behaviour[&pid].accepts_reload;
+                self.sup.handle_ready_with_reload(pid, accepts_reload, now);
             }
             Input::Exit(pid) => {
                 if !self.sup.live_pids().contains(&pid) {
@@ -237,6 +247,10 @@ impl World {
             Input::Roll => {
                 let r = self.sup.rolling_restart(now);
                 self.log("<-", format!("rolling restart: {r:?}"));
+            }
+            Input::ModuleReload => {
+                self.log("<-", "module reload".to_string());
+                self.sup.reload_workers(now);
             }
             Input::Stop => {
                 self.log("<-", "stop".to_string());
@@ -297,7 +311,7 @@ fn crash_loop() {
             Behaviour {
                 joins_after: None,
                 dies_after: Some(ms(10)),
-                ignores_term: false,
+                ..HEALTHY
             }
         } else {
             HEALTHY
@@ -363,7 +377,7 @@ fn rolling_restart_aborted() {
             Behaviour {
                 joins_after: None,
                 dies_after: Some(ms(150)),
-                ignores_term: false,
+                ..HEALTHY
             }
         } else if version == Version(2) {
             Behaviour {
@@ -415,5 +429,38 @@ fn stuck_worker_and_graceful_stop() {
     w.at(Time::from_millis(7_000), Input::Stop);
     w.run_until(Time::from_millis(30_000));
     assert!(w.sup.is_stopped());
+    insta::assert_yaml_snapshot!(w.trace);
+}
+
+#[test]
+fn module_reloads_up_to_max_reloads_then_replacement_first() {
+    // --max-reloads=3. Slot 0 accepts reloads: the first two bursts signal
+    // it, the third replaces it (the old process serves until the
+    // replacement has joined). Slot 1 cannot reload: every burst replaces
+    // it, one handover at a time. A burst during slot 0's boot after the
+    // replacement waits for its join.
+    let config = SupervisorConfig {
+        workers: 2,
+        max_reloads: Some(3),
+        ..SupervisorConfig::default()
+    };
+    let script: Script = Box::new(|slot, _, _| Behaviour {
+        accepts_reload: slot == Slot(0),
+        ..HEALTHY
+    });
+    let mut w = World::new(config, script);
+    for t in [1_000, 2_000, 3_000, 3_020] {
+        w.at(Time::from_millis(t), Input::ModuleReload);
+    }
+    w.run_until(Time::from_millis(5_000));
+    let st = w.sup.status(w.now);
+    assert!(st.slots.iter().all(|s| s.state == "ready"), "{st:?}");
+    assert_eq!(st.slots[0].restarts, 1, "replaced once, at the third burst");
+    assert_eq!(
+        st.slots[0].processes[0].reloads, 1,
+        "the replacement got the burst that came while it booted"
+    );
+    let reloads = w.trace.iter().filter(|l| l.contains("-> Reload")).count();
+    assert_eq!(reloads, 3);
     insta::assert_yaml_snapshot!(w.trace);
 }

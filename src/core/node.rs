@@ -7,11 +7,17 @@
 //! finished every queued and in-flight request. Everything that must leave
 //! the core (dispatch, answer, spawn, signal) comes out of [`Node::poll`].
 //! The driver task runs exactly this wiring, and so do the property tests.
+//!
+//! Hot reload is wired here too: file-change notifications
+//! ([`Node::handle_files_changed`]) are debounced ([`Debounce`]) and each
+//! burst becomes, by [`ReloadMode`], a rolling restart (one more after the
+//! roll in progress, if any) or a module reload of the workers.
 
 use std::collections::VecDeque;
 
 use super::balancer::{Action, Balancer, JoinError, WorkerEvent, WorkerInfo};
-use super::supervisor::{Supervisor, SupervisorAction};
+use super::reload::{Debounce, ReloadMode};
+use super::supervisor::{AppErrorPhase, Supervisor, SupervisorAction};
 use super::{Pid, Time};
 
 /// Something the caller must carry out.
@@ -19,8 +25,8 @@ use super::{Pid, Time};
 pub enum Output {
     /// Dispatch or answer a request.
     Request(Action),
-    /// Spawn, signal, or report the stop finished (never `Drain`: the node
-    /// carries that out itself).
+    /// Spawn, signal (`Reload` included), or report the stop finished
+    /// (never `Drain`: the node carries that out itself).
     Process(SupervisorAction),
     /// News worth logging or cleaning up after (`Removed` frees a worker's
     /// connection).
@@ -40,6 +46,12 @@ pub struct Node {
     /// When a graceful stop stops waiting for requests.
     stop_deadline: Option<Time>,
     now: Time,
+    reload_mode: ReloadMode,
+    /// Coalesces file-change notifications into reload bursts.
+    debounce: Debounce,
+    /// A process-mode burst came during a rolling restart: one more roll
+    /// starts when that one has ended.
+    roll_pending: bool,
 }
 
 impl Node {
@@ -53,6 +65,9 @@ impl Node {
             stop_sent: false,
             stop_deadline: None,
             now: Time::ZERO,
+            reload_mode: ReloadMode::None,
+            debounce: Debounce::new(),
+            roll_pending: false,
         }
     }
 
@@ -62,8 +77,10 @@ impl Node {
         self.now = self.now.max(now);
     }
 
-    /// A worker joined: it enters the pool and the supervisor counts it ready.
-    pub fn handle_join(&mut self, info: WorkerInfo, now: Time) -> Result<(), JoinError> {
+    /// A worker joined: it enters the pool and the supervisor counts it
+    /// ready. `accepts_reload`: its join said it handles the module-reload
+    /// signal.
+    pub fn handle_join(&mut self, info: WorkerInfo, accepts_reload: bool, now: Time) -> Result<(), JoinError> {
         self.tick(now);
         let pid = info.pid;
         // Only a process the manager started may join, and only for its slot.
@@ -77,8 +94,55 @@ impl Node {
             return Err(JoinError::NotWanted(pid));
         }
         self.balancer.handle_join(info, now)?;
-        self.supervisor.handle_ready(pid, now);
+        self.supervisor.handle_ready_with_reload(pid, accepts_reload, now);
         Ok(())
+    }
+
+    /// A worker reported that its app failed to load or to reload (see
+    /// [`Supervisor::handle_app_error`]; unknown pids are ignored).
+    pub fn handle_app_error(&mut self, pid: Pid, phase: AppErrorPhase, message: String, now: Time) {
+        self.tick(now);
+        self.supervisor.handle_app_error(pid, phase, message, now);
+    }
+
+    /// A worker reported a successful module reload (see
+    /// [`Supervisor::handle_reloaded`]; unknown pids are ignored).
+    pub fn handle_reloaded(&mut self, pid: Pid, reloads: u64, now: Time) {
+        self.tick(now);
+        self.supervisor.handle_reloaded(pid, reloads, now);
+    }
+
+    /// How file changes are followed (default [`ReloadMode::None`]).
+    /// Switching to `None` forgets a pending burst and a pending roll.
+    pub fn set_reload_mode(&mut self, mode: ReloadMode) {
+        self.reload_mode = mode;
+        if mode == ReloadMode::None {
+            self.debounce.clear();
+            self.roll_pending = false;
+        }
+    }
+
+    /// The reload mode in force.
+    pub fn reload_mode(&self) -> ReloadMode {
+        self.reload_mode
+    }
+
+    /// A file of the app changed (the watcher already filtered what does
+    /// not count). The reload happens once the burst of changes is over
+    /// (see [`Debounce`]); ignored in mode `None` and once stopping.
+    pub fn handle_files_changed(&mut self, now: Time) {
+        self.tick(now);
+        if self.reload_mode == ReloadMode::None || self.stop_requested {
+            return;
+        }
+        // A burst already over ends here, so this change starts the next one.
+        self.fire_reload_if_due(now);
+        self.debounce.handle_change(now);
+    }
+
+    /// Whether a process-mode roll waits for the current one to end.
+    pub fn is_roll_pending(&self) -> bool {
+        self.roll_pending
     }
 
     /// A worker quit on its own.
@@ -117,6 +181,8 @@ impl Node {
     /// stopped anyway (a request still running then ends with its worker).
     pub fn begin_stop(&mut self, now: Time) {
         self.tick(now);
+        self.debounce.clear();
+        self.roll_pending = false;
         if !self.stop_requested {
             self.stop_deadline = Some(now + self.supervisor.config().stop_timeout);
         }
@@ -152,6 +218,7 @@ impl Node {
         self.tick(now);
         self.balancer.handle_timeout(now);
         self.supervisor.handle_timeout(now);
+        self.fire_reload_if_due(now);
         if !self.stop_sent && self.stop_deadline.is_some_and(|d| d <= now) {
             self.balancer.abandon_queue(now);
             self.stop_sent = true;
@@ -159,14 +226,20 @@ impl Node {
         }
     }
 
-    /// The earliest deadline of either half.
+    /// The earliest deadline of either half, the stop and the reload debounce.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let stop = if self.stop_sent { None } else { self.stop_deadline };
-        [self.balancer.poll_timeout(), self.supervisor.poll_timeout(), stop]
-            .into_iter()
-            .flatten()
-            .min()
+        let reload = self.debounce.poll_timeout();
+        [
+            self.balancer.poll_timeout(),
+            self.supervisor.poll_timeout(),
+            stop,
+            reload,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next thing to carry out. Drain until `None` after every input.
@@ -182,10 +255,35 @@ impl Node {
         }
     }
 
+    /// Reloads if a burst of file changes is over.
+    fn fire_reload_if_due(&mut self, now: Time) {
+        if !self.debounce.handle_timeout(now) || self.stop_requested {
+            return;
+        }
+        match self.reload_mode {
+            ReloadMode::None => {}
+            ReloadMode::Process => self.roll_pending = true,
+            ReloadMode::Module => self.supervisor.reload_workers(now),
+        }
+        self.start_pending_roll();
+    }
+
+    /// Starts the pending process-mode roll unless one is in progress; true
+    /// if it started.
+    fn start_pending_roll(&mut self) -> bool {
+        if !self.roll_pending || self.supervisor.rolling_to().is_some() {
+            return false;
+        }
+        self.roll_pending = false;
+        // Fails only once stopping, and then no roll is wanted anyway.
+        self.supervisor.rolling_restart(self.now).is_ok()
+    }
+
     /// Moves news between the halves; true if anything moved.
     fn route(&mut self) -> bool {
         let now = self.now;
-        let mut moved = false;
+        // A roll that ended with the last input lets the pending one start.
+        let mut moved = self.start_pending_roll();
         while let Some(action) = self.balancer.poll_action() {
             moved = true;
             self.outputs.push_back(Output::Request(action));
@@ -253,7 +351,7 @@ mod tests {
             version: Version(1),
             socket: "/tmp/w0.sock".into(),
         };
-        node.handle_join(info, ms(2)).unwrap();
+        node.handle_join(info, false, ms(2)).unwrap();
         while node.poll().is_some() {}
         node
     }
@@ -300,7 +398,7 @@ mod tests {
             version: Version(1),
             socket: format!("/tmp/w{slot}.sock"),
         };
-        node.handle_join(info, now).unwrap();
+        node.handle_join(info, false, now).unwrap();
         while node.poll().is_some() {}
     }
 
@@ -313,16 +411,19 @@ mod tests {
             version: Version(1),
             socket: "/tmp/w0.sock".into(),
         };
-        assert_eq!(node.handle_join(info(8, 0), ms(2)), Err(JoinError::Unknown(Pid(8))));
         assert_eq!(
-            node.handle_join(info(7, 1), ms(2)),
+            node.handle_join(info(8, 0), false, ms(2)),
+            Err(JoinError::Unknown(Pid(8)))
+        );
+        assert_eq!(
+            node.handle_join(info(7, 1), false, ms(2)),
             Err(JoinError::WrongSlot {
                 pid: Pid(7),
                 slot: Slot(0)
             })
         );
         assert_eq!(node.balancer.registered(), 0, "refused joins never enter the pool");
-        assert_eq!(node.handle_join(info(7, 0), ms(2)), Ok(()));
+        assert_eq!(node.handle_join(info(7, 0), false, ms(2)), Ok(()));
         assert_eq!(node.balancer.registered(), 1);
     }
 
@@ -443,7 +544,7 @@ mod tests {
             version: Version(1),
             socket: "/tmp/w0.sock".into(),
         };
-        assert_eq!(node.handle_join(info, ms(3)), Err(JoinError::NotWanted(Pid(7))));
+        assert_eq!(node.handle_join(info, false, ms(3)), Err(JoinError::NotWanted(Pid(7))));
         assert_eq!(node.balancer.registered(), 0);
     }
 

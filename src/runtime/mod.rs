@@ -458,7 +458,7 @@ impl<S: Spawner> Driver<S> {
                     socket,
                 };
                 let address: Arc<str> = info.socket.as_str().into();
-                match self.node.handle_join(info, now) {
+                match self.node.handle_join(info, false, now) {
                     Ok(()) => {
                         self.conns.entry(Pid(pid)).or_insert(WorkerConn {
                             address,
@@ -567,6 +567,7 @@ impl<S: Spawner> Driver<S> {
                         self.spawner.signal(pid, Signal::Kill)
                     }
                     SupervisorAction::Stopped => self.stopped = true,
+                    SupervisorAction::Reload { pid } => tracing::debug!(pid = pid.0, "reload requested"),
                 },
             }
         }

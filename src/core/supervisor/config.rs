@@ -28,10 +28,16 @@ pub struct SupervisorConfig {
     pub stop_timeout: Duration,
     /// A worker reported stuck is killed after this (default 5 s).
     pub stuck_grace: Duration,
-    /// Slots with a recycling handover in progress, at most (default 1; 0 disables recycling).
+    /// Slots with a recycling handover in progress, at most (default 1; 0
+    /// disables recycling, replacements for module reloads included).
     pub max_concurrent_recycles: u32,
     /// New-generation processes booting at once during a rolling restart (default 2).
     pub max_concurrent_spawns: u32,
+    /// Module reloads a worker gets before a reload replaces it instead
+    /// (`--max-reloads`): with `Some(n)`, the first `n - 1` reload bursts
+    /// signal the worker and the `n`-th replaces it. `None` or `Some(0)`:
+    /// never replaced for reloads (default `None`).
+    pub max_reloads: Option<u32>,
 }
 
 impl Default for SupervisorConfig {
@@ -48,6 +54,7 @@ impl Default for SupervisorConfig {
             stuck_grace: Duration::from_secs(5),
             max_concurrent_recycles: 1,
             max_concurrent_spawns: 2,
+            max_reloads: None,
         }
     }
 }
@@ -75,6 +82,13 @@ impl SupervisorConfig {
             let lead = (max / 10).max(1);
             max.saturating_sub(lead).max(1)
         })
+    }
+
+    /// Whether a worker that has had `reloads` module reloads is replaced
+    /// by the next one instead of being signalled (see `max_reloads`).
+    pub fn reload_replaces(&self, reloads: u32) -> bool {
+        self.max_reloads
+            .is_some_and(|max| max > 0 && reloads.saturating_add(1) >= max)
     }
 
     pub(super) fn sanitized(mut self) -> Self {

@@ -143,7 +143,8 @@ impl Supervisor {
             && let Some(roll) = self.roll
             && roll.to == version
         {
-            self.abort_roll(format!("slot {} v{} {what}", slot.0, version.0));
+            let app_error = self.app_error_suffix(id);
+            self.abort_roll(format!("slot {} v{} {what}{app_error}", slot.0, version.0));
         }
     }
 

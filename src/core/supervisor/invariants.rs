@@ -35,6 +35,24 @@ impl Supervisor {
             if p.version.0 >= self.next_version {
                 return Err(format!("{id:?} has {:?}, newer than any generation", p.version));
             }
+            // Module reloads: signals only to processes whose join accepted
+            // them, fewer than `max_reloads`; a pending burst only before
+            // ready (it is applied on ready); a replacement asked for only
+            // of a process that was ready.
+            if p.reloads > 0 && !p.accepts_reload {
+                return Err(format!("{id:?} got {} reloads without accepting them", p.reloads));
+            }
+            if let Some(max) = cfg.max_reloads.filter(|&m| m > 0)
+                && p.reloads >= max
+            {
+                return Err(format!("{id:?} got {} reloads, max {max}", p.reloads));
+            }
+            if p.reload_pending && p.state.is_ready() {
+                return Err(format!("{id:?} is ready with a reload still pending"));
+            }
+            if p.replace_for_reload && p.state.before_ready() {
+                return Err(format!("{id:?} is to be replaced for a reload before it was ready"));
+            }
             // Every process has exactly one role.
             let idx = p.slot.0 as usize;
             let entry = &self.slots[idx];

@@ -57,6 +57,10 @@
 //!    At least one worker is always wanted.
 //! 7. **Stop** terminates everything, kills what outlives `stop_timeout`, and
 //!    emits [`SupervisorAction::Stopped`] once, when no process is left.
+//! 8. **Module reload** ([`Supervisor::reload_workers`]): every ready worker
+//!    that accepts reloads gets [`SupervisorAction::Reload`] until it reaches
+//!    `max_reloads`; the others, and those that reached it, are replaced as
+//!    in rule 3. A worker still booting gets the burst once it is ready.
 //!
 //! # Layout
 //!
@@ -65,7 +69,8 @@
 //! `config` (knobs, backoff and recycling arithmetic), `process` (one
 //! process's lifecycle), `slot` (who holds a slot), `exits` (a process going
 //! away, and exits counted by [`ExitCause`]), `roll` (rolling restarts and
-//! recycling), `status` (the `/status` snapshot), `invariants` (the
+//! recycling), `reload` (module reloads and the app errors workers report),
+//! `status` (the `/status` snapshot), `invariants` (the
 //! consistency check the tests run) and `tests`. Files that add methods to
 //! [`Supervisor`] import it from here; no two sibling files import each other.
 //! From outside this folder they import only std, serde, `crate::core`'s
@@ -82,6 +87,7 @@ mod config;
 mod exits;
 mod invariants;
 mod process;
+mod reload;
 mod roll;
 mod slot;
 mod status;
@@ -99,6 +105,7 @@ pub use config::SupervisorConfig;
 pub use exits::ExitCause;
 pub use process::SpawnId;
 use process::{Due, Leave, Proc, ProcState};
+pub use reload::{AppError, AppErrorPhase};
 use roll::Roll;
 use slot::{Handover, Role, SlotEntry, SlotState};
 pub use status::{LastRoll, ProcessStatus, RollStatus, SlotStatus, SupervisorStatus};
@@ -121,6 +128,9 @@ pub enum SupervisorAction {
     Terminate { pid: Pid },
     /// SIGKILL.
     Kill { pid: Pid },
+    /// The module-reload signal (SIGHUP): the worker loads the app's code
+    /// again when it is idle. Sent only to workers whose join accepted it.
+    Reload { pid: Pid },
     /// The graceful stop has finished: no process is left. Emitted once.
     Stopped,
 }
@@ -138,6 +148,8 @@ pub struct Supervisor {
     next_version: u64,
     roll: Option<Roll>,
     last_roll: Option<LastRoll>,
+    /// The last app error reported, until a process joins or reloads.
+    app_error: Option<AppError>,
     stopping: bool,
     stopped_emitted: bool,
     slots: Vec<SlotEntry>,
@@ -166,6 +178,7 @@ impl Supervisor {
             next_version: 2,
             roll: None,
             last_roll: None,
+            app_error: None,
             stopping: false,
             stopped_emitted: false,
             slots: Vec::new(),
@@ -283,21 +296,36 @@ impl Supervisor {
         self.advance(now);
     }
 
-    /// `pid` joined the balancer and serves. Call when its join has been
+    /// `pid` joined the balancer and serves, without accepting module
+    /// reloads: [`Supervisor::handle_ready_with_reload`] with `false`.
+    pub fn handle_ready(&mut self, pid: Pid, now: Time) {
+        self.handle_ready_with_reload(pid, false, now);
+    }
+
+    /// `pid` joined the balancer and serves; `accepts_reload`: its join said
+    /// it handles the module-reload signal. Call when its join has been
     /// accepted by the balancer. Joins of processes on their way out are
     /// ignored (the caller should refuse them: see `ProcessStatus::leaving`).
-    pub fn handle_ready(&mut self, pid: Pid, now: Time) {
+    /// A join clears the recorded app error, and a module reload that came
+    /// while the process booted is applied now.
+    pub fn handle_ready_with_reload(&mut self, pid: Pid, accepts_reload: bool, now: Time) {
         self.observe(now);
         if let Some(&id) = self.by_pid.get(&pid)
             && let Some(p) = self.procs.get_mut(&id)
             && p.state.on_ready(now).is_ok()
         {
+            p.accepts_reload = accepts_reload;
+            let reload_pending = std::mem::take(&mut p.reload_pending);
             let idx = p.slot.0 as usize;
             if let Some(Role::Replacement(Handover::Recycle)) = self.role(id) {
                 let handed_over = self.slots[idx].state.on_replacement_ready();
                 if let Some(old) = self.illegal.count_and_assert(handed_over) {
                     self.retire(old, Leave::Recycled);
                 }
+            }
+            self.app_error = None;
+            if reload_pending {
+                self.apply_reload(id);
             }
         }
         self.advance(now);
@@ -565,6 +593,11 @@ impl Supervisor {
                 },
                 served: 0,
                 leave: None,
+                accepts_reload: false,
+                reloads: 0,
+                reload_pending: false,
+                replace_for_reload: false,
+                app_error: None,
             },
         );
         self.slots[idx].spawns += 1;

@@ -322,4 +322,16 @@ pub(super) struct Proc {
     pub(super) state: ProcState,
     pub(super) served: u64,
     pub(super) leave: Option<Leave>,
+    /// Its join said it handles the module-reload signal.
+    pub(super) accepts_reload: bool,
+    /// `Reload` signals sent to it.
+    pub(super) reloads: u32,
+    /// A module reload came while it was not ready yet: applied when it is.
+    pub(super) reload_pending: bool,
+    /// A module reload must replace it (it cannot reload, or reached
+    /// `max_reloads`): recycling picks it up as due.
+    pub(super) replace_for_reload: bool,
+    /// The last app error it reported (load or reload), for the reason of
+    /// an aborted rolling restart.
+    pub(super) app_error: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! Replacing processes while the old ones keep serving: the rolling restart
 //! to a new generation (start, progress, finish, abort) and recycling
-//! (max requests, max age, a primary of the wrong generation).
+//! (max requests, max age, a primary of the wrong generation, a module
+//! reload the primary cannot take).
 
 use super::Supervisor;
 use super::process::{Leave, ProcState};
@@ -204,6 +205,7 @@ impl Supervisor {
                 continue;
             };
             let due = p.version != self.current
+                || p.replace_for_reload
                 || threshold.is_some_and(|t| p.served >= t)
                 || max_age.is_some_and(|age| self.now >= since + age);
             if !due || self.slot_recycling(idx) || self.backoff_pending(idx) {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::Supervisor;
 use super::process::{Leave, ProcState, SpawnId};
+use super::reload::AppError;
 use super::slot::{Role, SlotState};
 use crate::core::{Pid, Slot, Time, Version};
 
@@ -23,6 +24,9 @@ pub struct SupervisorStatus {
     pub rolling: Option<RollStatus>,
     /// How the last rolling restart ended.
     pub last_roll: Option<LastRoll>,
+    /// The last app error a worker reported, until a worker joins or
+    /// reloads successfully ([`Supervisor::app_error`]).
+    pub app_error: Option<AppError>,
     /// Slots with a recycling handover in progress.
     pub recycling: u32,
     /// A graceful stop has begun.
@@ -113,6 +117,8 @@ pub struct ProcessStatus {
     pub served: u64,
     /// Why a retiring process is leaving.
     pub leaving: Option<&'static str>,
+    /// Module-reload signals sent to it.
+    pub reloads: u32,
 }
 
 impl Supervisor {
@@ -138,6 +144,7 @@ impl Supervisor {
                     state: p.state.name(),
                     served: p.served,
                     leaving: p.leave.map(Leave::name),
+                    reloads: p.reloads,
                 });
             }
             if !wanted && processes.is_empty() {
@@ -197,6 +204,7 @@ impl Supervisor {
                 total: self.desired,
             }),
             last_roll: self.last_roll.clone(),
+            app_error: self.app_error.clone(),
             recycling: self.recycles_in_progress(),
             stopping: self.stopping,
             stopped: self.stopped_emitted,

@@ -218,7 +218,7 @@ fn a_node_reports_the_refused_transitions_of_both_halves() {
         version: Version(1),
         socket: "/tmp/w0.sock".into(),
     };
-    node.handle_join(info, ms(2)).unwrap();
+    node.handle_join(info, false, ms(2)).unwrap();
     while node.poll().is_some() {}
     // One slip in each half (see the tests above and the balancer's).
     node.supervisor.kill(spawn);

@@ -2,6 +2,7 @@
 //! harness that checks the invariants after every step.
 
 mod exits;
+mod reload;
 
 use std::time::Duration;
 
