@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         let Some(program) = args.get(1) else {
             return ExitCode::from(EXIT_USAGE);
         };
-        let error = rip_server::manager::exec_worker(std::path::Path::new(program));
+        let error = rip_server::manager::exec_worker(std::path::Path::new(program), &args[2..]);
         eprintln!("rip-server: {program}: cannot run worker program: {error}");
         return ExitCode::from(127);
     }
@@ -65,7 +65,11 @@ fn serve(config: ServeConfig) -> ExitCode {
     };
     match runtime.block_on(rip_server::server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(rip_server::server::ServeError::Usage(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(rip_server::server::ServeError::Failed(message)) => {
             eprintln!("{message}");
             ExitCode::from(EXIT_FAILED)
         }

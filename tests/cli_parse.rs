@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rip_server::cli::*;
 use rip_server::config::defaults::*;
-use rip_server::config::{EntryKind, HotReload, LbPolicy, Protocol, ServeConfig, auto_workers};
+use rip_server::config::{BunLocation, EntryKind, HotReload, LbPolicy, Protocol, ServeConfig, auto_workers};
 
 fn words(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -147,6 +147,8 @@ fn defaults() {
             connect_timeout: Duration::from_millis(200),
             read_timeout: Duration::from_millis(5000),
             hot_reload: HotReload::None,
+            bun: BunLocation::Missing,
+            bun_preload: None,
             json_logging: false,
             access_log: true,
             variant: "server".into(),
@@ -784,6 +786,11 @@ fn every_variable_read_refuses_a_malformed_value() {
         _ => "x!",
     };
     for name in ENV_VARIABLES {
+        // Paths the start checks (exit 2 there, with the Bun test in e2e):
+        // any text is a path to the parser.
+        if ["RIP_BUN", "RIP_BUN_PRELOAD", "PATH"].contains(name) {
+            continue;
+        }
         let value = bad(name);
         fails_env(&[d], &[(name, value)], &format!("{name}={value}"));
     }
@@ -815,6 +822,18 @@ fn ts_wins_over_executable_index() {
 }
 
 #[test]
+fn js_index_is_probed_after_ts_and_before_an_executable_index() {
+    let f = Fixture::empty();
+    f.file("index.js", false);
+    f.file("index", true);
+    let c = serve(&[f.dir()]);
+    assert_eq!(c.entry, f.app.join("index.js"));
+    assert_eq!(c.entry_kind, EntryKind::TypeScript);
+    f.file("index.ts", false);
+    assert_eq!(serve(&[f.dir()]).entry, f.app.join("index.ts"));
+}
+
+#[test]
 fn executable_index() {
     let f = Fixture::empty();
     f.file("index", true);
@@ -828,7 +847,7 @@ fn executable_index() {
 fn dir_without_entry_lists_probes() {
     let f = Fixture::empty();
     let e = fails(&[f.dir()], f.dir());
-    for probe in ["index.rip", "index.ts", "index"] {
+    for probe in ["index.rip", "index.ts", "index.js", "index"] {
         assert!(e.message.contains(probe), "{e}");
     }
     // A non-executable `index` does not count, and the error says why.
@@ -859,9 +878,12 @@ fn file_app_path() {
     assert_eq!(c.entry_kind, EntryKind::Executable);
     assert_eq!(c.entry, exe);
 
-    // An executable file is a worker program, whatever its name.
+    // The extension decides how an entry runs, not its mode bits: an
+    // executable .rip or .js still runs in Bun.
     let exe_rip = f.file("run.rip", true);
-    assert_eq!(serve(&[exe_rip.to_str().unwrap()]).entry_kind, EntryKind::Executable);
+    assert_eq!(serve(&[exe_rip.to_str().unwrap()]).entry_kind, EntryKind::Rip);
+    let exe_js = f.file("run.js", true);
+    assert_eq!(serve(&[exe_js.to_str().unwrap()]).entry_kind, EntryKind::TypeScript);
 
     let txt = f.file("notes.txt", false);
     let p = txt.to_str().unwrap();
@@ -1278,7 +1300,9 @@ fn help_lists_everything() {
         "status --json",
         "EXIT STATUS",
         "HTTPS is not available in this version",
-        "not acted on yet",
+        "--hot-reload means module",
+        "--bun-preload",
+        "RIP_BUN",
         "has no effect",
         "add, remove, list",
         "platform",
@@ -1311,4 +1335,40 @@ fn bind_takes_an_ip_address_and_nothing_else() {
     fails(&[d, "--bind=256.0.0.1"], "--bind=256.0.0.1");
     fails(&[d, "--bind="], "--bind=");
     fails_env(&[d], &[("RIP_BIND", "example.com")], "RIP_BIND=example.com");
+}
+
+// ---------------------------------------------------------------------------
+// Bun: where it is found, and the preload for .rip entries
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bun_is_rip_bun_else_bun_on_path() {
+    let f = Fixture::empty();
+    f.file("index.ts", false);
+    let bin = f.root.join("bin");
+    fs::create_dir(&bin).unwrap();
+    let on_path = bin.join("bun");
+    fs::write(&on_path, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&on_path, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("/nonexistent:{}", bin.display());
+    let c = serve_env(&[f.dir()], &[("PATH", &path)]);
+    assert_eq!(c.bun, BunLocation::OnPath(on_path));
+    let c = serve_env(&[f.dir()], &[("PATH", &path), ("RIP_BUN", "/opt/bun/bin/bun")]);
+    assert_eq!(c.bun, BunLocation::FromVariable("/opt/bun/bin/bun".into()));
+    assert_eq!(serve(&[f.dir()]).bun, BunLocation::Missing);
+}
+
+#[test]
+fn bun_preload_flag_beats_its_variable_and_is_absolute() {
+    let f = Fixture::rip();
+    let c = serve_env(
+        &[f.dir(), "--bun-preload=plugin.ts"],
+        &[("RIP_BUN_PRELOAD", "/from/env.ts")],
+    );
+    let preload = c.bun_preload.unwrap();
+    assert!(preload.is_absolute() && preload.ends_with("plugin.ts"), "{preload:?}");
+    let c = serve_env(&[f.dir()], &[("RIP_BUN_PRELOAD", "/from/env.ts")]);
+    assert_eq!(c.bun_preload, Some(PathBuf::from("/from/env.ts")));
+    assert_eq!(serve(&[f.dir()]).bun_preload, None);
+    fails(&[f.dir(), "--bun-preload="], "--bun-preload=");
 }

@@ -107,6 +107,7 @@ impl Spawner for SimSpawner {
         let name = match signal {
             Signal::Terminate => "SIGTERM",
             Signal::Kill => "SIGKILL",
+            Signal::Reload => "SIGHUP",
         };
         s.signals.push((t, pid.0, name));
         let alive = s.procs.get(&pid.0).is_some_and(|p| p.state != ProcState::Dead);
@@ -124,6 +125,9 @@ impl Spawner for SimSpawner {
                 }
             }
             Signal::Kill => s.commands.push_back(Command::Kill(pid.0)),
+            // Simulated workers have no code to reload (and the simulation
+            // never turns hot reload on): the signal is only recorded.
+            Signal::Reload => {}
         }
     }
 }

@@ -32,6 +32,12 @@ pub const ENV_RETRY_SENT: &str = "RIP_RETRY_SENT";
 pub const ENV_THREADS: &str = "RIP_THREADS";
 /// `RIP_LOG`: the log filter.
 pub const ENV_LOG: &str = "RIP_LOG";
+/// `RIP_BUN`: the Bun program for `.ts`, `.js` and `.rip` apps (else `bun` on `PATH`).
+pub const ENV_BUN: &str = "RIP_BUN";
+/// `RIP_BUN_PRELOAD`: the preload script registering the `.rip` loader.
+pub const ENV_BUN_PRELOAD: &str = "RIP_BUN_PRELOAD";
+/// `PATH`: where `bun` is looked for when `RIP_BUN` is unset.
+pub const ENV_PATH: &str = "PATH";
 /// `RIP_HOME`: where rip-server keeps state (run files).
 pub const ENV_HOME: &str = "RIP_HOME";
 /// `HOME`: the default `RIP_HOME` is `$HOME/.rip-server`.
@@ -52,6 +58,9 @@ pub const ALL: &[&str] = &[
     ENV_RETRY_SENT,
     ENV_THREADS,
     ENV_LOG,
+    ENV_BUN,
+    ENV_BUN_PRELOAD,
+    ENV_PATH,
     ENV_HOME,
     ENV_USER_HOME,
 ];

@@ -5,8 +5,8 @@
 //! working or work without being listed.
 
 use super::env::{
-    ENV_BIND, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_MAX_QUEUE, ENV_MAX_RELOADS, ENV_QUEUE_TIMEOUT_MS,
-    ENV_READ_TIMEOUT_MS, ENV_RETRY_SENT, ENV_VARIANT,
+    ENV_BIND, ENV_BUN_PRELOAD, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_MAX_QUEUE, ENV_MAX_RELOADS,
+    ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RETRY_SENT, ENV_VARIANT,
 };
 use super::seen::Seen;
 use super::words::{
@@ -27,6 +27,14 @@ pub(super) enum Takes {
     Nothing(fn(&mut Seen)),
     /// A value, called `name` in the help.
     Value { name: &'static str, set: SetValue },
+    /// A value that may be left out: `--flag=v`, `--flag v` when `v` is one
+    /// of `choices`, else the flag alone calls `bare`.
+    OptionalValue {
+        name: &'static str,
+        choices: &'static [&'static str],
+        set: SetValue,
+        bare: fn(&mut Seen),
+    },
 }
 
 /// One flag of the serve command.
@@ -150,16 +158,22 @@ pub(super) const FLAGS: &[Flag] = &[
         "also retry once an idempotent request with a replayable body whose worker failed after receiving it; off by default, because a request that crashed its worker would crash a second one",
     )
     .with_env(ENV_RETRY_SENT),
-    value(
-        "--hot-reload",
-        "MODE",
-        |s, v, _| {
-            s.hot_reload = Some(parse_hot_reload(v)?);
-            Ok(())
+    Flag {
+        name: "--hot-reload",
+        takes: Takes::OptionalValue {
+            name: "MODE",
+            choices: &["none", "process", "module"],
+            set: |s, v, _| {
+                s.hot_reload = Some(parse_hot_reload(v)?);
+                Ok(())
+            },
+            bare: |s| s.hot_reload = Some(HotReload::Module),
         },
-        "none",
-        "none | process | module: passed to the workers as RIP_HOT_RELOAD; the server itself does not act on it yet (no file watching, no reloads: a later version)",
-    )
+        env: None,
+        default: "none",
+        help: "none | process (one rolling restart per burst of file changes under the app dir) | module (the workers reload the changed code in place, replaced after --max-reloads); a bare --hot-reload means module",
+        range: None,
+    }
     .with_env(ENV_HOT_RELOAD),
     value(
         "--reload",
@@ -185,9 +199,20 @@ pub(super) const FLAGS: &[Flag] = &[
             Ok(())
         },
         "10",
-        "also r:..,<R>r: passed to the workers as RIP_MAX_RELOADS; the server does not count reloads or recycle on them yet",
+        "also r:..,<R>r: in module mode a worker is replaced (replacement first) instead of reloaded for the Nth time; 0 = never",
     )
     .with_env(ENV_MAX_RELOADS),
+    value(
+        "--bun-preload",
+        "PATH",
+        |s, v, _| {
+            s.bun_preload = Some(parse_path(v)?);
+            Ok(())
+        },
+        "",
+        "a Bun preload script (Bun.plugin) that registers the .rip loader; required for .rip entries",
+    )
+    .with_env(ENV_BUN_PRELOAD),
     switch(
         "--json-logging",
         |s| s.json_logging = true,

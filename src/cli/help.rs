@@ -25,24 +25,28 @@ USAGE:
 
 APP PATH:
     <dir>            app dir = <dir>; entry = the first of index.rip, index.ts,
-                     then an executable file named index
+                     index.js, then an executable file named index
     <file>           app dir = the file's directory; entry = the file, no probing.
-                     An executable file is a worker program, run directly; any
-                     other file must end in .rip or .ts
+                     Its extension decides how it runs: .ts, .tsx, .js, .mjs and
+                     .rip run in Bun workers; any other file must be an
+                     executable worker program, run directly
     builtin:hello    the built-in example app (app name hello, app dir = the
                      current directory)
-    The app name is the base name of the app dir. Running .rip and .ts entries
-    (through Bun) is not in this version: such an app is refused at start
-    (exit status 1). A path that looks like a subcommand, a token or a number
-    needs a ./ prefix (./stop, ./5700, ./w:2); after -- every word is an app path.
+    The app name is the base name of the app dir. Bun apps export default a
+    function (Request) => Response, or an object with fetch(Request); either
+    may be async; a string is sent as text/plain, another value as JSON, a
+    throw is a 500 (the error goes to the log). Bun is $RIP_BUN, else bun on
+    PATH (missing or older than 1.1.0: exit status 2). A .rip app needs
+    --bun-preload (exit status 2 without it). A path that looks like a
+    subcommand, a token or a number needs a ./ prefix (./stop, ./5700, ./w:2);
+    after -- every word is an app path.
 
 TOKENS:
     w:<N|auto>              worker processes, 1..=MAXW; auto = available CPU cores
                             [default: auto]
     r:<N>[,<S>s][,<R>r]     recycle a worker after N requests, S seconds of age
                             (also <S>m, <S>h); 0 requests or 0s = never; parts
-                            may be left out. R module reloads is passed to the
-                            workers (RIP_MAX_RELOADS) but not acted on yet
+                            may be left out; R = --max-reloads
                             [default: r:10000 (no age limit), @MAXR@ reloads]
     http:<port>             HTTP port, 0..=65535 (0 = any free port)
                             [default: $PORT, else 5002]
@@ -66,6 +70,7 @@ an empty variable counts as unset; a malformed one is an error, exit status 2):
     PORT                    HTTP port when there is no http: token [default: 5002]
 ENVS
     RIP_RELOAD              older name of RIP_HOT_RELOAD, read only when that is unset
+    RIP_BUN                 the Bun program for .ts, .js and .rip apps [default: bun on PATH]
     RIP_THREADS             front-door event-loop threads, 1..=@MAXT@ [default: @THREADS@]
     RIP_LOG                 log filter: a level (error, warn, info, debug, trace)
                             or directives such as info,rip_server=debug [default: @LOG@]
@@ -93,6 +98,17 @@ NOT IN THIS VERSION (reserved; each exits 1 with one line saying what it will be
 SOCKETS:
     workers listen on <prefix>.<id>.sock; the control socket is <prefix>.ctl.sock.
 
+HOT RELOAD (--hot-reload): one watcher per app sees changes to any file under
+the app dir (not node_modules/, .git/, dotfiles or editor temporaries) and
+coalesces a burst (200 ms quiet, at most 2 s) into one reload. process: one
+rolling restart per burst; a version that fails to load aborts it and the old
+workers keep serving (the error is in /status and the log). module: each
+worker that can (Bun workers; other programs whose join said \"reload\":true)
+is sent SIGHUP and reloads the entry and its imports between requests,
+keeping its last good code when the new one fails to load; a worker due for
+its --max-reloads-th reload, or one that cannot reload, is replaced instead
+(replacement first, no failed request).
+
 SIGNALS:
     SIGHUP rolling restart; SIGTERM, SIGINT graceful stop; SIGTTIN one worker
     more; SIGTTOU one worker fewer.
@@ -101,16 +117,19 @@ EXIT STATUS:
     0    success
     1    an operation failed or is not in this version: a port in use, no
          server answers, no running server found (or several), a refused
-         subcommand request, HTTPS, .rip/.ts apps, a reserved subcommand
+         subcommand request, HTTPS, a reserved subcommand
     2    the command cannot be carried out as written, found before anything
          starts: an unknown or malformed word or variable, a bad number or
-         port, a missing app path or entry
+         port, a missing app path or entry, no Bun (or too old a one) for a
+         Bun app, a .rip entry without --bun-preload
 
 EXAMPLES:
     rip-server apps/api
     rip-server apps/api w:4 http:5002
     rip-server w:8 r:20000,1800s apps/api --json-logging
     rip-server builtin:hello w:2 http:0
+    rip-server examples/hello-ts w:2 --hot-reload
+    rip-server examples/rip-app --bun-preload=examples/rip-app/toy-rip-plugin.ts
     rip-server status
     rip-server status apps/api --json
     rip-server scale +1 --socket-prefix=/tmp/rip_server_api
@@ -126,6 +145,7 @@ pub fn help_text() -> String {
     for f in FLAGS {
         let left = match f.takes {
             Takes::Value { name, .. } => format!("{}=<{name}>", f.name),
+            Takes::OptionalValue { name, .. } => format!("{}[=<{name}>]", f.name),
             Takes::Nothing(_) => f.name.to_string(),
         };
         let mut right = f.help.to_string();
@@ -149,10 +169,14 @@ pub fn help_text() -> String {
     for f in FLAGS {
         if let Some(env) = f.env {
             let what = match f.takes {
-                Takes::Value { .. } => f.name.to_string(),
+                Takes::Value { .. } | Takes::OptionalValue { .. } => f.name.to_string(),
                 Takes::Nothing(_) => format!("1 = {}, 0 = off", f.name),
             };
-            let _ = writeln!(envs, "    {env:<23} {what} [default: {}]", f.default);
+            if f.default.is_empty() {
+                let _ = writeln!(envs, "    {env:<23} {what}");
+            } else {
+                let _ = writeln!(envs, "    {env:<23} {what} [default: {}]", f.default);
+            }
         }
     }
     let tail = TAIL

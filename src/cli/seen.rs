@@ -31,6 +31,7 @@ pub(super) struct Seen {
     pub(super) read_timeout: Option<Duration>,
     pub(super) retry_sent: bool,
     pub(super) hot_reload: Option<HotReload>,
+    pub(super) bun_preload: Option<PathBuf>,
     pub(super) json_logging: bool,
     pub(super) no_access_log: bool,
     pub(super) variant: Option<String>,

@@ -5,12 +5,14 @@
 //! feature this version lacks (HTTPS) is refused last (exit status 1), so a
 //! command with both is reported as the mistake it is.
 
+use std::ffi::OsStr;
 use std::path::Path;
 
 use super::CliError;
 use super::env::{
-    ENV_BIND, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_LOG, ENV_MAX_QUEUE, ENV_MAX_RELOADS, ENV_PORT,
-    ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RELOAD_LEGACY, ENV_RETRY_SENT, ENV_THREADS, ENV_VARIANT, Env,
+    ENV_BIND, ENV_BUN, ENV_BUN_PRELOAD, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_LOG, ENV_MAX_QUEUE,
+    ENV_MAX_RELOADS, ENV_PATH, ENV_PORT, ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RELOAD_LEGACY, ENV_RETRY_SENT,
+    ENV_THREADS, ENV_VARIANT, Env,
 };
 use super::flags::{self, Takes};
 use super::seen::Seen;
@@ -19,6 +21,7 @@ use super::words::{
     parse_max_reloads, parse_ms, parse_path, parse_port, parse_protocol, parse_recycle, parse_switch, parse_threads,
     parse_variant, parse_workers, split_flag,
 };
+use crate::config::bun::find_bun;
 use crate::config::defaults::{
     DEFAULT_BIND, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOT_RELOAD, DEFAULT_HTTP_PORT,
     DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RELOADS,
@@ -172,6 +175,10 @@ fn serve_flag<'a>(seen: &mut Seen, words: &mut Words<'a>, word: &'a str) -> Resu
             let (value, shown) = words.value(name, inline)?;
             set(seen, value, &shown).map_err(|m| CliError::new(shown, m))?;
         }
+        Takes::OptionalValue { choices, set, bare, .. } => match words.optional_value(name, inline, choices)? {
+            Some((value, shown)) => set(seen, value, &shown).map_err(|m| CliError::new(shown, m))?,
+            None => bare(seen),
+        },
     }
     Ok(())
 }
@@ -226,6 +233,14 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         DEFAULT_MAX_RELOADS,
     )?;
     let variant = env.or(seen.variant, ENV_VARIANT, parse_variant, DEFAULT_VARIANT.to_string())?;
+    let bun_preload = match seen.bun_preload {
+        Some(p) => Some(p),
+        None => env.parse(ENV_BUN_PRELOAD, parse_path)?,
+    };
+    let bun = find_bun(
+        env.get(ENV_BUN).as_deref().map(OsStr::new),
+        env.get(ENV_PATH).as_deref().map(OsStr::new),
+    );
     // Environment only: no flag sets these.
     let threads = env.or(None, ENV_THREADS, parse_threads, DEFAULT_THREADS)?;
     let log_filter = env.or(None, ENV_LOG, parse_log_filter, DEFAULT_LOG_FILTER.to_string())?;
@@ -292,6 +307,8 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         connect_timeout,
         read_timeout,
         hot_reload,
+        bun,
+        bun_preload,
         json_logging: seen.json_logging,
         access_log: !seen.no_access_log,
         variant,

@@ -105,6 +105,7 @@ fn every_flag_sets_something() {
         ("--queue-timeout-ms", "3"),
         ("--connect-timeout-ms", "3"),
         ("--read-timeout-ms", "3"),
+        ("--bun-preload", "/tmp/plugin.ts"),
         ("--hot-reload", "module"),
         ("--reload", "module"),
         ("--max-reloads", "3"),
@@ -125,7 +126,7 @@ fn every_flag_sets_something() {
     for f in FLAGS {
         let args: Vec<&str> = match f.takes {
             Takes::Nothing(_) => vec![f.name],
-            Takes::Value { .. } => {
+            Takes::Value { .. } | Takes::OptionalValue { .. } => {
                 let (_, v) = samples
                     .iter()
                     .find(|(n, _)| *n == f.name)
@@ -210,6 +211,39 @@ fn help_defaults_match_constants() {
         assert!(help.contains(&format!("{token}:<")), "{token}");
     }
     assert!(!help.contains('@'), "a placeholder was left in the help");
+}
+
+#[test]
+fn a_bare_hot_reload_means_module_and_takes_only_a_mode_as_its_next_word() {
+    let mode = |args: &[&str]| config(args, &[]).hot_reload;
+    assert_eq!(
+        mode(&["builtin:hello", "--hot-reload"]),
+        crate::config::HotReload::Module
+    );
+    assert_eq!(
+        mode(&["--hot-reload", "builtin:hello"]),
+        crate::config::HotReload::Module
+    );
+    assert_eq!(
+        mode(&["builtin:hello", "--hot-reload", "process"]),
+        crate::config::HotReload::Process
+    );
+    assert_eq!(
+        mode(&["builtin:hello", "--hot-reload=none", "--hot-reload"]),
+        crate::config::HotReload::Module
+    );
+    assert_eq!(
+        mode(&["builtin:hello", "--hot-reload", "--no-hot-reload"]),
+        crate::config::HotReload::None
+    );
+    // `w:2` after a bare --hot-reload is a token, not a bad mode.
+    assert_eq!(config(&["builtin:hello", "--hot-reload", "w:2"], &[]).workers, 2);
+    let e = parse_config(
+        &["builtin:hello".to_string(), "--hot-reload=sometimes".to_string()],
+        &Env(&|_| None),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("--hot-reload=sometimes"), "{e}");
 }
 
 #[test]

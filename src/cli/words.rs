@@ -35,6 +35,21 @@ impl<'a> Words<'a> {
         Some(w.as_str())
     }
 
+    /// The value of a flag whose value may be left out: after `=`, or the
+    /// next word when it is one of `choices`; `None` for the flag alone.
+    pub(super) fn optional_value(
+        &mut self,
+        name: &str,
+        inline: Option<&'a str>,
+        choices: &[&str],
+    ) -> Result<Option<(&'a str, String)>, CliError> {
+        match (inline, self.words.get(self.next)) {
+            (Some(_), _) => self.value(name, inline).map(Some),
+            (None, Some(next)) if choices.contains(&next.as_str()) => self.value(name, None).map(Some),
+            (None, _) => Ok(None),
+        }
+    }
+
     /// The value of a flag: after `=`, or the next word.
     /// Returns the value and the word(s) to name in an error.
     pub(super) fn value(&mut self, name: &str, inline: Option<&'a str>) -> Result<(&'a str, String), CliError> {

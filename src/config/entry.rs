@@ -13,8 +13,24 @@ use super::{ConfigError, EntryKind};
 pub const ENTRY_PROBES: &[(&str, EntryKind)] = &[
     ("index.rip", EntryKind::Rip),
     ("index.ts", EntryKind::TypeScript),
+    ("index.js", EntryKind::TypeScript),
     ("index", EntryKind::Executable),
 ];
+
+/// The file extensions Bun runs as JavaScript or TypeScript modules.
+pub const BUN_EXTENSIONS: &[&str] = &["ts", "tsx", "js", "mjs"];
+
+/// How a file entry runs, from its extension first: `.rip` and the
+/// [`BUN_EXTENSIONS`] run in Bun whatever their mode bits; any other file
+/// must be executable. `None`: neither.
+pub fn kind_of_file(path: &Path, executable: bool) -> Option<EntryKind> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("rip") => Some(EntryKind::Rip),
+        Some(ext) if BUN_EXTENSIONS.contains(&ext) => Some(EntryKind::TypeScript),
+        _ if executable => Some(EntryKind::Executable),
+        _ => None,
+    }
+}
 
 /// An app path, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +49,11 @@ pub struct ResolvedApp {
 /// Resolves the app path of `rip-server <app-path>`.
 ///
 /// - `builtin:hello`: the built-in example app, app dir = the current directory.
-/// - A directory: the first of `index.rip`, `index.ts`, an executable `index`.
-/// - A file: app dir = its directory; an executable file is run directly,
-///   otherwise it must end in `.rip` or `.ts`.
+/// - A directory: the first of `index.rip`, `index.ts`, `index.js`, an
+///   executable `index`.
+/// - A file: app dir = its directory; its extension decides how it runs
+///   (`.rip`, `.ts`, `.tsx`, `.js`, `.mjs` in Bun), else it must be an
+///   executable worker program.
 pub fn resolve_app(word: &str) -> Result<ResolvedApp, ConfigError> {
     if let Some(name) = word.strip_prefix("builtin:") {
         if word != BUILTIN_HELLO {
@@ -90,7 +108,7 @@ pub fn resolve_app(word: &str) -> Result<ResolvedApp, ConfigError> {
         return Err(ConfigError::new(
             word,
             format!(
-                "no app entry in this directory; expected index.rip, index.ts or an executable file named index{note}"
+                "no app entry in this directory; expected index.rip, index.ts, index.js or an executable file named index{note}"
             ),
         ));
     }
@@ -106,19 +124,11 @@ pub fn resolve_app(word: &str) -> Result<ResolvedApp, ConfigError> {
     };
     let dir = canonical(word, parent)?;
     let app_name = app_name(word, &dir)?;
-    let entry_kind = if is_executable(&meta) {
-        EntryKind::Executable
-    } else {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("rip") => EntryKind::Rip,
-            Some("ts") => EntryKind::TypeScript,
-            _ => {
-                return Err(ConfigError::new(
-                    word,
-                    "not executable and not .rip/.ts; expected an executable worker program, a .rip or .ts file, or an app directory",
-                ));
-            }
-        }
+    let Some(entry_kind) = kind_of_file(path, is_executable(&meta)) else {
+        return Err(ConfigError::new(
+            word,
+            "not executable and not .rip/.ts/.js; expected an executable worker program, a .rip, .ts or .js file, or an app directory",
+        ));
     };
     Ok(ResolvedApp {
         app_name,

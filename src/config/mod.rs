@@ -10,6 +10,7 @@
 //!
 //! May import: `core` (the balancer's policy type), `os` (the wall clock).
 
+pub mod bun;
 pub mod defaults;
 pub mod entry;
 pub mod home;
@@ -20,6 +21,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use bun::BunLocation;
 use defaults::{MAX_WORKERS, MIN_WORKERS, SOCKET_DIR};
 pub use entry::{ENTRY_PROBES, ResolvedApp, resolve_app, target_app_name};
 
@@ -55,9 +57,9 @@ impl std::error::Error for ConfigError {}
 pub enum EntryKind {
     /// A program run directly; it follows the worker protocol.
     Executable,
-    /// A `.rip` module.
+    /// A `.rip` module, run by Bun through the `--bun-preload` plugin.
     Rip,
-    /// A `.ts` module.
+    /// A `.ts`, `.tsx`, `.js` or `.mjs` module, run by Bun.
     TypeScript,
     /// The built-in example app (`builtin:hello`).
     Builtin,
@@ -105,43 +107,9 @@ impl fmt::Display for Protocol {
 /// the core's own selection policy.
 pub use crate::core::balancer::Policy as LbPolicy;
 
-/// Hot reload mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HotReload {
-    /// `none`: no automatic reloads.
-    None,
-    /// `process`: rolling restart when the entry changes.
-    Process,
-    /// `module`: the worker reloads its module in place.
-    Module,
-}
-
-impl HotReload {
-    /// The flag value (also the value of `RIP_HOT_RELOAD` given to workers).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HotReload::None => "none",
-            HotReload::Process => "process",
-            HotReload::Module => "module",
-        }
-    }
-
-    /// Parses a flag value.
-    pub fn from_name(name: &str) -> Option<HotReload> {
-        match name {
-            "none" => Some(HotReload::None),
-            "process" => Some(HotReload::Process),
-            "module" => Some(HotReload::Module),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for HotReload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Hot reload mode (`--hot-reload`): the core's own mode, since the core
+/// decides what a change leads to.
+pub use crate::core::reload::ReloadMode as HotReload;
 
 /// Everything `rip-server <app-path> ...` needs to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +152,10 @@ pub struct ServeConfig {
     pub read_timeout: Duration,
     /// Hot reload mode.
     pub hot_reload: HotReload,
+    /// Where Bun is, for `.ts`, `.js` and `.rip` entries.
+    pub bun: BunLocation,
+    /// The Bun preload script that registers the `.rip` loader (`--bun-preload`), absolute.
+    pub bun_preload: Option<PathBuf>,
     /// JSON access log instead of the human one.
     pub json_logging: bool,
     /// Access log on (default) or off (`--no-access-log`).

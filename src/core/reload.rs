@@ -28,6 +28,12 @@ pub enum ReloadMode {
     Module,
 }
 
+impl std::fmt::Display for ReloadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ReloadMode {
     /// Every mode, in a fixed order.
     pub const ALL: [ReloadMode; 3] = [ReloadMode::None, ReloadMode::Process, ReloadMode::Module];

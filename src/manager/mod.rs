@@ -8,6 +8,9 @@
 //! sets the parent-death signal on itself and then `exec`s the program, so no
 //! `unsafe` `pre_exec` hook is needed. The death signal survives `exec`.
 
+pub mod bun;
+pub mod watch;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,33 @@ pub enum WorkerProgram {
     Builtin,
     /// An executable that speaks the worker protocol.
     Executable(PathBuf),
+    /// The entry (`RIP_ENTRY`) run by Bun through the worker runtime:
+    /// `bun --no-install [--preload <preload>] <runtime>`. `--no-install`
+    /// keeps Bun from fetching a missing package from the network at import.
+    Bun {
+        bun: PathBuf,
+        runtime: PathBuf,
+        preload: Option<PathBuf>,
+    },
+}
+
+impl WorkerProgram {
+    /// The program and its arguments.
+    fn command_line(&self, exe: &Path) -> (PathBuf, Vec<std::ffi::OsString>) {
+        match self {
+            WorkerProgram::Builtin => (exe.to_path_buf(), vec!["worker".into(), "--builtin".into()]),
+            WorkerProgram::Executable(path) => (exe.to_path_buf(), vec!["__exec".into(), path.into()]),
+            WorkerProgram::Bun { bun, runtime, preload } => {
+                let mut args: Vec<std::ffi::OsString> = vec!["__exec".into(), bun.into(), "--no-install".into()];
+                if let Some(preload) = preload {
+                    args.push("--preload".into());
+                    args.push(preload.into());
+                }
+                args.push(runtime.into());
+                (exe.to_path_buf(), args)
+            }
+        }
+    }
 }
 
 /// Facts every worker's environment carries.
@@ -36,6 +66,9 @@ pub struct WorkerSetup {
     pub socket_prefix: PathBuf,
     pub control_socket: PathBuf,
     pub max_requests: Option<u64>,
+    /// Passed as `RIP_MAX_AGE_S` (0 = none): the Bun runtime's backstop;
+    /// the supervisor recycles at this age first.
+    pub max_age: Option<std::time::Duration>,
     pub max_reloads: u32,
     pub hot_reload: &'static str,
 }
@@ -86,15 +119,9 @@ impl Spawner for ProcessSpawner {
     fn spawn(&mut self, slot: Slot, version: Version, handle: &DriverHandle) -> io::Result<Pid> {
         let socket = self.socket_for(slot);
         remove_stale(&socket)?;
-        let mut command = tokio::process::Command::new(&self.exe);
-        match &self.setup.program {
-            WorkerProgram::Builtin => {
-                command.args(["worker", "--builtin"]);
-            }
-            WorkerProgram::Executable(path) => {
-                command.arg("__exec").arg(path);
-            }
-        }
+        let (program, args) = self.setup.program.command_line(&self.exe);
+        let mut command = tokio::process::Command::new(program);
+        command.args(args);
         let s = &self.setup;
         command
             .current_dir(&s.app_dir)
@@ -109,6 +136,7 @@ impl Spawner for ProcessSpawner {
                 "RIP_MAX_REQUESTS",
                 s.max_requests.map_or_else(|| "0".to_owned(), |n| n.to_string()),
             )
+            .env("RIP_MAX_AGE_S", s.max_age.map_or(0, |d| d.as_secs().max(1)).to_string())
             .env("RIP_MAX_RELOADS", s.max_reloads.to_string())
             .env("RIP_HOT_RELOAD", s.hot_reload)
             .env("RIP_MANAGER_PID", std::process::id().to_string())
@@ -142,6 +170,8 @@ impl Spawner for ProcessSpawner {
         };
         let result = match signal {
             Signal::Terminate => rustix::process::kill_process(raw, rustix::process::Signal::TERM),
+            // protocol::RELOAD_SIGNAL
+            Signal::Reload => rustix::process::kill_process(raw, rustix::process::Signal::HUP),
             // The whole group: a worker's own children go too.
             Signal::Kill => rustix::process::kill_process_group(raw, rustix::process::Signal::KILL)
                 .or_else(|_| rustix::process::kill_process(raw, rustix::process::Signal::KILL)),
@@ -181,9 +211,10 @@ pub fn die_with_manager() {
     }
 }
 
-/// `rip-server __exec <program>`: become the worker program, dying with the manager.
-pub fn exec_worker(program: &Path) -> io::Error {
+/// `rip-server __exec <program> [args...]`: become the worker program,
+/// dying with the manager.
+pub fn exec_worker(program: &Path, args: &[String]) -> io::Error {
     use std::os::unix::process::CommandExt;
     die_with_manager();
-    std::process::Command::new(program).exec()
+    std::process::Command::new(program).args(args).exec()
 }

@@ -84,6 +84,14 @@ impl ResponseClasses {
     }
 }
 
+/// The Bun program that runs a `.ts`, `.js` or `.rip` app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BunStatus {
+    pub path: String,
+    /// As `bun --version` printed it.
+    pub version: String,
+}
+
 /// One app's server, as the driver saw it at one instant. Serialises to the
 /// JSON of `/status` (field names are the contract's and stay stable;
 /// fields are only ever added).
@@ -111,8 +119,13 @@ pub struct StatusSnapshot {
     pub stopping: bool,
     /// Every worker the balancer knows, with its state.
     pub pool: Vec<PoolWorker>,
-    /// The process manager's view: desired count, slots, rolls.
+    /// The process manager's view: desired count, slots, rolls, the last
+    /// error the app reported while loading (`app_error`).
     pub supervisor: SupervisorStatus,
+    /// The hot reload mode: `none`, `process` or `module`.
+    pub hot_reload: &'static str,
+    /// The Bun that runs the app (`null` for other apps).
+    pub bun: Option<BunStatus>,
     /// The balancer's request counters.
     pub counters: Counters,
     /// Responses by status class.

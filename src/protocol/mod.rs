@@ -30,6 +30,11 @@ pub enum WorkerMessage {
         /// The generation (`RIP_VERSION`); optional in the protocol, 0 when absent.
         #[serde(default)]
         version: Option<u64>,
+        /// The worker reloads its code in place on [`RELOAD_SIGNAL`] (module
+        /// hot reload). Optional, default false: a worker that did not say
+        /// so is never sent the signal (it could kill it), it is replaced.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reload: bool,
     },
     /// The worker is leaving: route nothing more to it.
     Quit {
@@ -42,7 +47,46 @@ pub enum WorkerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pid: Option<u32>,
     },
+    /// The app failed to load: at start (`phase: "load"`, the worker then
+    /// exits non-zero) or on a module reload (`phase: "reload"`, the worker
+    /// keeps serving its last good code). Shown in `/status` and logged.
+    Error {
+        app: String,
+        #[serde(rename = "workerId")]
+        worker_id: u32,
+        pid: u32,
+        phase: ErrorPhase,
+        /// The error, as the app's runtime printed it (at most [`MAX_ERROR_TEXT`] bytes kept).
+        error: String,
+    },
+    /// A module reload succeeded: the worker now serves the new code.
+    Reloaded {
+        app: String,
+        #[serde(rename = "workerId")]
+        worker_id: u32,
+        pid: u32,
+        /// Reloads this process has done, this one included.
+        #[serde(default)]
+        reloads: u64,
+    },
 }
+
+/// When an app failed to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorPhase {
+    /// Loading the app at the worker's start.
+    Load,
+    /// Reloading it in place (module hot reload).
+    Reload,
+}
+
+/// The signal that asks a worker whose join said `"reload":true` to reload
+/// its code in place, between requests.
+pub const RELOAD_SIGNAL: &str = "SIGHUP";
+
+/// Bytes of an error report's text the server keeps.
+pub const MAX_ERROR_TEXT: usize = 8 * 1024;
 
 /// The control socket's reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +136,8 @@ mod tests {
                 worker_id: 1,
                 pid: 42,
                 socket: "/tmp/x.1.sock".into(),
-                version: Some(3)
+                version: Some(3),
+                reload: false,
             }
         );
         let quit = parse_worker_message(br#"{"op":"quit","app":"a","workerId":1}"#).unwrap();
@@ -104,6 +149,49 @@ mod tests {
                 pid: None
             }
         );
+    }
+
+    #[test]
+    fn parses_the_reload_opt_in_and_the_error_and_reloaded_reports() {
+        let join = parse_worker_message(
+            br#"{"op":"join","app":"a","workerId":0,"pid":4,"socket":"/s","version":1,"reload":true}"#,
+        )
+        .unwrap();
+        assert!(matches!(join, WorkerMessage::Join { reload: true, .. }));
+        let error = parse_worker_message(
+            br#"{"op":"error","app":"a","workerId":0,"pid":4,"phase":"reload","error":"SyntaxError: x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            error,
+            WorkerMessage::Error {
+                app: "a".into(),
+                worker_id: 0,
+                pid: 4,
+                phase: ErrorPhase::Reload,
+                error: "SyntaxError: x".into()
+            }
+        );
+        let reloaded =
+            parse_worker_message(br#"{"op":"reloaded","app":"a","workerId":0,"pid":4,"reloads":2}"#).unwrap();
+        assert!(matches!(reloaded, WorkerMessage::Reloaded { reloads: 2, .. }));
+        // A join without the field does not opt in, and serialises without it.
+        let plain = WorkerMessage::Join {
+            app: "a".into(),
+            worker_id: 0,
+            pid: 4,
+            socket: "/s".into(),
+            version: None,
+            reload: false,
+        };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("reload"));
+        for bad in [
+            &br#"{"op":"error","app":"a","workerId":0,"pid":4,"phase":"boot","error":"x"}"#[..],
+            br#"{"op":"error","app":"a","workerId":0,"pid":4,"phase":"load"}"#,
+            br#"{"op":"reloaded","app":"a","workerId":0}"#,
+        ] {
+            assert!(parse_worker_message(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

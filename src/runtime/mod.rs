@@ -12,6 +12,7 @@
 //! travels with a dispatch). Never `frontdoor`, `control`, `manager`.
 
 pub mod decision;
+mod worker_messages;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::balancer::{Action, RequestMeta, WorkerEvent, WorkerInfo};
+use crate::core::balancer::{Action, RequestMeta, WorkerEvent};
 use crate::core::node::{Node, Output};
 use crate::core::supervisor::SupervisorAction;
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
-use crate::observe::status::{Health, PoolWorker, QueueStatus, ResponseClasses, StatusSnapshot};
+use crate::observe::status::{BunStatus, Health, PoolWorker, QueueStatus, ResponseClasses, StatusSnapshot};
 use crate::os::clock::Clock;
 use crate::protocol::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
@@ -36,6 +37,8 @@ use decision::{DecisionRx, DecisionTx};
 pub enum Signal {
     Terminate,
     Kill,
+    /// Reload the code in place (module hot reload; `protocol::RELOAD_SIGNAL`).
+    Reload,
 }
 
 /// Starts and signals worker processes (real ones, or simulated hosts).
@@ -101,6 +104,8 @@ enum Msg {
     Exited {
         pid: Pid,
     },
+    /// A file under the app directory changed (hot reload).
+    FilesChanged,
     Admin {
         command: Admin,
         reply: oneshot::Sender<Result<(), String>>,
@@ -193,6 +198,12 @@ impl DriverHandle {
         rx.await.unwrap_or_else(|_| Reply::error("server is stopping"))
     }
 
+    /// Something under the app directory changed: the core coalesces a
+    /// burst of these into one reload (hot reload modes only).
+    pub fn files_changed(&self) {
+        self.send(Msg::FilesChanged);
+    }
+
     /// A worker process exited (reaped).
     pub fn process_exited(&self, pid: Pid) {
         self.send(Msg::Exited { pid });
@@ -224,6 +235,14 @@ pub struct Identity {
     pub check_sockets: bool,
 }
 
+/// What runs the app, for `/status`: the hot reload mode and, for Bun
+/// apps, which Bun.
+#[derive(Clone, Debug, Default)]
+pub struct AppRuntime {
+    pub hot_reload: &'static str,
+    pub bun: Option<BunStatus>,
+}
+
 /// The state owned by the driver task.
 pub struct Driver<S: Spawner> {
     node: Node,
@@ -241,12 +260,13 @@ pub struct Driver<S: Spawner> {
     inspector: Option<Inspector>,
     /// Responses sent, by status class (the snapshot's `responses`).
     responses: ResponseClasses,
+    app_runtime: AppRuntime,
 }
 
 /// Looks at the core after every step (the simulation checks invariants with it).
 pub type Inspector = Box<dyn FnMut(&Node, Time) + Send>;
 
-struct WorkerConn {
+pub(crate) struct WorkerConn {
     address: Arc<str>,
     idle: Option<Upstream>,
     /// When the worker joined (its age in the snapshot).
@@ -275,7 +295,17 @@ impl<S: Spawner> Driver<S> {
             started,
             inspector: None,
             responses: ResponseClasses::default(),
+            app_runtime: AppRuntime {
+                hot_reload: "none",
+                bun: None,
+            },
         }
+    }
+
+    /// Sets what `/status` says runs the app.
+    pub fn with_app_runtime(mut self, app_runtime: AppRuntime) -> Driver<S> {
+        self.app_runtime = app_runtime;
+        self
     }
 
     /// Calls `inspector` with the core after every step.
@@ -404,6 +434,7 @@ impl<S: Spawner> Driver<S> {
                 let answer = self.worker_message(message, now);
                 let _ = reply.send(answer);
             }
+            Msg::FilesChanged => self.node.handle_files_changed(now),
             Msg::Exited { pid } => {
                 self.spawner.exited(pid);
                 self.node.handle_exit(pid, now);
@@ -423,72 +454,6 @@ impl<S: Spawner> Driver<S> {
     fn forget_if_answered(&mut self, id: RequestId, answered_before: bool) {
         if answered_before {
             self.pending.remove(&id);
-        }
-    }
-
-    fn worker_message(&mut self, message: WorkerMessage, now: Time) -> Reply {
-        match message {
-            WorkerMessage::Join {
-                app,
-                worker_id,
-                pid,
-                socket,
-                version,
-            } => {
-                if app != self.identity.app {
-                    return Reply::error(format!(
-                        "app {app:?} is not served here (this is {:?})",
-                        self.identity.app
-                    ));
-                }
-                let prefix = format!("{}.", self.identity.socket_prefix.display());
-                if !socket.starts_with(&prefix) || socket.contains("/../") || socket.contains('\0') {
-                    return Reply::error(format!("socket {socket:?} is not under the server's prefix {prefix:?}"));
-                }
-                if self.identity.check_sockets && !is_socket(&socket) {
-                    return Reply::error(format!("socket {socket:?} does not exist or is not a socket"));
-                }
-                if self.node.is_stopping() {
-                    return Reply::error("server is stopping");
-                }
-                let info = WorkerInfo {
-                    pid: Pid(pid),
-                    slot: Slot(worker_id),
-                    version: Version(version.unwrap_or(0)),
-                    socket,
-                };
-                let address: Arc<str> = info.socket.as_str().into();
-                match self.node.handle_join(info, false, now) {
-                    Ok(()) => {
-                        self.conns.entry(Pid(pid)).or_insert(WorkerConn {
-                            address,
-                            idle: None,
-                            joined: now,
-                        });
-                        Reply::ok()
-                    }
-                    Err(e) => Reply::error(format!("join refused: {e:?}")),
-                }
-            }
-            WorkerMessage::Quit { app, worker_id, pid } => {
-                if app != self.identity.app {
-                    return Reply::error(format!("app {app:?} is not served here"));
-                }
-                let pid = match pid {
-                    Some(p) => Pid(p),
-                    None => match self.node.balancer.pid_for_slot(Slot(worker_id)) {
-                        Some(p) => p,
-                        None => {
-                            return Reply::error(format!("no worker {worker_id} is registered"));
-                        }
-                    },
-                };
-                if self.node.balancer.worker_socket(pid).is_none() {
-                    return Reply::error(format!("no worker with pid {} is registered", pid.0));
-                }
-                self.node.handle_quit(pid, now);
-                Reply::ok()
-            }
         }
     }
 
@@ -555,6 +520,10 @@ impl<S: Spawner> Driver<S> {
                     }
                     SupervisorAction::Drain { pid } => self.node.balancer.handle_drain(pid, now),
                     SupervisorAction::Terminate { pid } => self.spawner.signal(pid, Signal::Terminate),
+                    SupervisorAction::Reload { pid } => {
+                        tracing::info!(pid = pid.0, "reloading worker in place");
+                        self.spawner.signal(pid, Signal::Reload);
+                    }
                     SupervisorAction::Kill { pid } => {
                         match self.node.balancer.request_on(pid) {
                             Some(request) => tracing::warn!(
@@ -567,7 +536,6 @@ impl<S: Spawner> Driver<S> {
                         self.spawner.signal(pid, Signal::Kill)
                     }
                     SupervisorAction::Stopped => self.stopped = true,
-                    SupervisorAction::Reload { pid } => tracing::debug!(pid = pid.0, "reload requested"),
                 },
             }
         }
@@ -669,6 +637,8 @@ impl<S: Spawner> Driver<S> {
                 })
                 .collect(),
             supervisor: self.node.supervisor.status(now),
+            hot_reload: self.app_runtime.hot_reload,
+            bun: self.app_runtime.bun.clone(),
             rejections: self.node.balancer.stats().answers.clone(),
             worker_exits: self
                 .node
@@ -686,7 +656,7 @@ impl<S: Spawner> Driver<S> {
     }
 }
 
-fn is_socket(path: &str) -> bool {
+pub(crate) fn is_socket(path: &str) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }

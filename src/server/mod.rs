@@ -12,32 +12,105 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::config::{EntryKind, Protocol, ServeConfig};
+use crate::config::{EntryKind, HotReload, Protocol, ServeConfig};
 use crate::core::balancer::{Balancer, BalancerConfig};
 use crate::core::node::Node;
 use crate::core::supervisor::{Supervisor, SupervisorConfig};
 use crate::frontdoor::{FrontDoor, FrontDoorConfig};
+use crate::manager::bun::{self, BunProgram, RuntimeFile};
 use crate::manager::{ProcessSpawner, WorkerProgram, WorkerSetup};
 use crate::net::listen::bind_tcp;
 use crate::net::transport::UnixTransport;
 use crate::observe::access_log::{AccessLog, Format};
+use crate::observe::status::BunStatus;
 use crate::os::clock::{Clock, wall_micros};
-use crate::runtime::{Admin, Driver, Identity};
+use crate::runtime::{Admin, AppRuntime, Driver, Identity};
+
+/// Why the server did not run: the command cannot be carried out as
+/// written (exit 2), or starting or running failed (exit 1). The text is
+/// one line for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeError {
+    /// Found before anything started: no Bun for a Bun app, a `.rip` entry
+    /// without a preload, a preload that does not exist.
+    Usage(String),
+    /// A port in use, a socket that cannot be bound, a feature not in this version.
+    Failed(String),
+}
+
+impl ServeError {
+    /// The line to print.
+    pub fn message(&self) -> &str {
+        match self {
+            ServeError::Usage(m) | ServeError::Failed(m) => m,
+        }
+    }
+}
+
+impl From<String> for ServeError {
+    fn from(message: String) -> ServeError {
+        ServeError::Failed(message)
+    }
+}
+
+/// How the workers run, checked before anything starts.
+pub struct Program {
+    pub worker: WorkerProgram,
+    /// The Bun that runs the app, for `/status`.
+    pub bun: Option<BunProgram>,
+    /// Keeps the Bun worker runtime's private directory while the server runs.
+    pub runtime_file: Option<RuntimeFile>,
+}
 
 /// Checks what can be checked before anything starts.
-pub fn preflight(config: &ServeConfig) -> Result<WorkerProgram, String> {
+pub async fn preflight(config: &ServeConfig) -> Result<Program, ServeError> {
     if config.protocol != Protocol::Http || config.https_port.is_some() {
-        return Err("rip-server: https: HTTPS is not available in this version; use http:<port>".into());
+        return Err(ServeError::Failed(
+            "rip-server: https: HTTPS is not available in this version; use http:<port>".into(),
+        ));
     }
+    let plain = |worker| Program {
+        worker,
+        bun: None,
+        runtime_file: None,
+    };
     match config.entry_kind {
-        EntryKind::Builtin => Ok(WorkerProgram::Builtin),
-        EntryKind::Executable => Ok(WorkerProgram::Executable(config.entry.clone())),
-        EntryKind::Rip | EntryKind::TypeScript => Err(format!(
-            "rip-server: {}: running .rip and .ts apps through Bun is not available in this version; \
-             use an executable worker program or builtin:hello",
-            config.entry.display()
-        )),
+        EntryKind::Builtin => return Ok(plain(WorkerProgram::Builtin)),
+        EntryKind::Executable => return Ok(plain(WorkerProgram::Executable(config.entry.clone()))),
+        EntryKind::Rip | EntryKind::TypeScript => {}
     }
+    let preload = match (&config.bun_preload, config.entry_kind) {
+        (Some(preload), _) => {
+            if !preload.is_file() {
+                return Err(ServeError::Usage(format!(
+                    "rip-server: --bun-preload={}: no such file; expected the Bun preload script that registers the .rip loader",
+                    preload.display()
+                )));
+            }
+            Some(preload.clone())
+        }
+        (None, EntryKind::Rip) => {
+            return Err(ServeError::Usage(format!(
+                "rip-server: {}: a .rip app needs --bun-preload=PATH (or RIP_BUN_PRELOAD): a Bun preload script that registers the Rip compiler as a Bun.plugin",
+                config.entry.display()
+            )));
+        }
+        (None, _) => None,
+    };
+    let bun = bun::probe(&config.bun, &config.entry)
+        .await
+        .map_err(ServeError::Usage)?;
+    let runtime_file = RuntimeFile::write()
+        .map_err(|e| ServeError::Failed(format!("rip-server: cannot write the Bun worker runtime: {e}")))?;
+    Ok(Program {
+        worker: WorkerProgram::Bun {
+            bun: bun.path.clone(),
+            runtime: runtime_file.path().to_path_buf(),
+            preload,
+        },
+        bun: Some(bun),
+        runtime_file: Some(runtime_file),
+    })
 }
 
 /// The host of the start line's URL: `localhost` when the port is reachable
@@ -51,8 +124,12 @@ fn display_host(bind: IpAddr) -> String {
 }
 
 /// Runs the server until a graceful stop completes.
-pub async fn serve(config: ServeConfig) -> Result<(), String> {
-    let program = preflight(&config)?;
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let Program {
+        worker: program,
+        bun,
+        runtime_file: _runtime_file,
+    } = preflight(&config).await?;
     sockets::claim(&config).await?;
     let listener = bind_tcp(config.bind, config.http_port).map_err(|e| {
         format!(
@@ -84,6 +161,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             workers: config.workers,
             max_requests: config.max_requests,
             max_age: config.max_age,
+            max_reloads: (config.max_reloads > 0).then_some(config.max_reloads),
             stop_timeout: config.stop_timeout,
             stuck_grace: config.stuck_grace,
             ..SupervisorConfig::default()
@@ -98,6 +176,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         socket_prefix: config.socket_prefix.clone(),
         control_socket: control_path.clone(),
         max_requests: config.max_requests,
+        max_age: config.max_age,
         max_reloads: config.max_reloads,
         hot_reload: config.hot_reload.as_str(),
     })
@@ -108,8 +187,32 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         socket_prefix: config.socket_prefix.clone(),
         check_sockets: true,
     };
-    let driver = Driver::new(Node::new(balancer, supervisor), spawner, clock, identity);
+    let mut node = Node::new(balancer, supervisor);
+    node.set_reload_mode(config.hot_reload);
+    let driver = Driver::new(node, spawner, clock, identity).with_app_runtime(AppRuntime {
+        hot_reload: config.hot_reload.as_str(),
+        bun: bun.map(|b| BunStatus {
+            path: b.path.display().to_string(),
+            version: b.version,
+        }),
+    });
     let handle = driver.handle();
+    // One watcher for the app, reporting to the core, which decides.
+    let _watcher = match (config.hot_reload, config.entry_kind) {
+        (HotReload::None, _) | (_, EntryKind::Builtin) => None,
+        _ => {
+            let handle = handle.clone();
+            Some(
+                crate::manager::watch::watch(&config.app_dir, move || handle.files_changed()).map_err(|e| {
+                    format!(
+                        "rip-server: --hot-reload={}: cannot watch {}: {e}",
+                        config.hot_reload,
+                        config.app_dir.display()
+                    )
+                })?,
+            )
+        }
+    };
 
     let access_log = config.access_log.then(|| {
         AccessLog::start(

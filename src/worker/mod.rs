@@ -285,6 +285,7 @@ async fn serve<H: Handler>(
     let mut stopping = false;
     if let Some(control) = &env.control_socket {
         let join = WorkerMessage::Join {
+            reload: false,
             app: env.app.clone(),
             worker_id: env.worker_id,
             pid: std::process::id(),

@@ -5,10 +5,12 @@
 mod common;
 
 mod basics;
+mod bun_apps;
 mod cli;
 mod control;
 mod fast_path;
 mod faults;
+mod hot_reload;
 mod keepalive;
 mod lifecycle;
 mod limits;
