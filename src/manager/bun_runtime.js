@@ -28,6 +28,9 @@
 // until the handler's promise settles, not until a streamed body ends).
 // SIGTERM/SIGINT: finish the request in flight, quit, exit 0. SIGHUP: module
 // reload once idle; a request arriving during a reload waits for it.
+// Standalone: with RIP_CONTROL_SOCKET unset or empty the worker serves without
+// joining, quitting or reporting (benches/compare.sh puts HAProxy and nginx in
+// front of such workers, to compare front doors on the same app).
 //
 // What Bun 1.4.5 does, found by experiment (and why the code looks like this):
 // - Reload: deleting a module's require.cache key (ESM included) makes the next
@@ -142,7 +145,9 @@ async function control(message, deadlineMs = CONTROL_TIMEOUT_MS) {
   throw new Error(`control ${message.op} failed: ${why}`);
 }
 
-const report = (message) => control({ ...message, ...identity }).catch((e) => log(String(e)));
+const STANDALONE = CONTROL === "";
+const report = (message) =>
+  STANDALONE ? Promise.resolve() : control({ ...message, ...identity }).catch((e) => log(String(e)));
 
 // --- the app ---------------------------------------------------------------
 /** Imports the entry and turns its default export into `(Request) => Promise<any>`. */
@@ -307,7 +312,7 @@ async function shutdown(why) {
   log(`stopping: ${why}`);
   const stopped = server ? server.stop() : Promise.resolve(); // no new connections; idle ones close
   while (inflight || reloading) await (inflight ?? reloading);
-  if (server) await control({ op: "quit", ...identity }).catch((e) => log(String(e)));
+  if (server && !STANDALONE) await control({ op: "quit", ...identity }).catch((e) => log(String(e)));
   const drained = await Promise.race([stopped.then(() => true), Bun.sleep(DRAIN_TIMEOUT_MS).then(() => false)]);
   if (!drained && server) await server.stop(true);
   removeOwnSocket();
@@ -322,8 +327,8 @@ process.on("SIGHUP", () => {
 });
 
 async function main() {
-  if (!SOCKET || !CONTROL || !env.RIP_ENTRY) {
-    log("RIP_SOCKET, RIP_CONTROL_SOCKET and RIP_ENTRY must be set (this runs under rip-server)");
+  if (!SOCKET || !env.RIP_ENTRY) {
+    log("RIP_SOCKET and RIP_ENTRY must be set (this runs under rip-server)");
     process.exit(1);
   }
   try {
@@ -337,7 +342,9 @@ async function main() {
   }
   try {
     server = listen();
-    await control({ op: "join", ...identity, socket: SOCKET, version: VERSION, reload: true }, JOIN_TIMEOUT_MS);
+    if (!STANDALONE) {
+      await control({ op: "join", ...identity, socket: SOCKET, version: VERSION, reload: true }, JOIN_TIMEOUT_MS);
+    }
   } catch (err) {
     log(`cannot start serving on ${SOCKET}: ${err?.message ?? err}`);
     server?.stop(true);

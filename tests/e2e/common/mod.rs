@@ -12,6 +12,8 @@
 
 #![allow(dead_code)] // every e2e binary uses a different part of the harness
 
+pub mod bun;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
