@@ -237,8 +237,8 @@ async fn without_a_usable_bun_a_bun_app_exits_2_with_one_line() {
 
 /// Counts overlapping requests inside the app: any overlap in one worker
 /// process answers 500, so a single 500 under load proves a breach.
-/// `/?hold` stays in the handler until the file `release` appears in the app
-/// directory (at most 20 s).
+/// `/?hold` writes the file `holding`, then stays in the handler until the
+/// file `release` appears in the app directory (at most 20 s).
 const OVERLAP_APP: &str = r#"
 let inside = 0;
 export default async function (req: Request) {
@@ -246,6 +246,7 @@ export default async function (req: Request) {
   try {
     if (inside > 1) return new Response("overlap", { status: 500 });
     if (new URL(req.url).search === "?hold") {
+      await Bun.write("holding", "");
       for (let i = 0; i < 2000 && !(await Bun.file("release").exists()); i++) await Bun.sleep(10);
       return "released";
     }
@@ -280,6 +281,19 @@ async fn one_request_at_a_time_per_worker_under_load_with_an_async_handler() {
             });
             r
         });
+        // Probe only once the held request is in the slot (a probe that came
+        // first would make the held request the busy one).
+        eventually("the held request in the handler", STEP, || async {
+            if dir.join("holding").exists() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no holding file yet; held request: {:?}",
+                    early.lock().unwrap()
+                ))
+            }
+        })
+        .await;
         let busy = eventually("a busy 503 from the worker", STEP, || async {
             if held.is_finished() {
                 return Err(format!("the held request ended early: {:?}", early.lock().unwrap()));
