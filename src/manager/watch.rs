@@ -82,8 +82,9 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 /// Starts watching `app_dir`; `on_change` is called (on the watcher's own
-/// thread) once per event that changes a file that is not ignored.
-pub fn watch(app_dir: &Path, on_change: impl Fn() + Send + 'static) -> notify::Result<AppWatcher> {
+/// thread) once per event that changes a file that is not ignored, with the
+/// first such path of the event.
+pub fn watch(app_dir: &Path, on_change: impl Fn(&Path) + Send + 'static) -> notify::Result<AppWatcher> {
     let (tx, rx) = mpsc::channel();
     let events = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event| {
@@ -98,7 +99,7 @@ pub fn watch(app_dir: &Path, on_change: impl Fn() + Send + 'static) -> notify::R
     Ok(AppWatcher { stop: tx })
 }
 
-fn run(mut watcher: RecommendedWatcher, root: &Path, rx: &mpsc::Receiver<Note>, on_change: &dyn Fn()) {
+fn run(mut watcher: RecommendedWatcher, root: &Path, rx: &mpsc::Receiver<Note>, on_change: &dyn Fn(&Path)) {
     while let Ok(Note::Event(event)) = rx.recv() {
         let event = match event {
             Ok(e) => e,
@@ -110,25 +111,27 @@ fn run(mut watcher: RecommendedWatcher, root: &Path, rx: &mpsc::Receiver<Note>, 
         if !is_change(&event.kind) {
             continue;
         }
-        let mut relevant = false;
+        let mut relevant: Option<&Path> = None;
         for path in &event.paths {
             let relative = path.strip_prefix(root).unwrap_or(path);
             if is_ignored(relative) {
                 continue;
             }
-            relevant = true;
-            if matches!(
+            relevant.get_or_insert(path);
+            let created = matches!(
                 event.kind,
                 EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_))
-            ) && path.is_dir()
+            );
+            if created
+                && path.is_dir()
+                && let Err(e) = add_tree(&mut watcher, root, path)
             {
-                if let Err(e) = add_tree(&mut watcher, root, path) {
-                    tracing::warn!("file watcher: cannot watch {}: {e}", path.display());
-                }
+                tracing::warn!("file watcher: cannot watch {}: {e}", path.display());
             }
         }
-        if relevant {
-            on_change();
+        if let Some(path) = relevant {
+            tracing::debug!(path = %path.display(), "app file changed");
+            on_change(path);
         }
     }
 }
@@ -153,9 +156,7 @@ fn add_tree(watcher: &mut RecommendedWatcher, root: &Path, dir: &Path) -> notify
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     #[test]
     fn dotfiles_node_modules_and_editor_temporaries_are_ignored() {
@@ -202,49 +203,37 @@ mod tests {
         assert!(is_change(&EventKind::Remove(RemoveKind::File)));
     }
 
-    /// Waits (bounded) until `count` satisfies `done`.
-    fn wait_for(count: &AtomicU32, done: impl Fn(u32) -> bool) -> u32 {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let n = count.load(Ordering::SeqCst);
-            if done(n) || Instant::now() > deadline {
-                return n;
-            }
-            std::thread::yield_now();
-        }
-    }
-
     #[test]
     fn changes_in_new_and_nested_directories_are_seen_and_ignored_ones_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir_all(root.join("node_modules/pkg")).unwrap();
         std::fs::create_dir_all(root.join("src")).unwrap();
-        let count = Arc::new(AtomicU32::new(0));
-        let seen = count.clone();
-        let _watcher = watch(&root, move || {
-            seen.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let _watcher = watch(&root, move |path| {
+            let _ = tx.send(path.to_path_buf());
         })
         .unwrap();
+        let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a change reported");
 
-        // Ignored writes first, then one that counts: if the ignored ones
-        // counted, the total would pass 0 before the counted write.
+        // Ignored writes first, then one that counts: inotify keeps the
+        // order, so had an ignored one been reported it would come first.
         std::fs::write(root.join("node_modules/pkg/index.js"), "x").unwrap();
         std::fs::write(root.join(".env"), "x").unwrap();
         std::fs::write(root.join("src/index.ts.swp"), "x").unwrap();
         std::fs::write(root.join("src/a.ts"), "x").unwrap();
-        assert!(wait_for(&count, |n| n > 0) > 0, "a change in src/ was seen");
-        let after_first = count.load(Ordering::SeqCst);
-        // Reading a file is not a change.
+        assert_eq!(next(), root.join("src/a.ts"));
+        // Reading is not a change; a directory made after the start is
+        // watched too: after the rest of a.ts's events come the new
+        // directory and then its file.
         let _ = std::fs::read(root.join("src/a.ts")).unwrap();
-
-        // A directory made after the start is watched too.
         std::fs::create_dir(root.join("lib")).unwrap();
-        let created = wait_for(&count, |n| n > after_first);
+        let mut seen = next();
+        while seen == root.join("src/a.ts") {
+            seen = next();
+        }
+        assert_eq!(seen, root.join("lib"));
         std::fs::write(root.join("lib/b.ts"), "x").unwrap();
-        assert!(
-            wait_for(&count, |n| n > created) > created,
-            "a change in a new directory was seen"
-        );
+        assert_eq!(next(), root.join("lib/b.ts"));
     }
 }

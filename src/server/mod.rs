@@ -203,7 +203,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         _ => {
             let handle = handle.clone();
             Some(
-                crate::manager::watch::watch(&config.app_dir, move || handle.files_changed()).map_err(|e| {
+                crate::manager::watch::watch(&config.app_dir, move |_| handle.files_changed()).map_err(|e| {
                     format!(
                         "rip-server: --hot-reload={}: cannot watch {}: {e}",
                         config.hot_reload,
