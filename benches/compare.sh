@@ -6,13 +6,22 @@
 #   QUICK=1 benches/compare.sh         # DURATION=2 ROUNDS=1, a smoke run
 #   DURATION=10 ROUNDS=5 benches/compare.sh
 #   CONTENDERS="rip nginx" SHAPES="/ping:4:16" benches/compare.sh
+#   APP=bun benches/compare.sh         # the TypeScript app in Bun workers
 #
 # Knobs (environment):
+#   APP         builtin (default): the built-in worker (`rip-server worker
+#               --builtin`). bun: examples/hello-ts in Bun workers, rip-server
+#               running the app against HAProxy (and nginx, if asked) in front
+#               of standalone Bun workers (src/manager/bun_runtime.js with no
+#               RIP_CONTROL_SOCKET); defaults then become SHAPES "/ping:2:16
+#               /ping:2:128 /ping:4:16 /ping:4:128", CONTENDERS "rip haproxy",
+#               MEMORY 0. No "direct": the Bun runtime listens on Unix sockets
+#               only. Bun is $RIP_BUN, else bun on PATH
 #   DURATION    seconds per wrk run (default 5; QUICK=1: 2)
 #   ROUNDS      measurements per contender and shape (default 3; QUICK=1: 1)
 #   WARMUP      seconds of unrecorded load per front door when it starts (default 1)
 #   THREADS     wrk threads (default 2; never more than the connections)
-#   CONTENDERS  subset of: rip haproxy haproxy-reuse nginx direct
+#   CONTENDERS  subset of: rip haproxy haproxy-reuse nginx direct (direct: builtin only)
 #   SHAPES      space-separated PATH:WORKERS:CONNECTIONS
 #   DIAGNOSE    1 (default): re-run rip-server shapes that had non-2xx answers
 #               with a Lua script that tallies status and Rip-Reason
@@ -25,7 +34,8 @@
 #               worker parses the same request; 0: the peers add nothing
 #   MEMORY      1 (default): also measure rip-server's RSS holding IDLE_CONNS
 #               idle keep-alive connections (benches/idle_conns.py) and its
-#               peak RSS growth during a 64 MB upload; 0 skips it
+#               peak RSS growth during a 64 MB upload; 0 skips it (APP=builtin
+#               only: the front door's memory does not depend on the app)
 #   IDLE_CONNS  connections for the memory run (default 10000; needs ulimit -n)
 #   PIN         1: fix which CPU every process runs on, the same for every
 #               contender: the front door on CPU 0, worker i on CPU (i+1) mod
@@ -35,9 +45,11 @@
 #               as it would in production
 #
 #   benches/compare.sh --table [results.csv]   re-prints the table of a run
+#                                              (APP=bun: results-bun.csv)
 #
 # Writes target/compare/results.csv (one row per run), target/compare/table.txt
-# (the printed table) and target/compare/raw/ (every wrk output). Everything
+# (the printed table) and target/compare/raw/ (every wrk output); with APP=bun
+# results-bun.csv, table-bun.txt and raw-bun/, so the apps never mix. Everything
 # listens on 127.0.0.1 (rip-server with --bind=127.0.0.1). Every process this
 # script starts is stopped by PID on
 # exit; nothing else is touched. See docs/benchmarking.md.
@@ -46,9 +58,22 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
+APP=${APP:-builtin}
+case $APP in
+builtin) SUFFIX="" ;;
+bun) SUFFIX=-bun ;;
+*)
+    echo "compare.sh: APP=$APP: expected builtin or bun" >&2
+    exit 2
+    ;;
+esac
+# The original (TypeScript) Rip Server's figure for the Bun app's /ping at
+# w:2 c16 on the machine of issue 14; the Bun table is read against it.
+ORIGINAL_RPS=9900
+
 # The table (medians per contender x shape) and its notes, from a results.csv.
 print_table() { # csv
-    awk -F, '
+    awk -F, -v original="$ORIGINAL_RPS" '
     function median(list,    a, n, i, j, x) {
         n = split(list, a, " ")
         for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
@@ -59,6 +84,7 @@ print_table() { # csv
     NR == 1 { next }
     {
         who = $2; shape = $3; k = who SUBSEP shape
+        if ($22 == "bun") bun = 1 # the app column (absent from older CSVs: builtin)
         if (!(shape in seen_shape)) { seen_shape[shape] = 1; shapes[++ns] = shape }
         if (!(k in seen)) { seen[k] = 1 }
         add(k, "rps", $9); add(k, "ok", $10); add(k, "p50", $11); add(k, "p99", $12)
@@ -97,6 +123,30 @@ print_table() { # csv
             print ""
         }
         printf "1-min load average during the runs: min %.2f, max %.2f\n", lamin, lamax
+        if (bun) bun_reference()
+    }
+    # Issue 14: rip-server against HAProxy on the same Bun workers, and the
+    # ping w2 c16 figure against the original TypeScript Rip Server.
+    function bun_reference(    i, s, rk, hk, h2, rip_ok, h_ok, rp99, hp99, orig, tp, tl, to, ratio, p99s) {
+        printf "\noriginal (TypeScript Rip Server, w:2 c16): %.1fk req/s\n", original / 1000
+        printf "%-16s %12s %22s %13s   %s\n", "shape", "rip/HAProxy", "p99 ms rip / HAProxy", "rip/original", "targets met (2xx/s, p99, 2x original)"
+        for (i = 1; i <= ns; i++) {
+            s = shapes[i]; rk = "rip" SUBSEP s; hk = "haproxy" SUBSEP s; h2 = "haproxy-reuse" SUBSEP s
+            if (!((rk) in seen)) continue
+            if (!((hk) in seen) || (((h2) in seen) && median(vals[h2, "ok"]) > median(vals[hk, "ok"]))) hk = h2
+            rip_ok = median(vals[rk, "ok"]); rp99 = median(vals[rk, "p99"])
+            tp = "-"; tl = "-"; to = "-"
+            if ((hk) in seen) {
+                h_ok = median(vals[hk, "ok"]); hp99 = median(vals[hk, "p99"])
+                ratio = sprintf("%.2f", (h_ok > 0) ? rip_ok / h_ok : 0)
+                p99s = sprintf("%.3f / %.3f", rp99, hp99)
+                tp = (rip_ok >= h_ok) ? "yes" : "no"; tl = (rp99 <= hp99) ? "yes" : "no"
+            } else { ratio = "-"; p99s = sprintf("%.3f / -", rp99) }
+            orig = "-"
+            if (s == "ping w2 c16") { orig = sprintf("%.2f", rip_ok / original); to = (rip_ok >= 2 * original) ? "yes" : "no" }
+            printf "%-16s %12s %22s %13s   %s, %s, %s\n", s, ratio, p99s, orig, tp, tl, to
+        }
+        print "targets (issue 14): rip-server at least HAProxy'"'"'s 2xx/s and p99 on the same workers, and 2x the original at w2 c16"
     }' "$1"
     echo "req/s counts every answer; 2xx/s only successes; 'vs rip' = 2xx/s / rip-server's 2xx/s."
     echo "CPU s/10k = front-door CPU seconds (utime+stime) per 10k requests; '-' for workers hit directly."
@@ -113,7 +163,7 @@ print_table() { # csv
 
 if [[ ${1:-} == --table ]]; then
     # Re-print the table of an earlier run without running anything.
-    csv=${2:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/results.csv}
+    csv=${2:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/results$SUFFIX.csv}
     [[ -f $csv ]] || {
         echo "compare.sh: $csv: no such file" >&2
         exit 2
@@ -133,10 +183,16 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 THREADS=${THREADS:-2}
-CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx direct"}
-SHAPES=${SHAPES:-"/ping:2:2 /ping:2:16 /ping:2:128 /ping:4:2 /ping:4:4 /ping:4:16 /ping:4:128 /sleep?ms=5:4:4 /sleep?ms=5:4:16"}
+if [[ $APP == bun ]]; then
+    CONTENDERS=${CONTENDERS:-"rip haproxy"}
+    SHAPES=${SHAPES:-"/ping:2:16 /ping:2:128 /ping:4:16 /ping:4:128"}
+    MEMORY=${MEMORY:-0}
+else
+    CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx direct"}
+    SHAPES=${SHAPES:-"/ping:2:2 /ping:2:16 /ping:2:128 /ping:4:2 /ping:4:4 /ping:4:16 /ping:4:128 /sleep?ms=5:4:4 /sleep?ms=5:4:16"}
+    MEMORY=${MEMORY:-1}
+fi
 DIAGNOSE=${DIAGNOSE:-1}
-MEMORY=${MEMORY:-1}
 PEER_HEADERS=${PEER_HEADERS:-1}
 RIP_ARGS=${RIP_ARGS-r:0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -148,6 +204,20 @@ for v in DURATION ROUNDS THREADS WARMUP; do
         exit 2
     fi
 done
+
+if [[ $APP == bun ]]; then
+    if [[ " $CONTENDERS " == *" direct "* ]]; then
+        # Hitting a worker directly needs it on TCP (RIP_WORKER_TCP), which
+        # only the built-in worker does; the Bun runtime serves a Unix socket.
+        echo "compare.sh: APP=bun: no \"direct\" contender (the Bun runtime listens on Unix sockets only); leaving it out" >&2
+        CONTENDERS=" $CONTENDERS "
+        CONTENDERS=${CONTENDERS// direct / }
+    fi
+    if [[ $MEMORY == 1 ]]; then
+        echo "compare.sh: APP=bun: MEMORY=1 measures the front door with the built-in app; run it with APP=builtin" >&2
+        exit 2
+    fi
+fi
 
 if [[ $PIN != 0 && $PIN != 1 ]]; then
     echo "compare.sh: PIN=$PIN: expected 0 or 1" >&2
@@ -186,6 +256,18 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get update -qq
     "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
+BUN=""
+BUN_VERSION=""
+if [[ $APP == bun ]]; then
+    BUN=${RIP_BUN:-$(command -v bun 2>/dev/null || true)}
+    [[ -n $BUN && -x $BUN ]] || die "APP=bun needs Bun: set RIP_BUN=/path/to/bun or install it (npm install -g bun)"
+    BUN_VERSION=$("$BUN" --version 2>/dev/null) || die "$BUN --version failed (RIP_BUN=${RIP_BUN:-unset})"
+    export RIP_BUN=$BUN # rip-server starts its workers with the same Bun
+    BUN_APP_DIR=$ROOT/examples/hello-ts
+    [[ -f $BUN_APP_DIR/index.ts ]] || die "$BUN_APP_DIR/index.ts: no such file"
+    BUN_RUNTIME=$ROOT/src/manager/bun_runtime.js
+    [[ -f $BUN_RUNTIME ]] || die "$BUN_RUNTIME: no such file"
+fi
 WRK=$(find_tool wrk)
 HAPROXY=$(find_tool haproxy)
 NGINX=$(find_tool nginx)
@@ -207,10 +289,12 @@ BIN=$TARGET_DIR/release/rip-server
 
 OUT=$TARGET_DIR/compare
 mkdir -p "$OUT"
-rm -rf "$OUT/raw"
-mkdir -p "$OUT/raw"
-CSV=$OUT/results.csv
-TABLE=$OUT/table.txt
+RAW=$OUT/raw$SUFFIX
+rm -rf "$RAW"
+mkdir -p "$RAW"
+CSV=$OUT/results$SUFFIX.csv
+TABLE=$OUT/table$SUFFIX.txt
+DIAGNOSIS=$OUT/diagnosis$SUFFIX.txt
 
 DIR=$(mktemp -d /tmp/ripcmp.XXXX)
 CLK_TCK=$(getconf CLK_TCK)
@@ -346,20 +430,34 @@ declare -A FD_PORT=() FD_PID=()
 DIRECT_PORTS=()
 GROUP_PIDS=()
 
-# The standalone built-in workers HAProxy and nginx share (Unix sockets).
+# The standalone workers HAProxy and nginx share (Unix sockets): built-in
+# workers, or (APP=bun) the Bun runtime rip-server embeds, run as rip-server
+# runs it (cwd = the app dir, the contract's environment) but with no control
+# socket, so it serves without joining anyone.
 start_workers() { # n
-    local i pid
+    local i pid pids=()
     for ((i = 0; i < $1; i++)); do
-        RUST_LOG=warn "$BIN" worker --builtin --socket "$DIR/a$i.sock" >"$DIR/a$i.log" 2>&1 &
+        if [[ $APP == bun ]]; then
+            (
+                cd "$BUN_APP_DIR"
+                exec env -u RIP_CONTROL_SOCKET RIP_SOCKET="$DIR/a$i.sock" RIP_ENTRY="$BUN_APP_DIR/index.ts" \
+                    RIP_APP_DIR="$BUN_APP_DIR" RIP_APP=hello-ts RIP_WORKER_ID="$i" RIP_VERSION=1 RIP_MAX_REQUESTS=0 \
+                    "$BUN" --no-install "$BUN_RUNTIME"
+            ) >"$DIR/a$i.log" 2>&1 &
+        else
+            RUST_LOG=warn "$BIN" worker --builtin --socket "$DIR/a$i.sock" >"$DIR/a$i.log" 2>&1 &
+        fi
         pid=$!
         LIVE[$pid]="worker a$i"
         GROUP_PIDS+=("$pid")
+        pids+=("$pid")
         pin_worker "$i" "$pid"
     done
     for ((i = 0; i < $1; i++)); do
         local k
         for ((k = 0; k < 200; k++)); do
             [[ -S $DIR/a$i.sock ]] && break
+            alive "${pids[i]}" || break # it exited: say why now, not in 10 s
             sleep 0.05
         done
         if [[ ! -S $DIR/a$i.sock ]]; then
@@ -387,12 +485,14 @@ start_direct() { # n
 
 RIP_STARTS=0
 RIP_RESTARTS=0
+RIP_APP_ARG=builtin:hello
+if [[ $APP == bun ]]; then RIP_APP_ARG=$BUN_APP_DIR; fi
 start_rip() { # n
     local pid i child
     pick_port
     RIP_STARTS=$((RIP_STARTS + 1))
     # shellcheck disable=SC2086 # RIP_ARGS is a list of words
-    RUST_LOG=warn "$BIN" builtin:hello "w:$1" "http:$PORT" --bind=127.0.0.1 --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" $RIP_ARGS \
+    RUST_LOG=warn "$BIN" "$RIP_APP_ARG" "w:$1" "http:$PORT" --bind=127.0.0.1 --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" $RIP_ARGS \
         >"$DIR/rip.log" 2>&1 &
     pid=$!
     LIVE[$pid]="rip-server"
@@ -574,7 +674,7 @@ done = function(summary, latency, requests)
 end
 EOF
 
-echo "round,contender,shape,path,workers,conns,duration_s,requests,rps,ok_rps,p50_ms,p99_ms,non2xx,err_connect,err_read,err_write,err_timeout,cpu_s,cpu_s_per_10k,loadavg1,rip_stuck" >"$CSV"
+echo "round,contender,shape,path,workers,conns,duration_s,requests,rps,ok_rps,p50_ms,p99_ms,non2xx,err_connect,err_read,err_write,err_timeout,cpu_s,cpu_s_per_10k,loadavg1,rip_stuck,app" >"$CSV"
 
 RUN_SEQ=0
 # Sets R_* from one wrk output file; returns 1 if it has no RESULT line.
@@ -590,13 +690,13 @@ record() { # round contender shape path workers conns requests duration_us p50_u
     awk -v round="$round" -v who="$who" -v shape="$shape" -v path="$path" -v w="$w" -v c="$c" \
         -v req="$req" -v dur="$dur" -v p50="$p50" -v p99="$p99" -v non="$non" \
         -v ec="$ec" -v er="$er" -v ew="$ew" -v et="$et" -v ticks="$ticks" -v hz="$CLK_TCK" \
-        -v la="$(loadavg1)" -v stuck="$stuck" 'BEGIN {
+        -v la="$(loadavg1)" -v stuck="$stuck" -v app="$APP" 'BEGIN {
             secs = dur / 1e6; if (secs <= 0) secs = 1e-9
             if (ticks == "NA") { cpu = "NA"; per = "NA" }
             else { cpu = sprintf("%.2f", ticks / hz); per = (req > 0) ? sprintf("%.3f", ticks / hz / req * 10000) : "NA" }
-            printf "%s,%s,%s,\"%s\",%s,%s,%.3f,%d,%.1f,%.1f,%.3f,%.3f,%d,%d,%d,%d,%d,%s,%s,%s,%s\n",
+            printf "%s,%s,%s,\"%s\",%s,%s,%.3f,%d,%.1f,%.1f,%.3f,%.3f,%d,%d,%d,%d,%d,%s,%s,%s,%s,%s\n",
                 round, who, shape, path, w, c, secs, req, req / secs, (req - non) / secs,
-                p50 / 1000, p99 / 1000, non, ec, er, ew, et, cpu, per, la, stuck
+                p50 / 1000, p99 / 1000, non, ec, er, ew, et, cpu, per, la, stuck, app
         }' >>"$CSV"
 }
 
@@ -606,7 +706,7 @@ run_frontdoor() { # round contender shape path workers conns
     pid=${FD_PID[$who]}
     t=$((THREADS < c ? THREADS : c))
     RUN_SEQ=$((RUN_SEQ + 1))
-    out=$OUT/raw/$(printf '%03d' "$RUN_SEQ")-$who-${shape// /_}-r$round.txt
+    out=$RAW/$(printf '%03d' "$RUN_SEQ")-$who-${shape// /_}-r$round.txt
     before=$(cpu_ticks "$pid")
     "${WRK_RUN[@]}" -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$DIR/report.lua" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
     after=$(cpu_ticks "$pid")
@@ -641,7 +741,7 @@ rip_settled() { # workers
         [[ $STUCK == 0 ]] && return 0
         sleep 0.05
     done
-    echo "$body" >"$OUT/raw/stuck-$RUN_SEQ.status.json"
+    echo "$body" >"$RAW/stuck-$RUN_SEQ.status.json"
 }
 
 restart_rip() { # workers: a fresh rip-server, warmed up, with nothing stuck
@@ -670,7 +770,7 @@ run_direct() { # round shape path workers
     local -a pids=() outs=()
     RUN_SEQ=$((RUN_SEQ + 1))
     for ((i = 0; i < w; i++)); do
-        outs[i]=$OUT/raw/$(printf '%03d' "$RUN_SEQ")-direct-${shape// /_}-r$round-w$i.txt
+        outs[i]=$RAW/$(printf '%03d' "$RUN_SEQ")-direct-${shape// /_}-r$round-w$i.txt
         "${WRK_RUN[@]}" -t1 -c1 -d"${DURATION}s" --latency -s "$DIR/report.lua" \
             "http://127.0.0.1:${DIRECT_PORTS[i]}$path" >"${outs[i]}" 2>&1 &
         pids[i]=$!
@@ -712,12 +812,12 @@ warm() { # contender path conns
 }
 
 diagnose_rip() { # shape path workers conns
-    local out=$OUT/raw/diagnose-${1// /_}.txt t=$((THREADS < $4 ? THREADS : $4))
+    local out=$RAW/diagnose-${1// /_}.txt t=$((THREADS < $4 ? THREADS : $4))
     log "diagnosing rip-server non-2xx on $1"
     "${WRK_RUN[@]}" -t"$t" -c"$4" -d"${DURATION}s" -s "$DIR/reasons.lua" "http://127.0.0.1:${FD_PORT[rip]}$2" >"$out" 2>&1 || true
     curl -fsS "http://127.0.0.1:${FD_PORT[rip]}/status" >"$out.status.json" 2>/dev/null || true
-    grep -E '^(REASONS|FIRST)' "$out" | sed "s|^|  [$1] |" | tee -a "$OUT/diagnosis.txt" >&2 || true
-    grep -o '"counters":{[^}]*}' "$out.status.json" | sed "s|^|  [$1] rip /status |" | tee -a "$OUT/diagnosis.txt" >&2 || true
+    grep -E '^(REASONS|FIRST)' "$out" | sed "s|^|  [$1] |" | tee -a "$DIAGNOSIS" >&2 || true
+    grep -o '"counters":{[^}]*}' "$out.status.json" | sed "s|^|  [$1] rip /status |" | tee -a "$DIAGNOSIS" >&2 || true
 }
 
 # ---------------------------------------------------------------- main loop
@@ -763,7 +863,7 @@ START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 START_TIME=$(date +%s)
 
 DIAG_SHAPES=()
-: >"$OUT/diagnosis.txt"
+: >"$DIAGNOSIS"
 for w in "${GROUP_ORDER[@]}"; do
     log "group: $w workers"
     GROUP_PIDS=()
@@ -865,6 +965,9 @@ ELAPSED=$(($(date +%s) - START_TIME))
 # ---------------------------------------------------------------- table
 
 {
+    if [[ $APP == bun ]]; then
+        echo "app: examples/hello-ts in Bun $BUN_VERSION workers (rip-server's own; standalone ones of the same runtime behind HAProxy and nginx)"
+    fi
     echo "rip-server vs HAProxy vs nginx: median of $ROUNDS round(s) x ${DURATION}s, wrk -t$THREADS --latency, loopback"
     echo "rip-server extra arguments: ${RIP_ARGS:-none}"
     if ((PEER_HEADERS)); then
@@ -888,7 +991,7 @@ ELAPSED=$(($(date +%s) - START_TIME))
     if ((${#DIAG_SHAPES[@]})); then
         echo
         echo "rip-server answered non-2xx on: ${DIAG_SHAPES[*]}; tallies by Rip-Reason:"
-        cat "$OUT/diagnosis.txt"
+        cat "$DIAGNOSIS"
     fi
 } | tee "$TABLE"
-log "raw results: $CSV; table: $TABLE; wrk outputs: $OUT/raw/"
+log "raw results: $CSV; table: $TABLE; wrk outputs: $RAW/"
