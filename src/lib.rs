@@ -16,6 +16,8 @@
 //! - [`frontdoor`], [`control`], [`manager`]: the client edge, the control
 //!   socket, the worker processes; each talks to the core only through the driver.
 //! - [`server`]: wires one app's server together (listeners, signals, stop).
+//! - [`platform`]: many apps driven over an HTTP API (foundations so far:
+//!   the token, request authorisation, the app records and `apps.json`).
 //! - [`cli`]: argv to a command; [`worker`]: the built-in worker runtime.
 
 pub mod cli;
@@ -30,6 +32,7 @@ pub mod manager;
 pub mod net;
 pub mod observe;
 pub mod os;
+pub mod platform;
 pub mod protocol;
 pub mod runtime;
 pub mod server;

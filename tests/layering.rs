@@ -51,7 +51,25 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "upstream",
         ],
     ),
-    ("cli", &["config", "control", "core", "observe", "protocol"]),
+    (
+        "platform",
+        &[
+            "config",
+            "control",
+            "core",
+            "frontdoor",
+            "http",
+            "manager",
+            "net",
+            "observe",
+            "os",
+            "protocol",
+            "runtime",
+            "server",
+            "upstream",
+        ],
+    ),
+    ("cli", &["config", "control", "core", "observe", "platform", "protocol"]),
 ];
 
 /// A file in `src/` past this many lines has more than one job.
