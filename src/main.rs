@@ -51,6 +51,16 @@ fn main() -> ExitCode {
             };
             admin(&target, "scale", Method::POST, "/scale", Some(body), false)
         }
+        Command::Hosts(command) => match cli::hosts::run(&command) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(error.exit_code())
+            }
+        },
     }
 }
 

@@ -1058,18 +1058,7 @@ fn no_app_path_means_the_running_server() {
 fn reserved_subcommands_are_refused() {
     let cases = [
         (
-            &["add", "api.test", "apps/api"][..],
-            "add",
-            "it will add a host name for an app to the host registry ($RIP_HOME/hosts.json)",
-        ),
-        (
-            &["remove", "api.test"],
-            "remove",
-            "it will remove a host name from the host registry",
-        ),
-        (&["list"], "list", "it will list the host registry"),
-        (
-            &["ca", "init"],
+            &["ca", "init"][..],
             "ca",
             "it will manage the development certificate authority (init, trust, export, info, list, clean)",
         ),
@@ -1096,7 +1085,7 @@ fn reserved_subcommands_are_refused() {
         );
     }
     let words: Vec<&str> = reserved_words().collect();
-    assert_eq!(words, ["add", "remove", "list", "ca", "platform"]);
+    assert_eq!(words, ["ca", "platform"]);
     // An app directory with such a name is reached with ./
     let f = Fixture::empty();
     let list_dir = f.root.join("list");
@@ -1105,6 +1094,115 @@ fn reserved_subcommands_are_refused() {
     assert_eq!(serve(&[list_dir.to_str().unwrap()]).app_name, "list");
     // Help still wins.
     assert!(matches!(run(&["list", "--help"]), Ok(Command::Help(_))));
+}
+
+// ---------------------------------------------------------------------------
+// The host registry: add, remove, list
+// ---------------------------------------------------------------------------
+
+/// A home for the registry subcommands (they only need it named).
+const HOME: (&str, &str) = ("RIP_HOME", "/tmp/rip-home-of-a-parse-test");
+
+fn hosts_command(list: &[&str]) -> HostsCommand {
+    match run_env(list, &[HOME]) {
+        Ok(Command::Hosts(command)) => command,
+        other => panic!("{list:?}: expected a host registry command, got {other:?}"),
+    }
+}
+
+fn host(name: &str) -> rip_server::config::hosts::HostName {
+    rip_server::config::hosts::HostName::parse(name).unwrap()
+}
+
+#[test]
+fn add_remove_and_list_parse() {
+    let f = Fixture::rip();
+    let add = hosts_command(&["add", "API.Test.", f.dir()]);
+    assert_eq!(add.home, PathBuf::from(HOME.1));
+    assert_eq!(
+        add.action,
+        HostsAction::Add {
+            host: host("api.test"),
+            app_dir: f.app.clone(),
+        }
+    );
+    // The app path resolves as for serving; the registry keeps the directory.
+    let entry = f.app.join("index.rip");
+    let from_entry = hosts_command(&["add", "*.api.test", entry.to_str().unwrap()]);
+    assert_eq!(
+        from_entry.action,
+        HostsAction::Add {
+            host: host("*.api.test"),
+            app_dir: f.app.clone(),
+        }
+    );
+    assert_eq!(
+        hosts_command(&["add", "--", "bücher.test", f.dir()]).action,
+        HostsAction::Add {
+            host: host("xn--bcher-kva.test"),
+            app_dir: f.app.clone(),
+        }
+    );
+    assert_eq!(
+        hosts_command(&["remove", "API.test"]).action,
+        HostsAction::Remove { host: host("api.test") }
+    );
+    assert_eq!(hosts_command(&["list"]).action, HostsAction::List { json: false });
+    assert_eq!(
+        hosts_command(&["list", "--json"]).action,
+        HostsAction::List { json: true }
+    );
+    // HOME stands in for RIP_HOME.
+    match run_env(&["list"], &[("HOME", "/home/u")]) {
+        Ok(Command::Hosts(c)) => assert_eq!(c.home, PathBuf::from("/home/u/.rip-server")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(run(&["add", "--help"]), Ok(Command::Help(_))));
+}
+
+#[test]
+fn add_remove_and_list_refuse_bad_words_with_status_2() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let with_home = |list: &[&str], word: &str| fails_env(list, &[HOME], word);
+    // Bad host names: the line names the word and what is wrong with it.
+    for (name, problem) in [
+        ("api.test:8080", "it has a port (:8080)"),
+        ("api test", "it has a space"),
+        ("a_b.test", "'_' is not allowed"),
+        ("*.test", "a wildcard needs at least two labels"),
+        ("a..test", "it has an empty label"),
+        ("http://api.test", "it is a URL"),
+    ] {
+        for list in [&["add", name, d][..], &["remove", name]] {
+            let e = with_home(list, name);
+            assert!(
+                e.message.starts_with(&format!("not a valid host name: {problem}")),
+                "{e}"
+            );
+        }
+    }
+    // Missing or extra words, unknown flags.
+    with_home(&["add"], "add");
+    with_home(&["add", "api.test"], "add");
+    with_home(&["add", "api.test", d, "extra"], "extra");
+    with_home(&["remove"], "remove");
+    with_home(&["remove", "a.test", "b.test"], "b.test");
+    with_home(&["list", "x"], "x");
+    with_home(&["list", "--table"], "--table");
+    with_home(&["add", "--json", "api.test", d], "--json");
+    // The app path: missing, no entry, builtin, a file that is not the directory's entry.
+    with_home(&["add", "api.test", "/nonexistent/app"], "/nonexistent/app");
+    let empty = Fixture::empty();
+    with_home(&["add", "api.test", empty.dir()], empty.dir());
+    with_home(&["add", "api.test", "builtin:hello"], "builtin:hello");
+    let other = f.file("other.ts", false);
+    let e = with_home(&["add", "api.test", other.to_str().unwrap()], other.to_str().unwrap());
+    assert!(e.message.contains("the registry keeps the directory"), "{e}");
+    // No home at all.
+    let e = fails(&["list"], "list");
+    assert!(e.message.contains("RIP_HOME or HOME"), "{e}");
+    fails_env(&["list"], &[("RIP_HOME", "relative")], "RIP_HOME=relative");
 }
 
 #[test]
@@ -1304,7 +1402,12 @@ fn help_lists_everything() {
         "--bun-preload",
         "RIP_BUN",
         "has no effect",
-        "add, remove, list",
+        "rip-server add <host> <app-path>",
+        "rip-server remove <host>",
+        "rip-server list [--json]",
+        "HOST REGISTRY ($RIP_HOME/hosts.json",
+        "No running server follows hosts.json yet",
+        "a bad host name",
         "platform",
     ] {
         assert!(text.contains(m), "help lacks {m:?}:\n{text}");

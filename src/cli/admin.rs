@@ -15,12 +15,6 @@ use crate::config::{default_socket_prefix, target_app_name};
 /// Subcommands of later versions, and what each will do.
 const RESERVED: &[(&str, &str)] = &[
     (
-        "add",
-        "it will add a host name for an app to the host registry ($RIP_HOME/hosts.json)",
-    ),
-    ("remove", "it will remove a host name from the host registry"),
-    ("list", "it will list the host registry"),
-    (
         "ca",
         "it will manage the development certificate authority (init, trust, export, info, list, clean)",
     ),

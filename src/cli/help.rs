@@ -20,6 +20,9 @@ USAGE:
     rip-server restart [app-path] [--socket-prefix=PATH] [--variant=NAME]
     rip-server stop    [app-path] [--socket-prefix=PATH] [--variant=NAME]
     rip-server scale <+N|-N|N> [app-path] [--socket-prefix=PATH] [--variant=NAME]
+    rip-server add <host> <app-path>           register a host name for an app
+    rip-server remove <host>
+    rip-server list [--json]
     rip-server help | -h | --help
     rip-server -V | --version
 
@@ -75,7 +78,8 @@ ENVS
     RIP_LOG                 log filter: a level (error, warn, info, debug, trace)
                             or directives such as info,rip_server=debug [default: @LOG@]
     RIP_HOME                where rip-server keeps state: run/<app>.json for each
-                            running server (an absolute path) [default: $HOME/.rip-server]
+                            running server, hosts.json (the host registry); an
+                            absolute path [default: $HOME/.rip-server]
 
 SUBCOMMANDS (they talk to a running server through <prefix>.ctl.sock; the
 prefix is --socket-prefix, else /tmp/rip_<variant>_<app> from the app path and
@@ -90,8 +94,26 @@ running they list them and exit 1, with none they say so and exit 1):
     scale -N    N fewer workers (-1 is the same as SIGTTOU)
     scale N     exactly N workers, 1..=MAXW
 
+HOST REGISTRY ($RIP_HOME/hosts.json: host name -> app directory; edits are
+atomic and locked, so concurrent ones all land; a corrupt file is reported
+with one line naming it and left as it is, exit status 1):
+    add <host> <app-path>   map the host name to the app's directory (the app
+                            path resolves as for rip-server <app-path>; a file
+                            must be its directory's entry). The name is
+                            lowercased, internationalised names become their
+                            IDNA form (xn--...), one trailing dot is dropped;
+                            *.<domain> covers exactly one more label
+                            (*.api.test: v1.api.test, not api.test); IP
+                            addresses: 127.0.0.1, ::1 or [::1]. A bad name
+                            exits 2; a name registered for another directory
+                            exits 1; the same mapping again changes nothing
+    remove <host>           unregister the name (not registered: exit 1)
+    list                    the names and their directories as a table
+    list --json             the same as JSON: {\"hosts\":{\"<host>\":\"<dir>\"}}
+    No running server follows hosts.json yet: the platform will route by it.
+    rip-server <app-path> serves its one app for every host name.
+
 NOT IN THIS VERSION (reserved; each exits 1 with one line saying what it will be):
-    add, remove, list       the host registry
     ca (also ca:init, ...)  the development certificate authority
     platform                the platform controller
 
@@ -117,11 +139,13 @@ EXIT STATUS:
     0    success
     1    an operation failed or is not in this version: a port in use, no
          server answers, no running server found (or several), a refused
-         subcommand request, HTTPS, a reserved subcommand
+         subcommand request, HTTPS, a reserved subcommand, a host name
+         registered for another app, removing a name that is not registered,
+         a hosts.json that cannot be read or parsed
     2    the command cannot be carried out as written, found before anything
          starts: an unknown or malformed word or variable, a bad number or
          port, a missing app path or entry, no Bun (or too old a one) for a
-         Bun app, a .rip entry without --bun-preload
+         Bun app, a .rip entry without --bun-preload, a bad host name
 
 EXAMPLES:
     rip-server apps/api
@@ -133,6 +157,9 @@ EXAMPLES:
     rip-server status
     rip-server status apps/api --json
     rip-server scale +1 --socket-prefix=/tmp/rip_server_api
+    rip-server add api.test apps/api
+    rip-server add '*.api.test' apps/api
+    rip-server list
 ";
 
 /// The full `--help` text: every token, flag, variable, subcommand and default.

@@ -1,5 +1,6 @@
 //! The command line: `rip-server <app-path> [tokens] [flags]`, the `status` /
-//! `restart` / `stop` / `scale` subcommands, and what `status` prints.
+//! `restart` / `stop` / `scale` subcommands and what `status` prints, and
+//! the host registry's `add` / `remove` / `list`.
 //!
 //! [`parse`] is pure in the sense that matters to `main`: it never prints,
 //! never exits and reads the environment only through the function it is
@@ -15,7 +16,9 @@
 //! variables read), `flags` (the serve flags' table), `serve` (the serve
 //! command), `admin` (subcommand targets, reserved words), `help`;
 //! [`running`] finds the running server a subcommand without an app path
-//! acts on; [`status_table`] renders `/status` for people.
+//! acts on; [`status_table`] renders `/status` for people; [`hosts`] parses
+//! and runs `add`, `remove` and `list` (the only part here that touches
+//! `$RIP_HOME/hosts.json`, and only in [`hosts::run`]).
 //!
 //! May import: `config` (what it builds, no argv there).
 
@@ -23,6 +26,7 @@ mod admin;
 mod env;
 mod flags;
 mod help;
+pub mod hosts;
 pub mod running;
 mod seen;
 mod serve;
@@ -38,6 +42,7 @@ use crate::config::{ConfigError, ServeConfig, control_socket_path};
 pub use admin::reserved_words;
 pub use env::ALL as ENV_VARIABLES;
 pub use help::{help_text, version_text};
+pub use hosts::{HostsAction, HostsCommand};
 
 /// Exit status 0: success.
 pub const EXIT_OK: u8 = 0;
@@ -165,6 +170,9 @@ pub enum Command {
         /// By how much, or to what.
         change: ScaleChange,
     },
+    /// `add`, `remove` or `list`: edit or show the host registry
+    /// (`$RIP_HOME/hosts.json`); carried out by [`hosts::run`].
+    Hosts(HostsCommand),
     /// Hidden: run the built-in example worker (`worker --builtin`).
     Worker(WorkerArgs),
     /// `-h` / `--help` / `help`: the full help text.
@@ -239,6 +247,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         "restart" => Ok(Command::Restart(admin::parse_target("restart", rest, &env)?)),
         "stop" => Ok(Command::Stop(admin::parse_target("stop", rest, &env)?)),
         "scale" => admin::parse_scale(rest, &env),
+        "add" | "remove" | "list" => hosts::parse(first, rest, &env),
         "worker" => parse_worker(rest).map(Command::Worker),
         _ => serve::parse(args, &env).map(|c| Command::Serve(Box::new(c))),
     }

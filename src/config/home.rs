@@ -1,11 +1,13 @@
 //! `$RIP_HOME`: the one directory where rip-server keeps state between runs
-//! (run files today; the dev CA, certificates, the host registry and the
+//! (run files and the host registry today; the dev CA, certificates and the
 //! platform's apps later).
 //!
 //! Directories are created 0700 and files written 0600, atomically (a
 //! temporary file in the same directory, fsync, rename, fsync of the
 //! directory), so a reader never sees half a file and a crash leaves the old
-//! one. The caller passes the environment's values in: nothing here reads it.
+//! one. A read-modify-write of a shared file holds a [`FileLock`] so that two
+//! processes editing it at once both land. The caller passes the
+//! environment's values in: nothing here reads it.
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -86,6 +88,34 @@ pub fn write_private_atomically(path: &Path, contents: &[u8]) -> io::Result<()> 
     fs::File::open(dir)?.sync_all()
 }
 
+/// An exclusive advisory lock (`flock`) on a lock file, held until dropped
+/// (closing the file releases it, also when the process dies).
+#[derive(Debug)]
+pub struct FileLock {
+    _file: fs::File,
+}
+
+/// Takes an exclusive lock on `path`, creating it (0600, empty) if needed and
+/// waiting for another holder to let go. The lock file is never removed:
+/// removing it would let a later process lock a new file while an older
+/// one still holds the removed one.
+pub fn lock_exclusive(path: &Path) -> io::Result<FileLock> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(FileLock { _file: file }),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -138,5 +168,19 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("a.json")]);
         // Into a directory that does not exist: an error, nothing created.
         assert!(write_private_atomically(&tmp.path().join("nope/a.json"), b"x").is_err());
+    }
+
+    #[test]
+    fn a_file_lock_excludes_a_second_holder_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.lock");
+        let held = lock_exclusive(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // flock locks belong to the open file: a second open is a second holder.
+        let other = fs::File::open(&path).unwrap();
+        let try_lock = || rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        assert_eq!(try_lock(), Err(rustix::io::Errno::WOULDBLOCK));
+        drop(held);
+        assert_eq!(try_lock(), Ok(()));
     }
 }

@@ -5,8 +5,9 @@
 //! platform API from JSON later, so nothing here knows about argv or reads
 //! the environment. The defaults are the contract's (`../shared/CONTRACT.md`)
 //! and live in [`defaults`]; the entry probing is in [`entry`]; `$RIP_HOME`
-//! (directories, atomic private files) in [`home`]; the file by which a
-//! running server can be found in [`run_file`].
+//! (directories, atomic private files, file locks) in [`home`]; the file by
+//! which a running server can be found in [`run_file`]; the host registry
+//! (`$RIP_HOME/hosts.json`, host names, host matching) in [`hosts`].
 //!
 //! May import: `core` (the balancer's policy type), `os` (the wall clock).
 
@@ -14,6 +15,7 @@ pub mod bun;
 pub mod defaults;
 pub mod entry;
 pub mod home;
+pub mod hosts;
 pub mod run_file;
 
 use std::fmt;

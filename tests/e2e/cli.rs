@@ -314,17 +314,6 @@ async fn reserved_subcommands_exit_1_with_one_line() {
         let home = home();
         let ca = "it will manage the development certificate authority (init, trust, export, info, list, clean)";
         let cases: &[(&[&str], &str, &str)] = &[
-            (
-                &["add", "api.test", "apps/api"],
-                "add",
-                "it will add a host name for an app to the host registry ($RIP_HOME/hosts.json)",
-            ),
-            (
-                &["remove", "api.test"],
-                "remove",
-                "it will remove a host name from the host registry",
-            ),
-            (&["list"], "list", "it will list the host registry"),
             (&["ca", "init"], "ca", ca),
             (&["ca:init"], "ca:init", ca),
             (

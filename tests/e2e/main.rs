@@ -17,6 +17,7 @@ mod limits;
 mod logging;
 mod overload;
 mod python;
+mod registry;
 mod retry;
 mod security;
 mod slow_client;
