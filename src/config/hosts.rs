@@ -49,13 +49,20 @@ const EXPECTED: &str = "expected a host name such as api.test, *.api.test, 127.0
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostName(String);
 
+/// Special-use top-level domains (RFC 6761, RFC 6762) a wildcard may cover
+/// whole: names under them never resolve publicly, and they are what
+/// developers use (`*.localhost` resolves to loopback in browsers).
+pub const DEVELOPMENT_DOMAINS: &[&str] = &["localhost", "test", "local"];
+
 impl HostName {
     /// Validates and normalises `input`: ASCII letters lowercased,
     /// internationalised labels to their IDNA ASCII (`xn--`) form, one
     /// trailing dot dropped. Then each label has 1..=63 letters, digits and
     /// `-` (not first or last), the whole name at most 253 characters, the
     /// last label is not all digits (unless the name is an IPv4 address),
-    /// and a leading `*.` has at least two labels after it. No port, no
+    /// and a leading `*.` has at least two labels after it (except the
+    /// development domains `*.localhost`, `*.test`, `*.local`, which no
+    /// public name can be under, and which the dev CA covers). No port, no
     /// space, no path. The error names what is wrong.
     pub fn parse(input: &str) -> Result<HostName, ConfigError> {
         normalise(input)
@@ -150,9 +157,9 @@ fn normalise(input: &str) -> Result<String, String> {
             "its last label ({last}) is a number, but it is not an IPv4 address (a.b.c.d)"
         ));
     }
-    if wildcard && labels.len() < 2 {
+    if wildcard && labels.len() < 2 && !DEVELOPMENT_DOMAINS.contains(&ascii) {
         return Err(format!(
-            "a wildcard needs at least two labels after *. (*.{ascii} would cover a whole top-level domain)"
+            "a wildcard needs at least two labels after *. (*.{ascii} would cover a whole top-level domain; only *.localhost, *.test and *.local may)"
         ));
     }
     Ok(name)

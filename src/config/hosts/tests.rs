@@ -75,7 +75,12 @@ fn bad_names_are_refused_naming_the_problem() {
         &[&"a".repeat(63)[..], &"b".repeat(63), &"c".repeat(63), &"d".repeat(62)].join("."),
         "over 253",
     );
-    refused("*.test", "at least two labels after *.");
+    refused("*.com", "at least two labels after *.");
+    refused("*.dev", "at least two labels after *.");
+    // The development domains may be covered whole.
+    for dev in ["*.localhost", "*.test", "*.local"] {
+        assert!(name(dev).is_wildcard(), "{dev}");
+    }
     refused("*.", "at least two labels after *.");
     refused("*", "'*' is allowed only");
     refused("a.*.test", "'*' is allowed only");
