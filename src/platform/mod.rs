@@ -13,8 +13,8 @@
 //! shown, dangerous environment keys and directories other users can write
 //! are refused.
 //!
-//! **Built so far: the foundations only**, each a module with one job and
-//! its tests, none of it running yet:
+//! **Built so far**, each a module with one job and its tests; the
+//! `rip-server platform` command that wires them to real apps is not yet:
 //!
 //! - [`token`]: the API token: created on first use (32 random bytes from
 //!   the OS, hex, 0600 in a 0700 home), read back later, refused when
@@ -28,17 +28,29 @@
 //!   host), the API's view (environment keys, never values), the API's
 //!   request bodies, and `apps.json` (atomic 0600 saves; a corrupt file is
 //!   reported with one line and never overwritten).
+//! - [`control`]: [`control::AppControl`], what the API asks of the running
+//!   apps (deploy, start, stop, rolling restart, scale, reconfigure,
+//!   undeploy) and what it reads back ([`control::LiveApp`]: status, pool,
+//!   queue, counters); [`control::FakeControl`], an in-memory one for tests.
+//! - [`logs`]: the last lines (500 by default, each at most 4 KiB) of each
+//!   app's worker output, in memory only.
+//! - [`api`]: the HTTP API and the dashboard's placeholder page, one hyper
+//!   service ([`api::Api::handle`], served by [`api::run`]) over the
+//!   pieces above: every request authorised first, every change saved to
+//!   `apps.json` before it is carried out and undone if it fails.
 //!
-//! **Not built yet** (the next steps of issue 15; do not mistake these
-//! foundations for the feature): the HTTP API server and its routes, the
-//! dashboard page, routing the apps' traffic by host to one pool per app,
-//! the per-app log ring buffer, applying `hosts.json`, and the
-//! `rip-server platform` command itself.
+//! **Not built yet** (the next steps of issue 15): the `AppControl` over
+//! real pools (one per app, routed by host by the front door), feeding the
+//! log rings from the workers' output, applying `hosts.json` while
+//! running, the real dashboard, and the `rip-server platform` command.
 //!
 //! May import: everything but `cli` and `worker` (`config`, `control`,
 //! `core`, `frontdoor`, `http`, `manager`, `net`, `observe`, `os`,
 //! `protocol`, `runtime`, `server`, `upstream`); `cli` may import it.
 
+pub mod api;
 pub mod apps;
 pub mod auth;
+pub mod control;
+pub mod logs;
 pub mod token;

@@ -1,0 +1,323 @@
+//! The platform's HTTP API and dashboard listener (the contract's "Platform
+//! controller"): one hyper service on the admin address.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /health` (open) | `{"status":"ok","mode":"platform"}` |
+//! | `GET /` (open), `GET /?token=` | the dashboard page; the login redirect that sets the cookie |
+//! | `GET /api/apps` | every app ([`AppJson`]) |
+//! | `POST /api/apps` | deploy and start: `201` with the app |
+//! | `GET /api/apps/<name>` | the app |
+//! | `PATCH /api/apps/<name>` | change `workers`, `hosts`, `env`: `200` with the app |
+//! | `DELETE /api/apps/<name>` | undeploy: `{"status":"undeployed"}` |
+//! | `POST /api/apps/<name>/start\|stop\|restart\|scale` | `{"status":"started\|stopped\|restarted\|scaled",...}` |
+//! | `GET /api/apps/<name>/logs` | `{"lines":[...]}` |
+//! | `GET /api/stats` | `{"totalApps","runningApps","uptime",...}` |
+//!
+//! Every request is first put to [`auth::authorize`] (token or cookie for
+//! everything but `/health` and the page, `Origin` and `Host` checks for
+//! all): a refused request is answered before its body is read, and
+//! changes nothing. Errors are `{"error": ...}`: 400 a bad body, 404 no
+//! such app (or path), 405 a method a path does not take, 409 a name or
+//! host that exists, 413 a body over [`MAX_BODY`], 500 a failure of ours.
+//!
+//! State: the apps live in memory ([`Apps`]) and in `apps.json`
+//! ([`AppsStore`]); the running apps are driven through an
+//! [`AppControl`]. A change (`changes.rs`) runs alone (one lock), saves the
+//! new apps first (a failed save answers 500 and changes nothing, not
+//! even the running apps), then asks the control; if the control fails, the
+//! old file is written back and its error answered. Memory takes the new
+//! apps last, so nothing is ever half done.
+//!
+//! May import what `platform` may.
+
+mod changes;
+pub mod respond;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+
+use self::respond::{Answer, app_not_found, error, json};
+pub use self::respond::{AppJson, escape_html};
+pub use self::routes::{Action, Route};
+use super::apps::{AppRecord, Apps, AppsFileError, AppsStore};
+use super::auth::{self, AuthRequest, Decision};
+use super::control::{AppControl, AppStatus, ControlError};
+use super::logs::AppLogs;
+use super::token::PlatformToken;
+use crate::net::listen::{Accept, accept_until};
+use crate::os::clock::Clock;
+
+/// The largest request body read (an app's environment fits many times).
+pub const MAX_BODY: usize = 64 * 1024;
+/// How long a connection may take to send a request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the API needs to know of the platform it serves.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `RIP_HOME`: `apps.json` and `hosts.json` are read there.
+    pub home: PathBuf,
+    /// The admin listener's real address (after a port 0 was resolved):
+    /// the only `Host` and `Origin` accepted besides loopback names.
+    pub admin: SocketAddr,
+    /// The API token.
+    pub token: PlatformToken,
+    /// The worker count of an app deployed without one.
+    pub default_workers: u32,
+}
+
+/// The API: its configuration, the apps (in memory and in `apps.json`),
+/// the control that runs them and their logs. Shared by every connection
+/// through an `Arc`.
+pub struct Api<C> {
+    config: ApiConfig,
+    control: C,
+    logs: Arc<AppLogs>,
+    store: AppsStore,
+    /// The apps as last committed; read under a short lock, replaced whole
+    /// by a change.
+    apps: Mutex<Apps>,
+    /// Held for the whole of a change, so changes never interleave.
+    changes: tokio::sync::Mutex<()>,
+    clock: Clock,
+}
+
+impl<C> fmt::Debug for Api<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("admin", &self.config.admin)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: AppControl> Api<C> {
+    /// Reads `apps.json` in `config.home` (none: no apps). A file that
+    /// cannot be read or used is an error naming it, and is left as it is:
+    /// the platform must not start and then save over it.
+    pub fn open(config: ApiConfig, control: C, logs: Arc<AppLogs>) -> Result<Api<C>, AppsFileError> {
+        let (store, apps) = AppsStore::open(&config.home)?;
+        Ok(Api {
+            config,
+            control,
+            logs,
+            store,
+            apps: Mutex::new(apps),
+            changes: tokio::sync::Mutex::new(()),
+            clock: Clock::start(),
+        })
+    }
+
+    /// Brings back the desired state after a start of the platform: every
+    /// app kept as running is deployed through the control (the stopped
+    /// ones wait for a `start`). Returns the apps that failed, with why;
+    /// they stay in `apps.json` as they were.
+    pub async fn restore(&self) -> Vec<(String, ControlError)> {
+        let _change = self.changes.lock().await;
+        let apps = self.apps();
+        let mut failed = Vec::new();
+        for record in apps.iter().filter(|r| r.desired == super::apps::Desired::Running) {
+            if let Err(e) = self.control.deploy(record).await {
+                failed.push((record.name.clone(), e));
+            }
+        }
+        failed
+    }
+
+    /// The apps now (a copy).
+    pub fn apps(&self) -> Apps {
+        self.lock_apps().clone()
+    }
+
+    /// The control.
+    pub fn control(&self) -> &C {
+        &self.control
+    }
+
+    /// The apps' logs.
+    pub fn logs(&self) -> &Arc<AppLogs> {
+        &self.logs
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.config
+    }
+
+    fn lock_apps(&self) -> MutexGuard<'_, Apps> {
+        // Only whole values are stored under this lock, so a poisoned one
+        // still holds a consistent set of apps.
+        self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, name: &str) -> Option<AppRecord> {
+        self.lock_apps().get(name).cloned()
+    }
+
+    /// Answers one request: authorisation first, then the endpoint.
+    pub async fn handle<B>(&self, request: Request<B>) -> Answer
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let who = AuthRequest::from_parts(&parts.method, &parts.uri, &parts.headers);
+        match auth::authorize(&who, &self.config.token, self.config.admin) {
+            Decision::Allow => {}
+            Decision::Unauthorized => return respond::unauthorized(),
+            Decision::Forbidden(why) => return error(StatusCode::FORBIDDEN, why.to_string()),
+            Decision::LoginRedirect { set_cookie, location } => {
+                return respond::login_redirect(&set_cookie, location);
+            }
+        }
+        let route = Route::parse(parts.uri.path());
+        let method = &parts.method;
+        match route {
+            Route::UnknownApi | Route::Unknown => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+            _ if !route.methods().contains(method) => return respond::method_not_allowed(method, route.methods()),
+            _ => {}
+        }
+        let body = if route.takes_body(method) {
+            match Limited::new(body, MAX_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, format!("body over {MAX_BODY} bytes"));
+                }
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
+            }
+        } else {
+            Bytes::new()
+        };
+        match (route, method) {
+            (Route::Health, _) => json(StatusCode::OK, &serde_json::json!({"status": "ok", "mode": "platform"})),
+            (Route::Page, _) => self.page(&who).await,
+            (Route::Stats, _) => self.stats().await,
+            (Route::Apps, &Method::POST) => self.create(&body).await,
+            (Route::Apps, _) => self.list().await,
+            (Route::App(name), &Method::PATCH) => self.patch(name, &body).await,
+            (Route::App(name), &Method::DELETE) => self.delete(name).await,
+            (Route::App(name), _) => self.show(name).await,
+            (Route::Logs(name), _) => self.app_logs(name),
+            (Route::Action(name, action), _) => self.act(name, action, &body).await,
+            (Route::UnknownApi | Route::Unknown, _) => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+
+    /// An app's JSON with its live state.
+    async fn app_json(&self, record: &AppRecord) -> AppJson {
+        AppJson::new(record.view(), self.control.live(&record.name).await)
+    }
+
+    async fn list(&self) -> Answer {
+        let apps = self.apps();
+        let mut out = Vec::with_capacity(apps.len());
+        for record in apps.iter() {
+            out.push(self.app_json(record).await);
+        }
+        json(StatusCode::OK, &out)
+    }
+
+    async fn show(&self, name: &str) -> Answer {
+        match self.record(name) {
+            Some(record) => json(StatusCode::OK, &self.app_json(&record).await),
+            None => app_not_found(),
+        }
+    }
+
+    fn app_logs(&self, name: &str) -> Answer {
+        if self.record(name).is_none() {
+            return app_not_found();
+        }
+        json(StatusCode::OK, &serde_json::json!({"lines": self.logs.snapshot(name)}))
+    }
+
+    async fn stats(&self) -> Answer {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Stats {
+            total_apps: usize,
+            running_apps: usize,
+            stopped_apps: usize,
+            workers: usize,
+            requests: u64,
+            uptime: f64,
+        }
+        let apps = self.apps();
+        let mut stats = Stats {
+            total_apps: apps.len(),
+            running_apps: 0,
+            stopped_apps: 0,
+            workers: 0,
+            requests: 0,
+            uptime: self.clock.now().as_micros() as f64 / 1e6,
+        };
+        for record in apps.iter() {
+            let app = self.app_json(record).await;
+            match app.status {
+                AppStatus::Running => stats.running_apps += 1,
+                AppStatus::Stopped => stats.stopped_apps += 1,
+                AppStatus::Deployed | AppStatus::Error => {}
+            }
+            stats.workers += app.pool.len();
+            stats.requests += app.counters.requests;
+        }
+        json(StatusCode::OK, &stats)
+    }
+
+    /// The placeholder page: it lists the apps only for a browser that is
+    /// logged in (the same credential check as `/api/*`), so the open page
+    /// shows nothing to anyone else.
+    async fn page(&self, who: &AuthRequest<'_>) -> Answer {
+        let as_api = AuthRequest {
+            path: "/api/apps",
+            query: None,
+            ..who.clone()
+        };
+        if auth::authorize(&as_api, &self.config.token, self.config.admin) != Decision::Allow {
+            return respond::page(None);
+        }
+        let mut apps = Vec::new();
+        for record in self.apps().iter() {
+            apps.push((record.name.clone(), self.app_json(record).await.status));
+        }
+        respond::page(Some(&apps))
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves (connections
+/// under way finish on their own).
+pub async fn run<L: Accept, C: AppControl>(listener: L, api: Arc<Api<C>>, shutdown: impl Future<Output = ()>) {
+    accept_until(listener, "platform API", shutdown, |stream, _peer| {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! The API's answers: JSON bodies and their headers, the error shapes of the
+//! contract (`{"error": ...}`), an app's JSON ([`AppJson`]) and the
+//! dashboard's placeholder page.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::platform::apps::{AppView, Desired};
+use crate::platform::auth::WWW_AUTHENTICATE;
+use crate::platform::control::{AppStatus, LiveApp, LiveCounters, LiveQueue, LiveWorker};
+
+/// Every answer of the API.
+pub type Answer = Response<Full<Bytes>>;
+
+/// An answer with `body` of `content_type` and the headers every answer
+/// carries: nothing is cached (listings hold secrets), nothing is sniffed,
+/// no page of ours is framed by another site, no referrer leaves.
+pub fn answer(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Answer {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// `value` as JSON.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Answer {
+    match serde_json::to_vec(value) {
+        Ok(body) => answer(status, "application/json", body),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render the answer: {e}"),
+        ),
+    }
+}
+
+/// `{"error": message}`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Answer {
+    #[derive(Serialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    let body = serde_json::to_vec(&ErrorBody { error: message.into() }).unwrap_or_else(|_| b"{}".to_vec());
+    answer(status, "application/json", body)
+}
+
+/// An error with a status given as a number (from `AppError::status`,
+/// `ControlError::status`).
+pub fn error_code(status: u16, message: impl Into<String>) -> Answer {
+    error(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        message,
+    )
+}
+
+/// `404 {"error":"App not found"}`.
+pub fn app_not_found() -> Answer {
+    error(StatusCode::NOT_FOUND, "App not found")
+}
+
+/// `401` with `WWW-Authenticate: Bearer`.
+pub fn unauthorized() -> Answer {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "the platform's token is required (Authorization: Bearer <token>, or log in with the URL printed at start)",
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE));
+    response
+}
+
+/// The login: `303` to `location`, setting the cookie.
+pub fn login_redirect(set_cookie: &str, location: &'static str) -> Answer {
+    let mut response = answer(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_static(location));
+    match HeaderValue::from_str(set_cookie) {
+        Ok(cookie) => {
+            headers.insert(header::SET_COOKIE, cookie);
+        }
+        // The token's characters are checked when it is read, so this
+        // cannot happen; refuse rather than redirect without the cookie.
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the token cannot be a cookie"),
+    }
+    response
+}
+
+/// `405` with `Allow`.
+pub fn method_not_allowed(method: &Method, allowed: &[Method]) -> Answer {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed here"));
+    let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// An app as the API shows it: the record's view (environment keys, never
+/// values) and how it runs now. Field names are the contract's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppJson {
+    /// The name.
+    pub name: String,
+    /// The directory, absolute.
+    pub directory: PathBuf,
+    /// Its hosts.
+    pub hosts: Vec<String>,
+    /// Its desired worker count.
+    pub workers: u32,
+    /// Its environment's keys.
+    pub env_keys: Vec<String>,
+    /// What the platform keeps it as: running or stopped.
+    pub desired: Desired,
+    /// What it is doing now.
+    pub status: AppStatus,
+    /// When it was last started.
+    pub started_at: Option<String>,
+    /// Why it cannot run.
+    pub error: Option<String>,
+    /// The generation that takes new requests.
+    pub version: Option<u64>,
+    /// Its workers.
+    pub pool: Vec<LiveWorker>,
+    /// Its queue.
+    pub queue: LiveQueue,
+    /// Its counters.
+    pub counters: LiveCounters,
+}
+
+impl AppJson {
+    /// An app's JSON from its view and its live state; without a live state
+    /// (the control does not know it) it is `stopped` when stopped on
+    /// purpose, else `deployed` (accepted, not running yet).
+    pub fn new(view: AppView, live: Option<LiveApp>) -> AppJson {
+        let live = live.unwrap_or_else(|| LiveApp {
+            status: match view.desired {
+                Desired::Running => AppStatus::Deployed,
+                Desired::Stopped => AppStatus::Stopped,
+            },
+            ..LiveApp::default()
+        });
+        AppJson {
+            name: view.name,
+            directory: view.directory,
+            hosts: view.hosts,
+            workers: view.workers,
+            env_keys: view.env_keys,
+            desired: view.desired,
+            status: live.status,
+            started_at: live.started_at.or(view.started_at),
+            error: live.error,
+            version: live.version,
+            pool: live.pool,
+            queue: live.queue,
+            counters: live.counters,
+        }
+    }
+}
+
+/// `text` with the five HTML special characters escaped, for text and
+/// attribute values alike.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The dashboard's placeholder page (the real dashboard replaces it): the
+/// apps' names and status when the browser is logged in (`apps` is
+/// `Some`), else how to log in. It never holds the token, and runs no
+/// script: the policy forbids every source.
+pub fn page(apps: Option<&[(String, AppStatus)]>) -> Answer {
+    let mut html = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>rip-server platform</title></head><body>\n<h1>rip-server platform</h1>\n",
+    );
+    match apps {
+        None => html.push_str(
+            "<p>Not logged in: open the URL with <code>?token=</code> that the platform printed when it started.</p>\n",
+        ),
+        Some([]) => html.push_str("<p>No apps deployed.</p>\n"),
+        Some(apps) => {
+            html.push_str("<ul>\n");
+            for (name, status) in apps {
+                let status = serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                html.push_str(&format!("<li>{} ({})</li>\n", escape_html(name), escape_html(&status)));
+            }
+            html.push_str("</ul>\n");
+        }
+    }
+    html.push_str("</body></html>\n");
+    let mut response = answer(StatusCode::OK, "text/html; charset=utf-8", html);
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape_html("<script>alert('x') & \"y\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_page_escapes_what_it_shows() {
+        use http_body_util::BodyExt as _;
+        let apps = [("<b>x</b>".to_owned(), AppStatus::Running)];
+        let response = page(Some(&apps));
+        assert_eq!(
+            response.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(body.contains("<li>&lt;b&gt;x&lt;/b&gt; (running)</li>"), "{body}");
+        assert!(!body.contains("<b>"), "{body}");
+    }
+}
