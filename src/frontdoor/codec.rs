@@ -9,7 +9,8 @@
 //! in the same pass, with the same rewriting as
 //! [`super::headers::rewrite_request`]: hop-by-hop headers dropped,
 //! `X-Forwarded-For`/`-Proto`, `X-Request-Id` and `X-Request-Start` set,
-//! the body re-framed with our own `Content-Length`.
+//! the body re-framed with our own `Content-Length`. The `Host` value is
+//! noted (where it sits in the head) for routing.
 //!
 //! Only requests whose every detail this codec knows are taken:
 //! [`parse_request`] says [`Head::Unsupported`] for anything else (a

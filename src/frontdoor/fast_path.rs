@@ -3,7 +3,8 @@
 //! at the first request that does not.
 //!
 //! One request at a time, as hyper serves HTTP/1: read a head, read its
-//! (small) body, run it through the core and the worker, write the reply,
+//! (small) body, route it by its `Host` to an app (or answer `404 Host not
+//! found`), run it through that app's core and worker, write the reply,
 //! and go on with the next. Pipelined bytes stay in the buffer for the next
 //! round. While a request runs the client socket is still watched, so a
 //! client that hangs up is noticed at once: the request is dropped, which
