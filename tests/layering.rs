@@ -29,7 +29,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     (
         "frontdoor",
         &[
-            "core", "http", "net", "observe", "os", "protocol", "runtime", "upstream",
+            "config", "core", "http", "net", "observe", "os", "protocol", "runtime", "upstream",
         ],
     ),
     ("control", &["core", "net", "observe", "protocol", "runtime"]),

@@ -9,7 +9,8 @@
 //! in the same pass, with the same rewriting as
 //! [`super::headers::rewrite_request`]: hop-by-hop headers dropped,
 //! `X-Forwarded-For`/`-Proto`, `X-Request-Id` and `X-Request-Start` set,
-//! the body re-framed with our own `Content-Length`.
+//! the body re-framed with our own `Content-Length`. The `Host` value is
+//! noted (where it sits in the head) for routing.
 //!
 //! Only requests whose every detail this codec knows are taken:
 //! [`parse_request`] says [`Head::Unsupported`] for anything else (a
@@ -61,6 +62,8 @@ pub struct SimpleRequest {
     pub method: Method,
     /// The request target within the head.
     pub path: Range<usize>,
+    /// The value of its (first) `Host` header within the head, for routing.
+    pub host: Option<Range<usize>>,
     /// An HTTP/1.0 request (a close-delimited body is its only unknown-length framing).
     pub http10: bool,
     /// The client wants the connection kept open.
@@ -91,6 +94,8 @@ enum Kind {
     /// Dropped: describes this hop only, or replaced by ours.
     Dropped,
     ForwardedFor,
+    /// Passed on, and noted for routing.
+    Host,
     RequestId,
     /// Framing or semantics this codec leaves to hyper.
     Unsupported,
@@ -101,6 +106,7 @@ fn kind(name: &str) -> Kind {
     let is = |known: &str| name.eq_ignore_ascii_case(known);
     match name.len() {
         2 if is("te") => Kind::Dropped,
+        4 if is("host") => Kind::Host,
         6 if is("expect") => Kind::Unsupported,
         7 if is("upgrade") => Kind::Unsupported,
         7 if is("trailer") => Kind::Dropped,
@@ -155,6 +161,7 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
     let (mut close, mut keep) = (false, false);
     let mut content_length = None;
     let mut client_id: Option<&[u8]> = None;
+    let mut host: Option<&[u8]> = None;
     for h in request.headers.iter() {
         match kind(h.name) {
             Kind::Unsupported => return Head::Unsupported,
@@ -181,6 +188,9 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
             }
             Kind::RequestId => {
                 client_id.get_or_insert(h.value);
+            }
+            Kind::Host => {
+                host.get_or_insert(h.value);
             }
             Kind::Dropped | Kind::ForwardedFor | Kind::Other => {}
         }
@@ -214,7 +224,7 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
                 continue;
             }
             Kind::RequestId if !keep_id => continue,
-            Kind::Other | Kind::ForwardedFor | Kind::RequestId => {}
+            Kind::Other | Kind::Host | Kind::ForwardedFor | Kind::RequestId => {}
             _ => continue,
         }
         // Lowercased as copied, as hyper's path sends them (`push_fields`
@@ -248,6 +258,7 @@ pub fn parse_request<F: FnOnce() -> String>(buf: &[u8], limits: Limits, rewrite:
         body_len: usize::try_from(body_len).unwrap_or(usize::MAX),
         method: Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
         path: offset_in(buf, path.as_bytes()),
+        host: host.map(|value| offset_in(buf, value)),
         http10,
         // `close` wins; HTTP/1.0 keeps the connection only when asked to.
         keep_alive: !close && (keep || !http10),

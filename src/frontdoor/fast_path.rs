@@ -3,7 +3,8 @@
 //! at the first request that does not.
 //!
 //! One request at a time, as hyper serves HTTP/1: read a head, read its
-//! (small) body, run it through the core and the worker, write the reply,
+//! (small) body, route it by its `Host` to an app (or answer `404 Host not
+//! found`), run it through that app's core and worker, write the reply,
 //! and go on with the next. Pipelined bytes stay in the buffer for the next
 //! round. While a request runs the client socket is still watched, so a
 //! client that hangs up is noticed at once: the request is dropped, which
@@ -23,11 +24,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
-use super::FrontDoor;
 use super::body::{RelayBody, ResponseBody};
 use super::codec::{self, Framing, Head, Limits, Rewrite, SimpleRequest};
 use super::idle::{IDLE_GRACE, LazyTimer};
 use super::proxy::{BUFFER_BODY_LIMIT, Prepared, Reply};
+use super::routes::HOST_NOT_FOUND;
+use super::{AppProxy, FrontDoor};
 use crate::net::transport::Transport;
 use crate::os::clock::wall_micros;
 
@@ -137,11 +139,17 @@ where
             }
         }
         let bytes = buf.split_to(total).freeze();
-        let prepared = prepare(front_door, &mut request, &bytes);
-        let reply = run(front_door, prepared, io, buf, config.max_head_bytes).await;
-        let Some(reply) = reply else {
-            // The client hung up while its request ran.
-            return Ended::Close;
+        let reply = match front_door.route(request.host.clone().map(|host| &bytes[host])) {
+            Some(app) => {
+                let prepared = prepare(&app, &mut request, &bytes);
+                let reply = run(app, prepared, io, buf, config.max_head_bytes).await;
+                let Some(reply) = reply else {
+                    // The client hung up while its request ran.
+                    return Ended::Close;
+                };
+                reply
+            }
+            None => Reply::Plain(http::StatusCode::NOT_FOUND, HOST_NOT_FOUND),
         };
         served += 1;
         let keep_alive = request.keep_alive && !*stop.borrow();
@@ -159,10 +167,10 @@ where
     }
 }
 
-/// The request as [`FrontDoor::run`] takes it: the worker-bound head (taken
+/// The request as [`AppProxy::run`] takes it: the worker-bound head (taken
 /// from `request`) and the body in one buffer, the path shared with the
 /// request's bytes.
-fn prepare<T: Transport>(front_door: &FrontDoor<T>, request: &mut SimpleRequest, bytes: &Bytes) -> Prepared {
+fn prepare<T: Transport>(app: &AppProxy<T>, request: &mut SimpleRequest, bytes: &Bytes) -> Prepared {
     let mut wire = std::mem::take(&mut request.wire);
     wire.extend_from_slice(&bytes[request.head_len..]);
     Prepared::replayable(
@@ -171,7 +179,7 @@ fn prepare<T: Transport>(front_door: &FrontDoor<T>, request: &mut SimpleRequest,
         bytes.slice(request.path.clone()),
         request.request_id.clone(),
         request.start_micros,
-        front_door.now(),
+        app.now(),
     )
 }
 
@@ -179,13 +187,13 @@ fn prepare<T: Transport>(front_door: &FrontDoor<T>, request: &mut SimpleRequest,
 /// Bytes it sends meanwhile (a pipelined request) are kept in `buf`, up to
 /// about one head's worth.
 async fn run<T: Transport, I: AsyncRead + Unpin>(
-    front_door: &Arc<FrontDoor<T>>,
+    app: Arc<AppProxy<T>>,
     prepared: Prepared,
     io: &mut I,
     buf: &mut BytesMut,
     max_head: usize,
 ) -> Option<Reply> {
-    let mut running = pin!(front_door.clone().run(prepared));
+    let mut running = pin!(app.run(prepared));
     let mut watching = buf.len() < max_head;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(reply) = running.as_mut().poll(cx) {

@@ -1,12 +1,29 @@
-//! The front door: the public HTTP listener.
+//! The front door: the public HTTP listener, routing each request by host
+//! to one app.
 //!
 //! [`run`] accepts connections until `shutdown` resolves and serves each
 //! (see [`client_conn`]): the common request shape with our own HTTP/1.1
 //! codec ([`codec`], `fast_path`), anything else with hyper's HTTP/1.1
 //! server (keep-alive, header limits, the refusals); the header timeout is
-//! the connection loop's on both. `/status` and `/server` are answered here;
-//! every other request is proxied to a worker chosen by the core (see
-//! [`proxy`]).
+//! the connection loop's on both.
+//!
+//! Two levels:
+//! - [`FrontDoor`]: one listener's shared state: its limits and scheme, the
+//!   request ids, and the [`Routes`] table (an `ArcSwap`, replaced whole by
+//!   whoever manages apps and hosts, read with one atomic load per request).
+//! - [`AppProxy`]: one app as the front door sees it: its driver, the
+//!   transport to its workers, its timeouts and access log. Every request
+//!   routed to it is proxied to a worker chosen by that app's core (see
+//!   [`proxy`]); apps share nothing below the listener, so a flood on one
+//!   never queues a request of another.
+//!
+//! A request whose host no route matches gets `404 Host not found` and
+//! touches no app. `/status` and `/server` are answered here, for the app
+//! the request routes to (`/status` is that app's status). A single-app
+//! server ([`FrontDoor::new`]) routes every host to its one app.
+//!
+//! May import: `config` (host names and matching), `core`, `http`, `net`,
+//! `observe`, `os`, `protocol`, `runtime`, `upstream`.
 
 pub mod body;
 pub mod client_conn;
@@ -14,6 +31,7 @@ pub mod codec;
 mod fast_path;
 mod idle;
 pub mod proxy;
+pub mod routes;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,9 +42,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-
 use tokio::sync::watch;
 
 use crate::http::headers;
@@ -38,8 +56,12 @@ use crate::os::clock::Clock;
 use crate::runtime::DriverHandle;
 use body::ResponseBody;
 use client_conn::{ProbeState, Tracked};
+pub use routes::{HOST_NOT_FOUND, Routes};
 
-/// Front-door settings.
+/// Front-door settings. The limits, the scheme and the header timeout are
+/// the listener's; `connect_timeout`, `read_timeout` and `response_buffer`
+/// are those of the one app [`FrontDoor::new`] serves (a routed front
+/// door's apps carry their own [`ProxyConfig`]).
 #[derive(Clone, Debug)]
 pub struct FrontDoorConfig {
     /// `http` or `https`, for `X-Forwarded-Proto`.
@@ -74,18 +96,91 @@ impl Default for FrontDoorConfig {
     }
 }
 
-/// Everything a request task needs, shared by all of them.
-pub struct FrontDoor<T: Transport> {
-    config: FrontDoorConfig,
+impl FrontDoorConfig {
+    /// The per-app part, for the app [`FrontDoor::new`] serves.
+    pub fn proxy(&self) -> ProxyConfig {
+        ProxyConfig {
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            response_buffer: self.response_buffer,
+        }
+    }
+}
+
+/// One app's settings at the front door.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Connecting to a worker's socket.
+    pub connect_timeout: Duration,
+    /// A worker's response head must come within this (504 after).
+    pub read_timeout: Duration,
+    /// Bytes of a streamed response read from the worker ahead of the client.
+    pub response_buffer: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> ProxyConfig {
+        FrontDoorConfig::default().proxy()
+    }
+}
+
+/// One app as the front door sees it: everything a request routed to it
+/// needs, shared by all of them. Cheap to share ([`Arc`]); the same app may
+/// sit behind several hosts and several listeners.
+pub struct AppProxy<T: Transport> {
+    config: ProxyConfig,
     transport: T,
     driver: DriverHandle,
     clock: Clock,
     access_log: Option<AccessLog>,
+}
+
+impl<T: Transport> AppProxy<T> {
+    pub fn new(
+        config: ProxyConfig,
+        transport: T,
+        driver: DriverHandle,
+        clock: Clock,
+        access_log: Option<AccessLog>,
+    ) -> AppProxy<T> {
+        AppProxy {
+            config,
+            transport,
+            driver,
+            clock,
+            access_log,
+        }
+    }
+
+    /// The app's driver.
+    pub fn driver(&self) -> &DriverHandle {
+        &self.driver
+    }
+
+    /// The app's status, as its `/status` answers it.
+    async fn status_response(&self) -> Response<ResponseBody> {
+        let status = self.driver.status().await;
+        let mut response = Response::new(ResponseBody::full(crate::observe::status::to_json(status.as_ref())));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// One listener's shared state: settings, request ids and the route table.
+pub struct FrontDoor<T: Transport> {
+    config: FrontDoorConfig,
+    routes: ArcSwap<Routes<T>>,
     id_prefix: String,
     next_id: AtomicU64,
 }
 
 impl<T: Transport> FrontDoor<T> {
+    /// A front door for one app, serving it for every host name.
     pub fn new(
         config: FrontDoorConfig,
         transport: T,
@@ -94,15 +189,36 @@ impl<T: Transport> FrontDoor<T> {
         access_log: Option<AccessLog>,
         id_seed: u64,
     ) -> FrontDoor<T> {
+        let app = AppProxy::new(config.proxy(), transport, driver, clock, access_log);
+        FrontDoor::with_routes(config, Routes::every_host(Arc::new(app)), id_seed)
+    }
+
+    /// A front door routing by host with `routes` (see [`FrontDoor::set_routes`]).
+    pub fn with_routes(config: FrontDoorConfig, routes: Routes<T>, id_seed: u64) -> FrontDoor<T> {
         FrontDoor {
             config,
-            transport,
-            driver,
-            clock,
-            access_log,
+            routes: ArcSwap::from_pointee(routes),
             id_prefix: format!("{:08x}", (id_seed ^ (id_seed >> 32)) as u32),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// The route table in force.
+    pub fn routes(&self) -> Arc<Routes<T>> {
+        self.routes.load_full()
+    }
+
+    /// Replaces the route table: the next request routes by `routes`
+    /// (requests already routed finish where they are). No lock: readers
+    /// never wait for a writer. Two writers that read, change and set the
+    /// table must take turns themselves (the last one wins).
+    pub fn set_routes(&self, routes: Routes<T>) {
+        self.routes.store(Arc::new(routes));
+    }
+
+    /// The app a request for `host` (a `Host` header's raw value) goes to.
+    fn route(&self, host: Option<&[u8]>) -> Option<Arc<AppProxy<T>>> {
+        self.routes.load().route(host).cloned()
     }
 
     fn new_request_id(&self) -> String {
@@ -128,22 +244,20 @@ impl<T: Transport> FrontDoor<T> {
                 "request header fields too large\n",
             );
         }
+        // An absolute-form target's authority wins over `Host` (RFC 9112, 3.2.2).
+        let host = match request.uri().authority() {
+            Some(authority) => Some(authority.as_str().as_bytes()),
+            None => request.headers().get(header::HOST).map(HeaderValue::as_bytes),
+        };
+        let Some(app) = self.route(host) else {
+            return proxy::plain(StatusCode::NOT_FOUND, HOST_NOT_FOUND);
+        };
         match own_endpoint(request.method().as_str(), request.uri().path()) {
             Some(OwnEndpoint::Server) => return proxy::plain(StatusCode::OK, "ok"),
-            Some(OwnEndpoint::Status) => {
-                let status = self.driver.status().await;
-                let mut response = Response::new(ResponseBody::full(crate::observe::status::to_json(status.as_ref())));
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                response
-                    .headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                return response;
-            }
+            Some(OwnEndpoint::Status) => return app.status_response().await,
             None => {}
         }
-        self.proxy(request, client).await
+        self.proxy(app, request, client).await
     }
 }
 

@@ -17,8 +17,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::FrontDoor;
 use super::body::{BodyFault, ClientFault, LimitedBody, RelayBody, ResponseBody, finish_unread};
+use super::{AppProxy, FrontDoor};
 use crate::core::balancer::RequestMeta;
 use crate::core::{Answer, Pid, RequestId, Time};
 use crate::http::headers;
@@ -267,45 +267,27 @@ impl LogCtx {
 }
 
 impl<T: Transport> FrontDoor<T> {
-    fn log(
-        &self,
-        ctx: &LogCtx,
-        status: u16,
-        worker: Option<(Pid, Time)>,
-        length: Option<u64>,
-        reason: Option<&'static str>,
-    ) {
-        let Some(log) = &self.access_log else { return };
-        let now = self.clock.now();
-        log.log(Record {
-            t_micros: ctx.t_micros,
-            method: ctx.method.to_string(),
-            path: ctx.path().to_owned(),
-            status,
-            total_seconds: now.saturating_since(ctx.start).as_secs_f64(),
-            worker_seconds: worker.map(|(_, t)| t.saturating_since(ctx.start).as_secs_f64()),
-            length,
-            reason,
-            request_id: String::from_utf8_lossy(ctx.request_id.as_bytes()).into_owned(),
-            worker_pid: worker.map(|(p, _)| p.0),
-        });
-    }
-
     /// Proxies one request hyper parsed to a worker.
     pub(super) async fn proxy(
-        self: Arc<Self>,
+        &self,
+        app: Arc<AppProxy<T>>,
         request: Request<Incoming>,
         client: Option<IpAddr>,
     ) -> Response<ResponseBody> {
-        match self.prepare(request, client).await {
-            Ok(prepared) => self.run(prepared).await.into_response(),
+        match self.prepare(&app, request, client).await {
+            Ok(prepared) => app.run(prepared).await.into_response(),
             Err(reply) => reply.into_response(),
         }
     }
 
-    /// Rewrites a request hyper parsed for the worker and reads a small body.
-    async fn prepare(&self, request: Request<Incoming>, client: Option<IpAddr>) -> Result<Prepared, Reply> {
-        let start = self.now();
+    /// Rewrites a request hyper parsed for `app`'s worker and reads a small body.
+    async fn prepare(
+        &self,
+        app: &AppProxy<T>,
+        request: Request<Incoming>,
+        client: Option<IpAddr>,
+    ) -> Result<Prepared, Reply> {
+        let start = app.now();
         let t_micros = wall_micros();
         let (mut parts, body) = request.into_parts();
         // Framing first: rewriting drops the client's framing headers.
@@ -326,7 +308,7 @@ impl<T: Transport> FrontDoor<T> {
             request_id,
         };
         if declared.is_some_and(|n| n > self.config.max_body) {
-            self.log(&ctx, 413, None, None, Some("body_too_large"));
+            app.log(&ctx, 413, None, None, Some("body_too_large"));
             return Err(Reply::Plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"));
         }
         let fault = Arc::new(ClientFault::default());
@@ -337,7 +319,7 @@ impl<T: Transport> FrontDoor<T> {
                 match body.collect().await {
                     Ok(collected) => collected.to_bytes(),
                     Err(_) => {
-                        self.log(&ctx, 400, None, None, Some("bad_body"));
+                        app.log(&ctx, 400, None, None, Some("bad_body"));
                         return Err(Reply::Plain(
                             StatusCode::BAD_REQUEST,
                             "could not read the request body\n",
@@ -366,6 +348,32 @@ impl<T: Transport> FrontDoor<T> {
             }
         };
         Ok(Prepared { outgoing, ctx, fault })
+    }
+}
+
+impl<T: Transport> AppProxy<T> {
+    fn log(
+        &self,
+        ctx: &LogCtx,
+        status: u16,
+        worker: Option<(Pid, Time)>,
+        length: Option<u64>,
+        reason: Option<&'static str>,
+    ) {
+        let Some(log) = &self.access_log else { return };
+        let now = self.clock.now();
+        log.log(Record {
+            t_micros: ctx.t_micros,
+            method: ctx.method.to_string(),
+            path: ctx.path().to_owned(),
+            status,
+            total_seconds: now.saturating_since(ctx.start).as_secs_f64(),
+            worker_seconds: worker.map(|(_, t)| t.saturating_since(ctx.start).as_secs_f64()),
+            length,
+            reason,
+            request_id: String::from_utf8_lossy(ctx.request_id.as_bytes()).into_owned(),
+            worker_pid: worker.map(|(p, _)| p.0),
+        });
     }
 
     /// The time, read only when the access log needs it.

@@ -84,11 +84,19 @@ pub struct ProcessSpawner {
 impl ProcessSpawner {
     /// A spawner that starts workers through this very binary.
     pub fn new(setup: WorkerSetup) -> io::Result<ProcessSpawner> {
-        Ok(ProcessSpawner {
+        Ok(ProcessSpawner::with_executable(setup, std::env::current_exe()?))
+    }
+
+    /// A spawner that starts workers through `exe`, a `rip-server` binary
+    /// (`__exec`, `worker --builtin`): the running one in production, the
+    /// built binary in an integration test (whose own executable is the
+    /// test harness).
+    pub fn with_executable(setup: WorkerSetup, exe: PathBuf) -> ProcessSpawner {
+        ProcessSpawner {
             setup,
-            exe: std::env::current_exe()?,
+            exe,
             children: BTreeMap::new(),
-        })
+        }
     }
 
     /// The socket path for a new process of `slot`: the slot's usual path

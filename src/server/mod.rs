@@ -1,30 +1,30 @@
 //! `rip-server <app-path> ...`: wires the core, the driver, the front door,
 //! the control socket, the manager and the signal handlers together.
 //!
+//! [`app`] starts one app's machinery without a listener or signals
+//! ([`AppServer`], [`AppHandle`]); [`serve`] puts one app behind one
+//! listener for every host and forwards the signals to it. The platform
+//! starts many apps with [`AppServer::start`] and routes to them by host
+//! with a `frontdoor::FrontDoor` of its own.
+//!
 //! The top of the adapters: may import every other folder but `cli` and
-//! `worker`; nothing but `main` and the CLI imports this.
+//! `worker`; nothing but `main`, the CLI and the platform imports this.
 
+pub mod app;
 mod signals;
 mod sockets;
+
+pub use app::{AppHandle, AppServer};
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
-use crate::config::{EntryKind, HotReload, Protocol, ServeConfig};
-use crate::core::balancer::{Balancer, BalancerConfig};
-use crate::core::node::Node;
-use crate::core::supervisor::{Supervisor, SupervisorConfig};
-use crate::frontdoor::{FrontDoor, FrontDoorConfig};
+use crate::config::{EntryKind, Protocol, ServeConfig};
+use crate::frontdoor::{FrontDoor, FrontDoorConfig, Routes};
+use crate::manager::WorkerProgram;
 use crate::manager::bun::{self, BunProgram, RuntimeFile};
-use crate::manager::{ProcessSpawner, WorkerProgram, WorkerSetup};
 use crate::net::listen::bind_tcp;
-use crate::net::transport::UnixTransport;
-use crate::observe::access_log::{AccessLog, Format};
-use crate::observe::status::BunStatus;
-use crate::os::clock::{Clock, wall_micros};
-use crate::runtime::{Admin, AppRuntime, Driver, Identity};
+use crate::os::clock::wall_micros;
 
 /// Why the server did not run: the command cannot be carried out as
 /// written (exit 2), or starting or running failed (exit 1). The text is
@@ -123,13 +123,13 @@ fn display_host(bind: IpAddr) -> String {
     }
 }
 
-/// Runs the server until a graceful stop completes.
+/// Runs the server until a graceful stop completes: one app behind one
+/// listener, serving it for every host name, with the signals driving it.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let Program {
-        worker: program,
-        bun,
-        runtime_file: _runtime_file,
-    } = preflight(&config).await?;
+    let program = preflight(&config).await?;
+    // Refuses a live server's prefix before taking the port (so that is
+    // the error a second start reports); `AppServer::start` claims again
+    // and finds nothing left to remove.
     sockets::claim(&config).await?;
     let listener = bind_tcp(config.bind, config.http_port).map_err(|e| {
         format!(
@@ -138,138 +138,23 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         )
     })?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let control_path = config.control_socket();
-    let control_listener =
-        crate::control::bind(&control_path).map_err(|e| format!("rip-server: {}: {e}", control_path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("rip-server: cannot find own executable: {e}"))?;
+    // Before any worker starts: a signal from then on is ours.
+    let signals = signals::Signals::register().map_err(|e| format!("rip-server: signals: {e}"))?;
+    let app = AppServer::start(&config, program, &exe, vec![port]).await?;
     // `$RIP_HOME/run/<app>.json`, removed when this guard drops (any return).
     let run_file = crate::config::run_file::Announcement::announce(&config, port);
+    let handle = app.handle();
+    signals.forward(handle.clone());
 
-    let clock = Clock::start();
-    let now = clock.now();
-    let balancer = Balancer::new(BalancerConfig {
-        max_queue: config.max_queue,
-        queue_timeout: config.queue_timeout,
-        read_timeout: config.read_timeout,
-        policy: config.lb_policy,
-        max_requests_per_worker: config.max_requests,
-        desired_workers: config.workers,
-        retry_after_send: config.retry_sent,
-        ..BalancerConfig::default()
-    });
-    let supervisor = Supervisor::new(
-        SupervisorConfig {
-            workers: config.workers,
-            max_requests: config.max_requests,
-            max_age: config.max_age,
-            max_reloads: (config.max_reloads > 0).then_some(config.max_reloads),
-            stop_timeout: config.stop_timeout,
-            stuck_grace: config.stuck_grace,
-            ..SupervisorConfig::default()
-        },
-        now,
-    );
-    let spawner = ProcessSpawner::new(WorkerSetup {
-        program,
-        app: config.app_name.clone(),
-        app_dir: config.app_dir.clone(),
-        entry: config.entry.clone(),
-        socket_prefix: config.socket_prefix.clone(),
-        control_socket: control_path.clone(),
-        max_requests: config.max_requests,
-        max_age: config.max_age,
-        max_reloads: config.max_reloads,
-        hot_reload: config.hot_reload.as_str(),
-    })
-    .map_err(|e| format!("rip-server: cannot find own executable: {e}"))?;
-    let identity = Identity {
-        app: config.app_name.clone(),
-        ports: vec![port],
-        socket_prefix: config.socket_prefix.clone(),
-        check_sockets: true,
-    };
-    let mut node = Node::new(balancer, supervisor);
-    node.set_reload_mode(config.hot_reload);
-    let driver = Driver::new(node, spawner, clock, identity).with_app_runtime(AppRuntime {
-        hot_reload: config.hot_reload.as_str(),
-        bun: bun.map(|b| BunStatus {
-            path: b.path.display().to_string(),
-            version: b.version,
-        }),
-    });
-    let handle = driver.handle();
-    // One watcher for the app, reporting to the core, which decides.
-    let _watcher = match (config.hot_reload, config.entry_kind) {
-        (HotReload::None, _) | (_, EntryKind::Builtin) => None,
-        _ => {
-            let handle = handle.clone();
-            Some(
-                crate::manager::watch::watch(&config.app_dir, move |_| handle.files_changed()).map_err(|e| {
-                    format!(
-                        "rip-server: --hot-reload={}: cannot watch {}: {e}",
-                        config.hot_reload,
-                        config.app_dir.display()
-                    )
-                })?,
-            )
-        }
-    };
-
-    let access_log = config.access_log.then(|| {
-        AccessLog::start(
-            config.app_name.clone(),
-            if config.json_logging {
-                Format::Json
-            } else {
-                Format::Human
-            },
-        )
-    });
-    let front_door = Arc::new(FrontDoor::new(
-        FrontDoorConfig {
-            scheme: "http",
-            connect_timeout: config.connect_timeout,
-            read_timeout: config.read_timeout,
-            header_timeout: config.header_timeout,
-            response_buffer: config.response_buffer,
-            ..FrontDoorConfig::default()
-        },
-        UnixTransport,
-        handle.clone(),
-        clock,
-        access_log,
+    let front_door = Arc::new(FrontDoor::with_routes(
+        listener_config(&config),
+        Routes::every_host(handle.proxy()),
         wall_micros() ^ u64::from(std::process::id()),
     ));
-
-    // Stopping: the driver finishes queued and in-flight requests, then the
-    // workers; the listener closes at once.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    let begin_stop: crate::control::OnStop = {
-        let handle = handle.clone();
-        let stop_tx = stop_tx.clone();
-        Arc::new(move || {
-            let handle = handle.clone();
-            let _ = stop_tx.send(true);
-            tokio::spawn(async move {
-                let _ = handle.admin(Admin::Stop).await;
-            });
-        })
-    };
-    signals::install(handle.clone(), begin_stop.clone()).map_err(|e| format!("rip-server: signals: {e}"))?;
-
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let driver_task = tokio::spawn(driver.run());
-    // The control socket outlives the listener: workers quit through it while stopping.
-    let (done_tx, done_rx) = watch::channel(false);
-    let control_task = tokio::spawn(crate::control::run(
-        control_listener,
-        handle.clone(),
-        begin_stop,
-        stopped(done_rx),
-    ));
-    tokio::spawn(crate::frontdoor::run(listener, front_door, stopped(stop_rx.clone())));
+    // Stopping: the listener closes at once; the app finishes queued and
+    // in-flight requests, then stops its workers.
+    tokio::spawn(crate::frontdoor::run(listener, front_door, handle.stopping()));
     tokio::spawn(release_memory_of_idle_connections());
 
     println!(
@@ -279,19 +164,30 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         if config.workers == 1 { "" } else { "s" },
         display_host(config.bind),
     );
-    let _ = driver_task.await;
-    let _ = done_tx.send(true);
-    let _ = control_task.await;
-    let _ = std::fs::remove_file(&control_path);
+    app.wait().await;
     drop(run_file);
     tracing::info!("stopped");
     Ok(())
 }
 
+/// The settings of an HTTP listener serving `config`'s app (or, for the
+/// platform, apps like it): the scheme, the header timeout, the limits.
+pub fn listener_config(config: &ServeConfig) -> FrontDoorConfig {
+    FrontDoorConfig {
+        scheme: "http",
+        connect_timeout: config.connect_timeout,
+        read_timeout: config.read_timeout,
+        header_timeout: config.header_timeout,
+        response_buffer: config.response_buffer,
+        ..FrontDoorConfig::default()
+    }
+}
+
 /// Gives memory freed by connections that went idle back to the system, at
 /// most once a second and only after some was freed (a burst of 10,000
 /// clients going idle would otherwise leave the process at its peak size).
-async fn release_memory_of_idle_connections() {
+/// One per process, whatever its number of listeners: spawn it once.
+pub async fn release_memory_of_idle_connections() {
     loop {
         crate::frontdoor::client_conn::buffers_freed().notified().await;
         // Let the rest of a burst go idle first.

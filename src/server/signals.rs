@@ -1,42 +1,66 @@
 //! Signals, after unicorn and nginx: `SIGHUP` rolling restart, `SIGTERM` /
 //! `SIGINT` graceful stop, `SIGTTIN` / `SIGTTOU` one worker more / fewer.
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::control::OnStop;
-use crate::runtime::{Admin, DriverHandle};
+use super::AppHandle;
+use crate::runtime::Admin;
 
-pub(super) fn install(handle: DriverHandle, begin_stop: OnStop) -> std::io::Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut ttin = signal(SignalKind::from_raw(libc_sigttin()))?;
-    let mut ttou = signal(SignalKind::from_raw(libc_sigttou()))?;
-    tokio::spawn(async move {
-        loop {
-            let command = tokio::select! {
-                biased;
-                _ = term.recv() => None,
-                _ = int.recv() => None,
-                _ = hup.recv() => Some(Admin::RollingRestart),
-                _ = ttin.recv() => Some(Admin::ScaleBy(1)),
-                _ = ttou.recv() => Some(Admin::ScaleBy(-1)),
-            };
-            match command {
-                None => {
-                    tracing::info!("stop signal received");
-                    begin_stop();
-                }
-                Some(command) => {
-                    tracing::info!(?command, "signal received");
-                    if let Err(e) = handle.admin(command).await {
-                        tracing::warn!("{e}");
+/// The signals, taken from their default action (registered before any
+/// worker starts, so none is lost or kills the server meanwhile).
+pub(super) struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+    ttin: Signal,
+    ttou: Signal,
+}
+
+impl Signals {
+    pub(super) fn register() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            ttin: signal(SignalKind::from_raw(libc_sigttin()))?,
+            ttou: signal(SignalKind::from_raw(libc_sigttou()))?,
+        })
+    }
+
+    /// From now on, each signal drives `app`.
+    pub(super) fn forward(self, app: AppHandle) {
+        let Signals {
+            mut hup,
+            mut term,
+            mut int,
+            mut ttin,
+            mut ttou,
+        } = self;
+        tokio::spawn(async move {
+            loop {
+                let command = tokio::select! {
+                    biased;
+                    _ = term.recv() => None,
+                    _ = int.recv() => None,
+                    _ = hup.recv() => Some(Admin::RollingRestart),
+                    _ = ttin.recv() => Some(Admin::ScaleBy(1)),
+                    _ = ttou.recv() => Some(Admin::ScaleBy(-1)),
+                };
+                match command {
+                    None => {
+                        tracing::info!("stop signal received");
+                        app.stop();
+                    }
+                    Some(command) => {
+                        tracing::info!(?command, "signal received");
+                        if let Err(e) = app.admin(command).await {
+                            tracing::warn!("{e}");
+                        }
                     }
                 }
             }
-        }
-    });
-    Ok(())
+        });
+    }
 }
 
 fn libc_sigttin() -> i32 {
