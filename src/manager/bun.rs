@@ -75,6 +75,40 @@ pub async fn probe(location: &BunLocation, entry: &Path) -> Result<BunProgram, S
     }
 }
 
+/// Runtime directories are named `<prefix><pid>-<random>`.
+const RUNTIME_DIR_PREFIX: &str = "rip-server-bun-";
+
+/// Removes runtime directories under `parent` left by servers that were
+/// killed: ours (same owner), named with a pid that is no longer running.
+/// Best effort: anything unexpected is left alone.
+fn remove_stale_runtime_dirs(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let me = rustix::process::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUNTIME_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry
+            .path()
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && !process_alive(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+}
+
 /// The runtime file on disk, in its private directory; removed on drop.
 #[derive(Debug)]
 pub struct RuntimeFile {
@@ -91,9 +125,13 @@ impl RuntimeFile {
 
     /// Writes [`RUNTIME_SOURCE`] into a fresh private directory under `parent`.
     pub fn write_in(parent: &Path) -> std::io::Result<RuntimeFile> {
+        remove_stale_runtime_dirs(parent);
         // tempfile creates the directory with mkdir(2) under a random name
-        // (failing rather than reusing an existing one) and mode 0700.
-        let dir = tempfile::Builder::new().prefix("rip-server-bun-").tempdir_in(parent)?;
+        // (failing rather than reusing an existing one) and mode 0700. The
+        // name carries our pid so a later start can tell a directory whose
+        // server was killed (SIGKILL skips the clean-up) from a live one.
+        let prefix = format!("{RUNTIME_DIR_PREFIX}{}-", std::process::id());
+        let dir = tempfile::Builder::new().prefix(&prefix).tempdir_in(parent)?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         let path = dir.path().join("rip-worker-runtime.js");
         let mut file = std::fs::OpenOptions::new()
@@ -136,6 +174,25 @@ mod tests {
         let dir = a.dir().to_path_buf();
         drop(a);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn directories_of_killed_servers_are_removed_and_live_ones_kept() {
+        let parent = tempfile::tempdir().unwrap();
+        // A pid that cannot be running (above the kernel's pid_max limit).
+        let dead = parent.path().join(format!("{RUNTIME_DIR_PREFIX}2147483000-abc"));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("rip-worker-runtime.js"), "x").unwrap();
+        let live = parent
+            .path()
+            .join(format!("{RUNTIME_DIR_PREFIX}{}-def", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let unrelated = parent.path().join("rip-server-bun-notapid");
+        std::fs::create_dir(&unrelated).unwrap();
+        let fresh = RuntimeFile::write_in(parent.path()).unwrap();
+        assert!(!dead.exists(), "a killed server's directory is removed");
+        assert!(live.exists() && unrelated.exists());
+        assert!(fresh.dir().exists());
     }
 
     #[tokio::test]
