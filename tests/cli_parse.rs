@@ -1170,7 +1170,7 @@ fn add_remove_and_list_refuse_bad_words_with_status_2() {
         ("api.test:8080", "it has a port (:8080)"),
         ("api test", "it has a space"),
         ("a_b.test", "'_' is not allowed"),
-        ("*.test", "a wildcard needs at least two labels"),
+        ("*.com", "a wildcard needs at least two labels"),
         ("a..test", "it has an empty label"),
         ("http://api.test", "it is a URL"),
     ] {
