@@ -18,10 +18,6 @@ const RESERVED: &[(&str, &str)] = &[
         "ca",
         "it will manage the development certificate authority (init, trust, export, info, list, clean)",
     ),
-    (
-        "platform",
-        "it will run the platform controller (API and dashboard on 127.0.0.1:3000)",
-    ),
 ];
 
 /// The refusal of a reserved subcommand, if `first` (the first word) is one.
