@@ -316,11 +316,6 @@ async fn reserved_subcommands_exit_1_with_one_line() {
         let cases: &[(&[&str], &str, &str)] = &[
             (&["ca", "init"], "ca", ca),
             (&["ca:init"], "ca:init", ca),
-            (
-                &["platform"],
-                "platform",
-                "it will run the platform controller (API and dashboard on 127.0.0.1:3000)",
-            ),
         ];
         for (args, word, future) in cases {
             let out = cli_in(home.path(), args, &[]).await;
