@@ -41,7 +41,10 @@ pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<Command, CliError>
                     forward.push(value.to_owned());
                 }
             }
-            _ if word.split_once(':').is_some_and(|(token, _)| SERVE_TOKENS.contains(&token)) => {
+            _ if word
+                .split_once(':')
+                .is_some_and(|(token, _)| SERVE_TOKENS.contains(&token)) =>
+            {
                 forward.push(word.to_owned());
             }
             _ => {

@@ -352,3 +352,47 @@ pub fn exec_worker(program: &Path, args: &[String]) -> io::Error {
     die_with_manager();
     std::process::Command::new(program).args(args).exec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(input: &'static [u8]) -> Vec<String> {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink: LineSink = {
+            let lines = lines.clone();
+            Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_owned()))
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(forward_lines(input, sink));
+        lines.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn output_is_handed_over_line_by_line_without_line_ends() {
+        assert_eq!(collect(b"one\r\ntwo\n\nlast"), ["one", "two", "", "last"]);
+        assert!(collect(b"").is_empty());
+    }
+
+    #[test]
+    fn an_endless_line_is_handed_over_in_bounded_pieces() {
+        static LONG: [u8; 3 * MAX_OUTPUT_LINE] = [b'x'; 3 * MAX_OUTPUT_LINE];
+        let pieces = collect(&LONG);
+        assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+        assert!(
+            pieces.iter().all(|p| p.len() <= MAX_OUTPUT_LINE + 4096),
+            "a piece over the bound"
+        );
+        assert_eq!(pieces.iter().map(String::len).sum::<usize>(), LONG.len());
+    }
+
+    #[test]
+    fn the_worker_environment_is_swapped_whole_and_shows_no_values() {
+        let env = WorkerEnv::new(BTreeMap::from([("A".to_owned(), "secret".to_owned())]));
+        let shared = env.clone();
+        shared.replace(BTreeMap::from([("B".to_owned(), "2".to_owned())]));
+        assert_eq!(*env.current(), BTreeMap::from([("B".to_owned(), "2".to_owned())]));
+        env.replace(BTreeMap::from([("C".to_owned(), "hidden".to_owned())]));
+        assert_eq!(format!("{env:?}"), r#"["C"]"#);
+    }
+}

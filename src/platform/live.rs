@@ -178,8 +178,8 @@ impl RealControl {
                 record.directory.display()
             )));
         };
-        let resolved = resolve_app(text)
-            .map_err(|e| ControlError::Refused(format!("directory {text}: {}", e.message)))?;
+        let resolved =
+            resolve_app(text).map_err(|e| ControlError::Refused(format!("directory {text}: {}", e.message)))?;
         let mut config = self.settings.template.clone();
         config.app_name = record.name.clone();
         config.app_dir = resolved.app_dir;
@@ -434,4 +434,3 @@ impl AppControl for RealControl {
         }
     }
 }
-

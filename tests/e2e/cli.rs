@@ -313,10 +313,7 @@ async fn reserved_subcommands_exit_1_with_one_line() {
     within(BUDGET, async {
         let home = home();
         let ca = "it will manage the development certificate authority (init, trust, export, info, list, clean)";
-        let cases: &[(&[&str], &str, &str)] = &[
-            (&["ca", "init"], "ca", ca),
-            (&["ca:init"], "ca:init", ca),
-        ];
+        let cases: &[(&[&str], &str, &str)] = &[(&["ca", "init"], "ca", ca), (&["ca:init"], "ca:init", ca)];
         for (args, word, future) in cases {
             let out = cli_in(home.path(), args, &[]).await;
             let line = format!("rip-server: {word}: not available in this version; {future}");

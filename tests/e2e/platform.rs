@@ -71,6 +71,8 @@ struct Platform {
     /// Worker pids seen in the API (killed on drop if still alive).
     seen: Mutex<BTreeSet<u32>>,
     exited: bool,
+    /// Its socket files are `/tmp/rip_<variant>_<app>.*`.
+    variant: String,
 }
 
 impl Platform {
@@ -114,6 +116,7 @@ impl Platform {
             stderr,
             seen: Mutex::new(BTreeSet::new()),
             exited: false,
+            variant: variant.to_owned(),
         };
         let mut start_lines = Vec::new();
         while platform.http == 0 {
@@ -208,6 +211,41 @@ impl Platform {
         send(self.http, Method::GET, path, &[("host", host.to_owned())], Bytes::new()).await
     }
 
+    /// Its socket files now.
+    fn socket_files(&self) -> Vec<PathBuf> {
+        let start = format!("rip_{}_", self.variant);
+        std::fs::read_dir("/tmp")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&start)))
+            .collect()
+    }
+
+    /// SIGTERM: every app drains and stops, the platform exits 0 and leaves
+    /// no socket file behind.
+    async fn stop(mut self) {
+        send_signal(self.pid, "TERM");
+        let clock = Stopwatch::start();
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            assert!(clock.elapsed() < STEP, "still running {STEP:?} after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.exited = true;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status after SIGTERM; stderr:\n{}",
+            self.stderr_text()
+        );
+        let left = self.socket_files();
+        assert!(left.is_empty(), "socket files left after a graceful stop: {left:?}");
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -230,6 +268,9 @@ impl Drop for Platform {
                     .stderr(Stdio::null())
                     .status();
             }
+        }
+        for file in self.socket_files() {
+            let _ = std::fs::remove_file(file);
         }
         if std::thread::panicking() {
             let stderr = self.stderr_text();
@@ -296,9 +337,15 @@ async fn deploy_route_scale_and_restart_with_a_new_environment() {
         let dir = app_dir(place.path(), "site");
         let platform = Platform::start(&home, &fresh_variant(), &[]).await;
 
-        let health = send(platform.api, Method::GET, "/health", &[("host", format!("127.0.0.1:{}", platform.api))], Bytes::new())
-            .await
-            .expect("GET /health");
+        let health = send(
+            platform.api,
+            Method::GET,
+            "/health",
+            &[("host", format!("127.0.0.1:{}", platform.api))],
+            Bytes::new(),
+        )
+        .await
+        .expect("GET /health");
         assert_eq!(health.json(), json!({"status": "ok", "mode": "platform"}));
 
         platform.deploy("a", &dir, &["a.test"], 1).await;
@@ -331,7 +378,9 @@ async fn deploy_route_scale_and_restart_with_a_new_environment() {
 
         // Scale up: the first worker is untouched.
         let first = pids(&app);
-        let r = platform.api(Method::POST, "/api/apps/a/scale", Some(json!({"workers": 2}))).await;
+        let r = platform
+            .api(Method::POST, "/api/apps/a/scale", Some(json!({"workers": 2})))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let scaled = platform.wait_running("a", 2).await;
         assert!(first.is_subset(&pids(&scaled)), "{first:?} / {scaled}");
@@ -365,14 +414,21 @@ async fn deploy_route_scale_and_restart_with_a_new_environment() {
                 let pool = a["pool"].as_array().cloned().unwrap_or_default();
                 a["version"].as_u64() > Some(old)
                     && pool.len() == 2
-                    && pool.iter().all(|w| w["version"] == a["version"] && w["state"] != "draining")
+                    && pool
+                        .iter()
+                        .all(|w| w["version"] == a["version"] && w["state"] != "draining")
             })
             .await;
         stop.store(true, Ordering::Relaxed);
         let outcomes = looping.await.expect("request loop");
         let failed: Vec<_> = outcomes.iter().filter(|o| !matches!(o, Ok(200))).collect();
         assert!(outcomes.len() > 5, "the loop sent only {} requests", outcomes.len());
-        assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), outcomes.len());
+        assert!(
+            failed.is_empty(),
+            "{} of {} failed: {failed:?}",
+            failed.len(),
+            outcomes.len()
+        );
         assert!(pids(&restarted).is_disjoint(&pids(&scaled)), "{restarted}");
 
         // The workers' output: the new generation has the new environment.
@@ -392,6 +448,12 @@ async fn deploy_route_scale_and_restart_with_a_new_environment() {
         assert!(
             platform.stderr_text().contains("a: worker 0 v1 of a GREETING=none"),
             "worker output is not on the platform's stderr"
+        );
+        let workers = pids(&platform.app("a").await);
+        platform.stop().await;
+        assert!(
+            workers.iter().all(|&p| !pid_alive(p as u32)),
+            "workers outlived the platform"
         );
     })
     .await;
@@ -416,7 +478,14 @@ async fn one_app_s_full_queue_never_queues_another() {
         let port = platform.http;
         let slow = || {
             tokio::spawn(async move {
-                send(port, Method::GET, "/sleep?ms=20000", &[("host", "a.test".into())], Bytes::new()).await
+                send(
+                    port,
+                    Method::GET,
+                    "/sleep?ms=20000",
+                    &[("host", "a.test".into())],
+                    Bytes::new(),
+                )
+                .await
             })
         };
         let _held = slow();
@@ -425,9 +494,14 @@ async fn one_app_s_full_queue_never_queues_another() {
             .await;
         let _queued = [slow(), slow()];
         platform
-            .wait_app("a", "a's queue full", |a| a["queue"]["depth"] == 2 && a["queue"]["max"] == 2)
+            .wait_app("a", "a's queue full", |a| {
+                a["queue"]["depth"] == 2 && a["queue"]["max"] == 2
+            })
             .await;
-        let refused = platform.to_host("a.test", "/ping").await.expect("a request to a full queue");
+        let refused = platform
+            .to_host("a.test", "/ping")
+            .await
+            .expect("a request to a full queue");
         assert_eq!(refused.status, 503, "{}", refused.text());
         assert_eq!(refused.reason().as_deref(), Some("queue_full"));
 
@@ -465,7 +539,11 @@ async fn a_killed_platform_comes_back_with_its_apps_and_follows_hosts_json() {
         first.kill();
         eventually("the killed platform's workers to die with it", STEP, || async {
             let alive: Vec<_> = before.iter().filter(|&&p| pid_alive(p as u32)).collect();
-            if alive.is_empty() { Ok(()) } else { Err(format!("{alive:?} alive")) }
+            if alive.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{alive:?} alive"))
+            }
         })
         .await;
 
@@ -497,6 +575,41 @@ async fn a_killed_platform_comes_back_with_its_apps_and_follows_hosts_json() {
         })
         .await;
         assert_eq!(second.home, home);
+        second.stop().await;
+    })
+    .await;
+}
+
+/// A corrupt `apps.json` stops the start with one line naming it (exit 1,
+/// the file kept byte for byte); so does a port in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_apps_file_or_a_taken_port_exits_1_with_one_line() {
+    within(BUDGET, async {
+        let place = fresh_home();
+        let home = place.path().join("home");
+        std::fs::create_dir(&home).expect("home");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod home");
+        let apps = home.join("apps.json");
+        std::fs::write(&apps, b"{not json").expect("write apps.json");
+        std::fs::set_permissions(&apps, std::fs::Permissions::from_mode(0o600)).expect("chmod apps.json");
+        let home_text = home.to_string_lossy().into_owned();
+        let envs = [("RIP_HOME", home_text.as_str())];
+        let out = run_cli(&["platform", "http:0", "--api-port=0"], &envs, STEP).await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
+        assert!(out.stderr.contains(&apps.display().to_string()), "{:?}", out.stderr);
+        assert_eq!(std::fs::read(&apps).unwrap(), b"{not json", "apps.json was changed");
+        assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+
+        std::fs::remove_file(&apps).expect("remove apps.json");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().unwrap().port();
+        let flag = format!("--api-port={port}");
+        let out = run_cli(&["platform", "http:0", &flag], &envs, STEP).await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
+        assert!(out.stderr.contains(&flag), "{:?}", out.stderr);
+        assert!(!apps.exists(), "a failed start wrote apps.json");
     })
     .await;
 }
