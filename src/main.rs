@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             rip_server::worker::builtin::main(worker.socket)
         }
         Command::Serve(config) => serve(*config),
+        Command::Platform(config) => platform(*config),
         Command::Status { target, json } => admin(&target, "status", Method::GET, "/status", None, !json),
         Command::Restart(target) => admin(&target, "restart", Method::POST, "/restart", None, false),
         Command::Stop(target) => admin(&target, "stop", Method::POST, "/stop", None, false),
@@ -73,7 +74,23 @@ fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    match runtime.block_on(rip_server::server::serve(config)) {
+    exit_code(runtime.block_on(rip_server::server::serve(config)))
+}
+
+fn platform(config: rip_server::platform::command::PlatformConfig) -> ExitCode {
+    init_tracing(&config.apps.log_filter);
+    let runtime = match front_door_runtime(config.apps.threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rip-server: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    exit_code(runtime.block_on(rip_server::platform::command::run(config)))
+}
+
+fn exit_code(result: Result<(), rip_server::server::ServeError>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(rip_server::server::ServeError::Usage(message)) => {
             eprintln!("{message}");

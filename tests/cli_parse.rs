@@ -1072,11 +1072,6 @@ fn reserved_subcommands_are_refused() {
             "ca:trust",
             "it will manage the development certificate authority (init, trust, export, info, list, clean)",
         ),
-        (
-            &["platform", "--api-port=3000"],
-            "platform",
-            "it will run the platform controller (API and dashboard on 127.0.0.1:3000)",
-        ),
     ];
     for (list, word, future) in cases {
         not_available(
@@ -1085,7 +1080,7 @@ fn reserved_subcommands_are_refused() {
         );
     }
     let words: Vec<&str> = reserved_words().collect();
-    assert_eq!(words, ["ca", "platform"]);
+    assert_eq!(words, ["ca"]);
     // An app directory with such a name is reached with ./
     let f = Fixture::empty();
     let list_dir = f.root.join("list");
@@ -1094,6 +1089,67 @@ fn reserved_subcommands_are_refused() {
     assert_eq!(serve(&[list_dir.to_str().unwrap()]).app_name, "list");
     // Help still wins.
     assert!(matches!(run(&["list", "--help"]), Ok(Command::Help(_))));
+}
+
+// ---------------------------------------------------------------------------
+// The platform
+
+fn platform_env(list: &[&str], vars: &[(&str, &str)]) -> rip_server::platform::command::PlatformConfig {
+    match run_env(list, vars) {
+        Ok(Command::Platform(cfg)) => *cfg,
+        other => panic!("{list:?}: expected Platform, got {other:?}"),
+    }
+}
+
+/// `platform` with no words: the contract's defaults (API on
+/// 127.0.0.1:3000, apps on PORT or 5002); it needs a home.
+#[test]
+fn platform_defaults() {
+    let home = [("RIP_HOME", "/tmp/rip-home-x")];
+    let p = platform_env(&["platform"], &home);
+    assert_eq!(p.home, PathBuf::from("/tmp/rip-home-x"));
+    assert_eq!(p.api_port, 3000);
+    assert_eq!(p.admin_bind, "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(p.apps.http_port, DEFAULT_HTTP_PORT);
+    assert_eq!(p.apps.bind, DEFAULT_BIND);
+    let p = platform_env(&["platform"], &[("RIP_HOME", "/tmp/h"), ("PORT", "8080")]);
+    assert_eq!(p.apps.http_port, 8080);
+    let p = platform_env(&["platform"], &[("HOME", "/home/u")]);
+    assert_eq!(p.home, PathBuf::from("/home/u/.rip-server"));
+    let err = fails(&["platform"], "platform");
+    assert!(err.message.contains("RIP_HOME"), "{err}");
+}
+
+/// Its own flags, the apps' listener and the serve flags every app shares.
+#[test]
+fn platform_words() {
+    let home = [("RIP_HOME", "/tmp/h")];
+    let p = platform_env(
+        &[
+            "platform",
+            "http:0",
+            "--api-port=0",
+            "--admin-bind",
+            "0.0.0.0",
+            "--bind=127.0.0.1",
+            "--max-queue",
+            "3",
+            "w:2",
+        ],
+        &home,
+    );
+    assert_eq!((p.api_port, p.apps.http_port), (0, 0));
+    assert_eq!(p.admin_bind, "0.0.0.0".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(p.apps.bind, "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!((p.apps.max_queue, p.apps.workers), (3, 2));
+    // No app path: apps are deployed through the API.
+    let err = fails_env(&["platform", "apps/api"], &home, "apps/api");
+    assert!(err.message.contains("no app path"), "{err}");
+    fails_env(&["platform", "--api-port=70000"], &home, "--api-port=70000");
+    fails_env(&["platform", "--admin-bind=localhost"], &home, "--admin-bind=localhost");
+    fails_env(&["platform", "--api-port"], &home, "--api-port");
+    fails_env(&["platform", "--nope"], &home, "--nope");
+    not_available_env(&["platform", "https:0"], &home, &https_refused("https:0"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1406,9 +1462,12 @@ fn help_lists_everything() {
         "rip-server remove <host>",
         "rip-server list [--json]",
         "HOST REGISTRY ($RIP_HOME/hosts.json",
-        "No running server follows hosts.json yet",
+        "A running platform follows hosts.json",
         "a bad host name",
-        "platform",
+        "rip-server platform [http:<port>] [--api-port=N] [--admin-bind=ADDR] [--bind=ADDR]",
+        "--api-port=<port>",
+        "--admin-bind=<addr>",
+        "404\n    Host not found",
     ] {
         assert!(text.contains(m), "help lacks {m:?}:\n{text}");
     }

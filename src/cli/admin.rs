@@ -13,16 +13,10 @@ use crate::config::defaults::{DEFAULT_VARIANT, MAX_WORKERS};
 use crate::config::{default_socket_prefix, target_app_name};
 
 /// Subcommands of later versions, and what each will do.
-const RESERVED: &[(&str, &str)] = &[
-    (
-        "ca",
-        "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-    ),
-    (
-        "platform",
-        "it will run the platform controller (API and dashboard on 127.0.0.1:3000)",
-    ),
-];
+const RESERVED: &[(&str, &str)] = &[(
+    "ca",
+    "it will manage the development certificate authority (init, trust, export, info, list, clean)",
+)];
 
 /// The refusal of a reserved subcommand, if `first` (the first word) is one.
 /// `ca:init` and the like count as `ca`.

@@ -23,6 +23,7 @@ USAGE:
     rip-server add <host> <app-path>           register a host name for an app
     rip-server remove <host>
     rip-server list [--json]
+    rip-server platform [http:<port>] [--api-port=N] [--admin-bind=ADDR] [--bind=ADDR]
     rip-server help | -h | --help
     rip-server -V | --version
 
@@ -110,12 +111,26 @@ with one line naming it and left as it is, exit status 1):
     remove <host>           unregister the name (not registered: exit 1)
     list                    the names and their directories as a table
     list --json             the same as JSON: {\"hosts\":{\"<host>\":\"<dir>\"}}
-    No running server follows hosts.json yet: the platform will route by it.
-    rip-server <app-path> serves its one app for every host name.
+    A running platform follows hosts.json (no restart); rip-server
+    <app-path> serves its one app for every host name.
+
+PLATFORM (rip-server platform; needs RIP_HOME or HOME):
+    many apps on one machine. The API and dashboard listen on
+    --admin-bind (127.0.0.1) port --api-port (3000); the apps' traffic on
+    http:<port> (--bind), routed by host: an app's hosts are its own plus
+    every hosts.json entry naming its directory; an unknown host gets 404
+    Host not found. Apps and their desired state live in
+    $RIP_HOME/apps.json and come back when the platform starts again.
+    Every /api/* request needs Authorization: Bearer <token> (the token
+    in $RIP_HOME/platform.token, created on first start) or the cookie set
+    by the login URL the start line prints (/?token=...). Other serve
+    tokens and flags apply to every app (w: is the worker count of an app
+    deployed without one). SIGTERM or SIGINT stops every app gracefully.
+    --api-port=<port>                   the API and dashboard port (0 = any free port) [default: 3000]
+    --admin-bind=<addr>                 the API's address; a non-loopback one is warned about [default: 127.0.0.1]
 
 NOT IN THIS VERSION (reserved; each exits 1 with one line saying what it will be):
     ca (also ca:init, ...)  the development certificate authority
-    platform                the platform controller
 
 SOCKETS:
     workers listen on <prefix>.<id>.sock; the control socket is <prefix>.ctl.sock.

@@ -18,15 +18,18 @@
 //! [`running`] finds the running server a subcommand without an app path
 //! acts on; [`status_table`] renders `/status` for people; [`hosts`] parses
 //! and runs `add`, `remove` and `list` (the only part here that touches
-//! `$RIP_HOME/hosts.json`, and only in [`hosts::run`]).
+//! `$RIP_HOME/hosts.json`, and only in [`hosts::run`]); `platform` parses
+//! `rip-server platform` into a `platform::command::PlatformConfig`.
 //!
-//! May import: `config` (what it builds, no argv there).
+//! May import: `config` (what it builds, no argv there), `platform` (the
+//! platform's configuration).
 
 mod admin;
 mod env;
 mod flags;
 mod help;
 pub mod hosts;
+mod platform;
 pub mod running;
 mod seen;
 mod serve;
@@ -170,6 +173,9 @@ pub enum Command {
         /// By how much, or to what.
         change: ScaleChange,
     },
+    /// `platform`: the platform controller (API, dashboard, many apps
+    /// routed by host); carried out by `platform::command::run`.
+    Platform(Box<crate::platform::command::PlatformConfig>),
     /// `add`, `remove` or `list`: edit or show the host registry
     /// (`$RIP_HOME/hosts.json`); carried out by [`hosts::run`].
     Hosts(HostsCommand),
@@ -248,6 +254,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         "stop" => Ok(Command::Stop(admin::parse_target("stop", rest, &env)?)),
         "scale" => admin::parse_scale(rest, &env),
         "add" | "remove" | "list" => hosts::parse(first, rest, &env),
+        "platform" => platform::parse(rest, &env),
         "worker" => parse_worker(rest).map(Command::Worker),
         _ => serve::parse(args, &env).map(|c| Command::Serve(Box::new(c))),
     }

@@ -12,9 +12,13 @@ pub mod bun;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::core::{Pid, Slot, Version};
 use crate::net::unix_socket::remove_stale;
@@ -73,10 +77,104 @@ pub struct WorkerSetup {
     pub hot_reload: &'static str,
 }
 
+/// Environment variables every worker of an app gets on top of the
+/// server's own, swappable while the app runs: a worker started after
+/// [`WorkerEnv::replace`] gets the new set, the ones already running keep
+/// theirs. That is how the platform's rolling restart applies a changed
+/// environment (the new generation starts with it, no worker is stopped
+/// before its replacement is ready). Empty for a server started with an
+/// app path. Its `Debug` shows the keys, never the values (secrets).
+#[derive(Clone, Default)]
+pub struct WorkerEnv(Arc<Mutex<Arc<BTreeMap<String, String>>>>);
+
+impl WorkerEnv {
+    /// These variables for the workers started from now on.
+    pub fn new(vars: BTreeMap<String, String>) -> WorkerEnv {
+        WorkerEnv(Arc::new(Mutex::new(Arc::new(vars))))
+    }
+
+    /// Workers started from now on get `vars` (exactly: a key left out is
+    /// gone from them).
+    pub fn replace(&self, vars: BTreeMap<String, String>) {
+        *self.lock() = Arc::new(vars);
+    }
+
+    /// The variables in force.
+    pub fn current(&self) -> Arc<BTreeMap<String, String>> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<BTreeMap<String, String>>> {
+        // Only whole maps are stored: a poisoned lock still holds one.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl fmt::Debug for WorkerEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.current().keys()).finish()
+    }
+}
+
+/// Receives a worker's output one line at a time (without its line end).
+pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Where a worker's stdout and stderr go.
+#[derive(Clone, Default)]
+pub enum WorkerOutput {
+    /// The server's own stdout and stderr (a server started with an app path).
+    #[default]
+    Inherit,
+    /// Piped and handed to the sink line by line (the platform: its log
+    /// rings). A line longer than [`MAX_OUTPUT_LINE`] is handed over in
+    /// pieces, so an endless line costs bounded memory.
+    Lines(LineSink),
+}
+
+impl fmt::Debug for WorkerOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkerOutput::Inherit => "Inherit",
+            WorkerOutput::Lines(_) => "Lines",
+        })
+    }
+}
+
+/// The longest piece of worker output handed to a [`LineSink`] at once.
+pub const MAX_OUTPUT_LINE: usize = 8 * 1024;
+
+/// Reads `from` to its end, handing each line to `sink`.
+async fn forward_lines(mut from: impl AsyncRead + Unpin, sink: LineSink) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line = &pending[..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            sink(&String::from_utf8_lossy(line));
+            pending.drain(..=end);
+        }
+        if pending.len() > MAX_OUTPUT_LINE {
+            sink(&String::from_utf8_lossy(&pending));
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        sink(&String::from_utf8_lossy(&pending));
+    }
+}
+
 /// Spawns and signals real worker processes.
 pub struct ProcessSpawner {
     setup: WorkerSetup,
     exe: PathBuf,
+    env: WorkerEnv,
+    output: WorkerOutput,
     /// Live children and the socket path each was given.
     children: BTreeMap<Pid, PathBuf>,
 }
@@ -95,8 +193,23 @@ impl ProcessSpawner {
         ProcessSpawner {
             setup,
             exe,
+            env: WorkerEnv::default(),
+            output: WorkerOutput::Inherit,
             children: BTreeMap::new(),
         }
+    }
+
+    /// Workers get `env` on top of the server's environment (the
+    /// contract's `RIP_*` variables still win).
+    pub fn with_env(mut self, env: WorkerEnv) -> ProcessSpawner {
+        self.env = env;
+        self
+    }
+
+    /// Workers' stdout and stderr go to `output`.
+    pub fn with_output(mut self, output: WorkerOutput) -> ProcessSpawner {
+        self.output = output;
+        self
     }
 
     /// The socket path for a new process of `slot`: the slot's usual path
@@ -131,6 +244,8 @@ impl Spawner for ProcessSpawner {
         let mut command = tokio::process::Command::new(program);
         command.args(args);
         let s = &self.setup;
+        // First, so that the contract's variables below win.
+        command.envs(self.env.current().iter());
         command
             .current_dir(&s.app_dir)
             .env("RIP_WORKER_ID", slot.0.to_string())
@@ -151,7 +266,18 @@ impl Spawner for ProcessSpawner {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);
+        if let WorkerOutput::Lines(_) = self.output {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
         let mut child = command.spawn()?;
+        if let WorkerOutput::Lines(sink) = &self.output {
+            if let Some(out) = child.stdout.take() {
+                tokio::spawn(forward_lines(out, sink.clone()));
+            }
+            if let Some(err) = child.stderr.take() {
+                tokio::spawn(forward_lines(err, sink.clone()));
+            }
+        }
         let pid = Pid(child
             .id()
             .ok_or_else(|| io::Error::other("child exited before it had a pid"))?);
@@ -225,4 +351,48 @@ pub fn exec_worker(program: &Path, args: &[String]) -> io::Error {
     use std::os::unix::process::CommandExt;
     die_with_manager();
     std::process::Command::new(program).args(args).exec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(input: &'static [u8]) -> Vec<String> {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink: LineSink = {
+            let lines = lines.clone();
+            Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_owned()))
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(forward_lines(input, sink));
+        lines.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn output_is_handed_over_line_by_line_without_line_ends() {
+        assert_eq!(collect(b"one\r\ntwo\n\nlast"), ["one", "two", "", "last"]);
+        assert!(collect(b"").is_empty());
+    }
+
+    #[test]
+    fn an_endless_line_is_handed_over_in_bounded_pieces() {
+        static LONG: [u8; 3 * MAX_OUTPUT_LINE] = [b'x'; 3 * MAX_OUTPUT_LINE];
+        let pieces = collect(&LONG);
+        assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+        assert!(
+            pieces.iter().all(|p| p.len() <= MAX_OUTPUT_LINE + 4096),
+            "a piece over the bound"
+        );
+        assert_eq!(pieces.iter().map(String::len).sum::<usize>(), LONG.len());
+    }
+
+    #[test]
+    fn the_worker_environment_is_swapped_whole_and_shows_no_values() {
+        let env = WorkerEnv::new(BTreeMap::from([("A".to_owned(), "secret".to_owned())]));
+        let shared = env.clone();
+        shared.replace(BTreeMap::from([("B".to_owned(), "2".to_owned())]));
+        assert_eq!(*env.current(), BTreeMap::from([("B".to_owned(), "2".to_owned())]));
+        env.replace(BTreeMap::from([("C".to_owned(), "hidden".to_owned())]));
+        assert_eq!(format!("{env:?}"), r#"["C"]"#);
+    }
 }

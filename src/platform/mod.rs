@@ -13,8 +13,7 @@
 //! shown, dangerous environment keys and directories other users can write
 //! are refused.
 //!
-//! **Built so far**, each a module with one job and its tests; the
-//! `rip-server platform` command that wires them to real apps is not yet:
+//! The modules, each with one job and its tests:
 //!
 //! - [`token`]: the API token: created on first use (32 random bytes from
 //!   the OS, hex, 0600 in a 0700 home), read back later, refused when
@@ -38,11 +37,19 @@
 //!   service ([`api::Api::handle`], served by [`api::run`]) over the
 //!   pieces above: every request authorised first, every change saved to
 //!   `apps.json` before it is carried out and undone if it fails.
+//! - [`live`]: [`live::RealControl`], the `AppControl` over real apps: one
+//!   `server::AppServer` per app behind the platform's one front door,
+//!   routed by host (the record's hosts and the `hosts.json` entries
+//!   naming its directory); restart is rolling, a changed environment is
+//!   applied to the new generation; the workers' output feeds the log
+//!   rings.
+//! - [`command`]: `rip-server platform` itself ([`command::run`]): token,
+//!   listeners, `apps.json`, restoring the apps, following `hosts.json`,
+//!   the start lines, the graceful stop on SIGTERM / SIGINT.
 //!
-//! **Not built yet** (the next steps of issue 15): the `AppControl` over
-//! real pools (one per app, routed by host by the front door), feeding the
-//! log rings from the workers' output, applying `hosts.json` while
-//! running, the real dashboard, and the `rip-server platform` command.
+//! **Not built yet**: the real dashboard (the page is a placeholder), a
+//! run file for the platform (`rip-server status` does not find it), and
+//! deploying an app for a `hosts.json` directory no app serves.
 //!
 //! May import: everything but `cli` and `worker` (`config`, `control`,
 //! `core`, `frontdoor`, `http`, `manager`, `net`, `observe`, `os`,
@@ -51,6 +58,8 @@
 pub mod api;
 pub mod apps;
 pub mod auth;
+pub mod command;
 pub mod control;
+pub mod live;
 pub mod logs;
 pub mod token;

@@ -29,7 +29,7 @@ use crate::core::balancer::{Balancer, BalancerConfig};
 use crate::core::node::Node;
 use crate::core::supervisor::{Supervisor, SupervisorConfig};
 use crate::frontdoor::{AppProxy, ProxyConfig};
-use crate::manager::{ProcessSpawner, WorkerSetup};
+use crate::manager::{ProcessSpawner, WorkerEnv, WorkerOutput, WorkerSetup};
 use crate::net::transport::UnixTransport;
 use crate::observe::access_log::{AccessLog, Format};
 use crate::observe::status::{BunStatus, StatusSnapshot};
@@ -74,6 +74,20 @@ impl AppServer {
         exe: &Path,
         ports: Vec<u16>,
     ) -> Result<AppServer, ServeError> {
+        AppServer::start_with(config, program, exe, ports, WorkerEnv::default(), WorkerOutput::Inherit).await
+    }
+
+    /// [`AppServer::start`], with `env` on top of every worker's
+    /// environment (swappable while the app runs, see [`WorkerEnv`]) and
+    /// the workers' output sent to `output` (the platform's log rings).
+    pub async fn start_with(
+        config: &ServeConfig,
+        program: Program,
+        exe: &Path,
+        ports: Vec<u16>,
+        env: WorkerEnv,
+        output: WorkerOutput,
+    ) -> Result<AppServer, ServeError> {
         let Program {
             worker,
             bun,
@@ -99,7 +113,9 @@ impl AppServer {
                 hot_reload: config.hot_reload.as_str(),
             },
             exe.to_path_buf(),
-        );
+        )
+        .with_env(env)
+        .with_output(output);
         let identity = Identity {
             app: config.app_name.clone(),
             ports,

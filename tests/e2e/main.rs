@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod logging;
 mod overload;
+mod platform;
 mod python;
 mod registry;
 mod retry;

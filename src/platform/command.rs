@@ -1,0 +1,196 @@
+//! `rip-server platform`: the API and dashboard on the admin address, the
+//! apps' traffic on the HTTP port, routed by host ([`run`]).
+//!
+//! ```text
+//! run ─► token (created on first start) ─► bind the API and HTTP listeners
+//!     ─► open apps.json (corrupt: one line naming it, exit 1, file kept)
+//!     ─► signals registered ─► follow hosts.json ─► restore the apps kept
+//!        as running ─► start lines ─► ... SIGTERM / SIGINT ─► listeners
+//!        close ─► every app drains and stops ─► exit 0
+//! ```
+//!
+//! `hosts.json` is followed with a file watcher on `$RIP_HOME` (inotify);
+//! when the watcher cannot start it is re-read every [`POLL`] instead.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+
+use super::api::{self, Api, ApiConfig};
+use super::live::{LiveSettings, RealControl};
+use super::logs::AppLogs;
+use super::token;
+use crate::config::ServeConfig;
+use crate::config::hosts::HOSTS_FILE;
+use crate::frontdoor::{FrontDoor, Routes};
+use crate::net::listen::bind_tcp;
+use crate::os::clock::wall_micros;
+use crate::server::{ServeError, listener_config, release_memory_of_idle_connections};
+
+/// The API's port by default.
+pub const DEFAULT_API_PORT: u16 = 3000;
+/// The admin address by default.
+pub const DEFAULT_ADMIN_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// How often `hosts.json` is re-read when it cannot be watched.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// Everything `rip-server platform` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// `$RIP_HOME`: the token, `apps.json`, `hosts.json`.
+    pub home: PathBuf,
+    /// The API and dashboard port (0: a free one).
+    pub api_port: u16,
+    /// The API's address (`--admin-bind`).
+    pub admin_bind: IpAddr,
+    /// Settings every app shares, and the HTTP listener's (`http_port`,
+    /// `bind`); `workers` is the count of an app deployed without one. Its
+    /// app fields are not used.
+    pub apps: ServeConfig,
+}
+
+/// Runs the platform until SIGTERM or SIGINT has stopped every app.
+pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
+    let failed = |m: String| ServeError::Failed(format!("rip-server: platform: {m}"));
+    if !config.admin_bind.is_loopback() {
+        eprintln!(
+            "rip-server: platform: warning: the API listens on {}, not a loopback address: anyone who can reach it and has the token can deploy code",
+            config.admin_bind
+        );
+    }
+    let token = token::load_or_create(&config.home).map_err(|e| failed(e.to_string()))?;
+    let api_listener = bind_tcp(config.admin_bind, config.api_port).map_err(|e| {
+        failed(format!(
+            "--api-port={} on {}: cannot listen: {e}",
+            config.api_port, config.admin_bind
+        ))
+    })?;
+    let http_listener = bind_tcp(config.apps.bind, config.apps.http_port).map_err(|e| {
+        failed(format!(
+            "http:{} on {}: cannot listen: {e}",
+            config.apps.http_port, config.apps.bind
+        ))
+    })?;
+    let admin = api_listener.local_addr().map_err(|e| failed(e.to_string()))?;
+    let http_port = http_listener.local_addr().map_err(|e| failed(e.to_string()))?.port();
+    let exe = std::env::current_exe().map_err(|e| failed(format!("cannot find own executable: {e}")))?;
+
+    let logs = Arc::new(AppLogs::default());
+    let front_door = Arc::new(FrontDoor::with_routes(
+        listener_config(&config.apps),
+        Routes::new(),
+        wall_micros() ^ u64::from(std::process::id()),
+    ));
+    let control = RealControl::new(
+        LiveSettings {
+            template: config.apps.clone(),
+            exe,
+            home: config.home.clone(),
+            http_port,
+        },
+        logs.clone(),
+        front_door.clone(),
+    );
+    let api_config = ApiConfig {
+        home: config.home.clone(),
+        admin,
+        token: token.clone(),
+        default_workers: config.apps.workers,
+    };
+    // apps.json is read before anything starts; a corrupt one stops here.
+    let api = Arc::new(Api::open(api_config, control, logs).map_err(|e| failed(e.to_string()))?);
+    if let Err(e) = api.control().reload_registry() {
+        eprintln!("rip-server: platform: {e}; hosts from it are not routed until it is fixed");
+    }
+
+    // Before any worker starts: a signal from then on is ours.
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| failed(format!("signals: {e}")))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| failed(format!("signals: {e}")))?;
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let closing = move || {
+        let mut rx = closing_rx.clone();
+        async move {
+            let _ = rx.wait_for(|set| *set).await;
+        }
+    };
+    tokio::spawn(api::run(api_listener, api.clone(), closing()));
+    tokio::spawn(crate::frontdoor::run(http_listener, front_door, closing()));
+    tokio::spawn(release_memory_of_idle_connections());
+    let _registry = follow_registry(api.clone());
+
+    for (name, error) in api.restore().await {
+        eprintln!("rip-server: platform: app {name} did not start: {error}");
+    }
+    let running = api.control().running().len();
+    println!(
+        "rip-server: platform API and dashboard on http://{admin} ({} apps, {running} running)",
+        api.apps().len()
+    );
+    println!("rip-server: platform login: {}", token.login_url(admin));
+    println!(
+        "rip-server: platform apps on http://{}:{http_port} (routed by host)",
+        display_host(config.apps.bind)
+    );
+
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!("platform: stopping every app");
+    let _ = closing_tx.send(true);
+    api.control().stop_all().await;
+    Ok(())
+}
+
+/// Keeps the routes in line with `hosts.json` while the platform runs:
+/// a watcher on `$RIP_HOME` wakes a task that re-reads it; without a
+/// watcher, the task re-reads it every [`POLL`]. Dropping the returned
+/// watcher stops the watching (the task then polls).
+fn follow_registry(api: Arc<Api<RealControl>>) -> Option<crate::manager::watch::AppWatcher> {
+    let changed = Arc::new(Notify::new());
+    let wake = changed.clone();
+    let watcher = crate::manager::watch::watch(&api.config().home, move |path| {
+        if path.file_name().is_some_and(|n| n == HOSTS_FILE) {
+            wake.notify_one();
+        }
+    });
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!(
+                "rip-server: platform: cannot watch {} ({e}); re-reading {HOSTS_FILE} every {}s",
+                api.config().home.display(),
+                POLL.as_secs()
+            );
+            None
+        }
+    };
+    let poll = watcher.is_none();
+    tokio::spawn(async move {
+        loop {
+            if poll {
+                tokio::time::sleep(POLL).await;
+            } else {
+                changed.notified().await;
+            }
+            if let Err(e) = api.control().reload_registry() {
+                tracing::warn!("platform: {e}; keeping the hosts read before");
+            }
+        }
+    });
+    watcher
+}
+
+/// The host of the start line's URL (`localhost` for every interface or
+/// loopback).
+fn display_host(bind: IpAddr) -> String {
+    match bind {
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_owned(),
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
