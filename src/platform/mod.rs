@@ -34,15 +34,20 @@
 //!   queue, counters); [`control::FakeControl`], an in-memory one for tests.
 //! - [`logs`]: the last lines (500 by default, each at most 4 KiB) of each
 //!   app's worker output, in memory only.
-//! - [`api`]: the HTTP API and the dashboard's placeholder page, one hyper
-//!   service ([`api::Api::handle`], served by [`api::run`]) over the
-//!   pieces above: every request authorised first, every change saved to
+//! - [`dashboard`]: the live dashboard a logged-in browser gets at `/`
+//!   (HTML, script and style sheet embedded in the binary, no CDN): apps,
+//!   workers, queue, rates, restarts, log tail, the buttons, a stale
+//!   banner when the API stops answering; it polls `/api/*` with the
+//!   cookie (`/?poll=<ms>` changes the 5 s period).
+//! - [`api`]: the HTTP API and the dashboard's files, one hyper service
+//!   ([`api::Api::handle`], served by [`api::run`]) over the pieces
+//!   above: every request authorised first, every change saved to
 //!   `apps.json` before it is carried out and undone if it fails.
 //!
 //! **Not built yet** (the next steps of issue 15): the `AppControl` over
 //! real pools (one per app, routed by host by the front door), feeding the
 //! log rings from the workers' output, applying `hosts.json` while
-//! running, the real dashboard, and the `rip-server platform` command.
+//! running, and the `rip-server platform` command.
 //!
 //! May import: everything but `cli` and `worker` (`config`, `control`,
 //! `core`, `frontdoor`, `http`, `manager`, `net`, `observe`, `os`,
@@ -52,5 +57,6 @@ pub mod api;
 pub mod apps;
 pub mod auth;
 pub mod control;
+pub mod dashboard;
 pub mod logs;
 pub mod token;
