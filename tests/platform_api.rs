@@ -151,8 +151,12 @@ async fn the_login_url_sets_a_cookie_that_then_drives_the_api() {
     assert_eq!(status, StatusCode::OK);
     let list: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(list[0]["name"], "blog");
+    // The page is the dashboard (its script fetches the apps with the cookie).
     let (_, _, page) = send(addr, "GET", "/", &[("cookie", cookie.as_str())], None).await;
-    assert!(page.contains("blog") && !page.contains(&served.token), "{page}");
+    assert!(
+        page.contains("/dashboard.js") && !page.contains(&served.token),
+        "{page}"
+    );
     // The bearer token works the same.
     let bearer = format!("Bearer {}", served.token);
     let (status, _, body) = send(addr, "POST", "/api/apps/blog/stop", &[("authorization", &bearer)], None).await;

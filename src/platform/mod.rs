@@ -33,9 +33,14 @@
 //!   queue, counters); [`control::FakeControl`], an in-memory one for tests.
 //! - [`logs`]: the last lines (500 by default, each at most 4 KiB) of each
 //!   app's worker output, in memory only.
-//! - [`api`]: the HTTP API and the dashboard's placeholder page, one hyper
-//!   service ([`api::Api::handle`], served by [`api::run`]) over the
-//!   pieces above: every request authorised first, every change saved to
+//! - [`dashboard`]: the live dashboard a logged-in browser gets at `/`
+//!   (HTML, script and style sheet embedded in the binary, no CDN): apps,
+//!   workers, queue, rates, restarts, log tail, the buttons, a stale
+//!   banner when the API stops answering; it polls `/api/*` with the
+//!   cookie (`/?poll=<ms>` changes the 5 s period).
+//! - [`api`]: the HTTP API and the dashboard's files, one hyper service
+//!   ([`api::Api::handle`], served by [`api::run`]) over the pieces
+//!   above: every request authorised first, every change saved to
 //!   `apps.json` before it is carried out and undone if it fails.
 //! - [`live`]: [`live::RealControl`], the `AppControl` over real apps: one
 //!   `server::AppServer` per app behind the platform's one front door,
@@ -47,9 +52,9 @@
 //!   listeners, `apps.json`, restoring the apps, following `hosts.json`,
 //!   the start lines, the graceful stop on SIGTERM / SIGINT.
 //!
-//! **Not built yet**: the real dashboard (the page is a placeholder), a
-//! run file for the platform (`rip-server status` does not find it), and
-//! deploying an app for a `hosts.json` directory no app serves.
+//! **Not built yet**: a run file for the platform (`rip-server status`
+//! does not find it), and deploying an app for a `hosts.json` directory no
+//! app serves.
 //!
 //! May import: everything but `cli` and `worker` (`config`, `control`,
 //! `core`, `frontdoor`, `http`, `manager`, `net`, `observe`, `os`,
@@ -60,6 +65,7 @@ pub mod apps;
 pub mod auth;
 pub mod command;
 pub mod control;
+pub mod dashboard;
 pub mod live;
 pub mod logs;
 pub mod token;

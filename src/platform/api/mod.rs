@@ -4,7 +4,9 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `GET /health` (open) | `{"status":"ok","mode":"platform"}` |
-//! | `GET /` (open), `GET /?token=` | the dashboard page; the login redirect that sets the cookie |
+//! | `GET /` (open) | logged in (cookie or token): the dashboard; else a page saying how to log in |
+//! | `GET /?token=` | the login redirect that sets the cookie |
+//! | `GET /dashboard.js`, `/dashboard.css` | the dashboard's files ([`crate::platform::dashboard`]) |
 //! | `GET /api/apps` | every app ([`AppJson`]) |
 //! | `POST /api/apps` | deploy and start: `201` with the app |
 //! | `GET /api/apps/<name>` | the app |
@@ -51,12 +53,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
+pub use self::respond::AppJson;
 use self::respond::{Answer, app_not_found, error, json};
-pub use self::respond::{AppJson, escape_html};
 pub use self::routes::{Action, Route};
 use super::apps::{AppRecord, Apps, AppsFileError, AppsStore};
 use super::auth::{self, AuthRequest, Decision};
 use super::control::{AppControl, AppStatus, ControlError};
+use super::dashboard::Asset;
 use super::logs::AppLogs;
 use super::token::PlatformToken;
 use crate::net::listen::{Accept, accept_until};
@@ -205,7 +208,8 @@ impl<C: AppControl> Api<C> {
         };
         match (route, method) {
             (Route::Health, _) => json(StatusCode::OK, &serde_json::json!({"status": "ok", "mode": "platform"})),
-            (Route::Page, _) => self.page(&who).await,
+            (Route::Page, _) => self.page(&who),
+            (Route::Asset(asset), _) => respond::asset(asset),
             (Route::Stats, _) => self.stats().await,
             (Route::Apps, &Method::POST) => self.create(&body).await,
             (Route::Apps, _) => self.list().await,
@@ -279,23 +283,21 @@ impl<C: AppControl> Api<C> {
         json(StatusCode::OK, &stats)
     }
 
-    /// The placeholder page: it lists the apps only for a browser that is
-    /// logged in (the same credential check as `/api/*`), so the open page
-    /// shows nothing to anyone else.
-    async fn page(&self, who: &AuthRequest<'_>) -> Answer {
+    /// The page at `/`: the dashboard for a browser that is logged in
+    /// (the same credential check as `/api/*`), else how to log in, so the
+    /// open page shows nothing to anyone else. The dashboard itself holds
+    /// no data: its script fetches `/api/*` with the cookie.
+    fn page(&self, who: &AuthRequest<'_>) -> Answer {
         let as_api = AuthRequest {
             path: "/api/apps",
             query: None,
             ..who.clone()
         };
-        if auth::authorize(&as_api, &self.config.token, self.config.admin) != Decision::Allow {
-            return respond::page(None);
+        if auth::authorize(&as_api, &self.config.token, self.config.admin) == Decision::Allow {
+            respond::asset(Asset::Page)
+        } else {
+            respond::login_page()
         }
-        let mut apps = Vec::new();
-        for record in self.apps().iter() {
-            apps.push((record.name.clone(), self.app_json(record).await.status));
-        }
-        respond::page(Some(&apps))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The API's answers: JSON bodies and their headers, the error shapes of the
-//! contract (`{"error": ...}`), an app's JSON ([`AppJson`]) and the
-//! dashboard's placeholder page.
+//! contract (`{"error": ...}`), an app's JSON ([`AppJson`]), the page that
+//! says how to log in and the dashboard's files.
 
 use std::path::PathBuf;
 
@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::platform::apps::{AppView, Desired};
 use crate::platform::auth::WWW_AUTHENTICATE;
 use crate::platform::control::{AppStatus, LiveApp, LiveCounters, LiveQueue, LiveWorker};
+use crate::platform::dashboard::{self, Asset};
 
 /// Every answer of the API.
 pub type Answer = Response<Full<Bytes>>;
@@ -167,50 +168,14 @@ impl AppJson {
     }
 }
 
-/// `text` with the five HTML special characters escaped, for text and
-/// attribute values alike.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The dashboard's placeholder page (the real dashboard replaces it): the
-/// apps' names and status when the browser is logged in (`apps` is
-/// `Some`), else how to log in. It never holds the token, and runs no
-/// script: the policy forbids every source.
-pub fn page(apps: Option<&[(String, AppStatus)]>) -> Answer {
-    let mut html = String::from(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>rip-server platform</title></head><body>\n<h1>rip-server platform</h1>\n",
-    );
-    match apps {
-        None => html.push_str(
-            "<p>Not logged in: open the URL with <code>?token=</code> that the platform printed when it started.</p>\n",
-        ),
-        Some([]) => html.push_str("<p>No apps deployed.</p>\n"),
-        Some(apps) => {
-            html.push_str("<ul>\n");
-            for (name, status) in apps {
-                let status = serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                html.push_str(&format!("<li>{} ({})</li>\n", escape_html(name), escape_html(&status)));
-            }
-            html.push_str("</ul>\n");
-        }
-    }
-    html.push_str("</body></html>\n");
+/// The page at `/` for a browser that is not logged in: how to log in,
+/// no app data. It never holds the token, and runs no script: the policy
+/// forbids every source.
+pub fn login_page() -> Answer {
+    let html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+                <title>rip-server platform</title></head><body>\n<h1>rip-server platform</h1>\n\
+                <p>Not logged in: open the URL with <code>?token=</code> that the platform printed when it started.</p>\n\
+                </body></html>\n";
     let mut response = answer(StatusCode::OK, "text/html; charset=utf-8", html);
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
@@ -219,30 +184,50 @@ pub fn page(apps: Option<&[(String, AppStatus)]>) -> Answer {
     response
 }
 
+/// One of the dashboard's files, with the dashboard's policy.
+pub fn asset(asset: Asset) -> Answer {
+    let mut response = answer(StatusCode::OK, asset.content_type(), asset.body());
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(dashboard::CONTENT_SECURITY_POLICY),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt as _;
+
     use super::*;
 
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            escape_html("<script>alert('x') & \"y\"</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
-        );
+    async fn text(response: Answer) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[tokio::test]
-    async fn the_page_escapes_what_it_shows() {
-        use http_body_util::BodyExt as _;
-        let apps = [("<b>x</b>".to_owned(), AppStatus::Running)];
-        let response = page(Some(&apps));
+    async fn the_login_page_runs_nothing_and_shows_nothing() {
+        let response = login_page();
         assert_eq!(
             response.headers()[header::CONTENT_SECURITY_POLICY],
             "default-src 'none'; frame-ancestors 'none'"
         );
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = String::from_utf8(bytes.to_vec()).unwrap();
-        assert!(body.contains("<li>&lt;b&gt;x&lt;/b&gt; (running)</li>"), "{body}");
-        assert!(!body.contains("<b>"), "{body}");
+        let body = text(response).await;
+        assert!(body.contains("Not logged in") && !body.contains("<script"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_files_carry_its_policy() {
+        for file in Asset::ALL {
+            let response = asset(file);
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], file.content_type());
+            assert_eq!(
+                response.headers()[header::CONTENT_SECURITY_POLICY],
+                dashboard::CONTENT_SECURITY_POLICY
+            );
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+            assert_eq!(text(response).await, file.body());
+        }
     }
 }

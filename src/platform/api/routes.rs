@@ -3,6 +3,8 @@
 
 use http::Method;
 
+use crate::platform::dashboard::Asset;
+
 /// An action on one app: `POST /api/apps/<name>/<action>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -43,8 +45,10 @@ impl Action {
 pub enum Route<'a> {
     /// `/health` (open).
     Health,
-    /// `/`, the dashboard.
+    /// `/`, the dashboard (or, not logged in, how to log in).
     Page,
+    /// The dashboard's script or style sheet (`/dashboard.js`, `/dashboard.css`).
+    Asset(Asset),
     /// `/api/stats`.
     Stats,
     /// `/api/apps`.
@@ -72,6 +76,9 @@ impl<'a> Route<'a> {
             "/api/stats" => return Route::Stats,
             "/api/apps" => return Route::Apps,
             _ => {}
+        }
+        if let Some(asset) = Asset::at(path) {
+            return Route::Asset(asset);
         }
         let Some(rest) = path.strip_prefix("/api/") else {
             return if path == "/api" {
@@ -101,7 +108,7 @@ impl<'a> Route<'a> {
     pub fn methods(&self) -> &'static [Method] {
         const READ: &[Method] = &[Method::GET, Method::HEAD];
         match self {
-            Route::Health | Route::Page | Route::Stats | Route::Logs(_) => READ,
+            Route::Health | Route::Page | Route::Asset(_) | Route::Stats | Route::Logs(_) => READ,
             Route::Apps => &[Method::GET, Method::HEAD, Method::POST],
             Route::App(_) => &[Method::GET, Method::HEAD, Method::PATCH, Method::DELETE],
             Route::Action(..) => &[Method::POST],
@@ -129,6 +136,8 @@ mod tests {
     fn paths_name_their_endpoints() {
         assert_eq!(Route::parse("/health"), Route::Health);
         assert_eq!(Route::parse("/"), Route::Page);
+        assert_eq!(Route::parse("/dashboard.js"), Route::Asset(Asset::Script));
+        assert_eq!(Route::parse("/dashboard.css"), Route::Asset(Asset::Style));
         assert_eq!(Route::parse("/api/stats"), Route::Stats);
         assert_eq!(Route::parse("/api/apps"), Route::Apps);
         assert_eq!(Route::parse("/api/apps/blog"), Route::App("blog"));
@@ -156,10 +165,18 @@ mod tests {
             "/api/apps/blog/logs/x",
             "/api/nothing",
             "/api/stats/x",
+            "/api/dashboard.js",
         ] {
             assert_eq!(Route::parse(unknown), Route::UnknownApi, "{unknown}");
         }
-        for unknown in ["/index.html", "//api/apps", "/apix", "/health/"] {
+        for unknown in [
+            "/index.html",
+            "//api/apps",
+            "/apix",
+            "/health/",
+            "/dashboard.js/",
+            "/dashboard.css.map",
+        ] {
             assert_eq!(Route::parse(unknown), Route::Unknown, "{unknown}");
         }
     }
@@ -168,6 +185,7 @@ mod tests {
     fn methods_and_bodies() {
         assert!(Route::Apps.methods().contains(&Method::POST));
         assert!(!Route::Stats.methods().contains(&Method::POST));
+        assert_eq!(Route::Asset(Asset::Script).methods(), Route::Page.methods());
         assert!(Route::UnknownApi.methods().is_empty());
         assert!(Route::Apps.takes_body(&Method::POST));
         assert!(!Route::Apps.takes_body(&Method::GET));

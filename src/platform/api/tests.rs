@@ -716,8 +716,16 @@ async fn the_page_login_and_cross_site_checks() {
     let mut with_cookie = request("GET", "/", false, None);
     let pair = cookie.split(';').next().unwrap().to_owned();
     with_cookie.headers_mut().insert("cookie", pair.parse().unwrap());
-    let (_, _, page) = h.raw(with_cookie).await;
-    assert!(page.contains("<li>blog (running)</li>"), "{page}");
+    let (status, headers, page) = h.raw(with_cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["content-security-policy"],
+        crate::platform::dashboard::CONTENT_SECURITY_POLICY
+    );
+    assert!(
+        page.contains(r#"<script src="/dashboard.js" defer></script>"#),
+        "{page}"
+    );
     assert!(!page.contains(token().as_str()), "the page holds the token");
     // Cross-site and rebinding.
     let before = h.state();
@@ -732,4 +740,33 @@ async fn the_page_login_and_cross_site_checks() {
         .insert("host", "evil.example:3000".parse().unwrap());
     assert_eq!(h.raw(rebound).await.0, StatusCode::FORBIDDEN);
     assert_eq!(h.state(), before);
+}
+
+#[tokio::test]
+async fn the_dashboard_and_its_files_need_the_credential() {
+    let h = Harness::new();
+    for path in ["/dashboard.js", "/dashboard.css"] {
+        let (status, headers, body) = h.raw(request("GET", path, false, None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(!body.contains("fetch("), "{path}: {body}");
+        assert!(headers.get("content-security-policy").is_none(), "{path}");
+        let (status, headers, body) = h.raw(request("GET", path, true, None)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/"), "{path}");
+        assert!(!body.is_empty());
+        let (status, _, _) = h.raw(request("POST", path, true, None)).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
+    // The page: the dashboard with the token, how to log in without.
+    let (_, _, page) = h.raw(request("GET", "/", true, None)).await;
+    assert!(page.contains("/dashboard.js"), "{page}");
+    let (_, headers, page) = h.raw(request("GET", "/", false, None)).await;
+    assert!(
+        !page.contains("/dashboard.js") && page.contains("Not logged in"),
+        "{page}"
+    );
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
 }
