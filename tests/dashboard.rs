@@ -161,28 +161,49 @@ impl Drop for ApiServer {
 // --- the browser ------------------------------------------------------------------
 
 /// The browser binary: `RIP_TEST_BROWSER`, else `chromium-headless-shell`
-/// or `chromium` on `PATH`.
+/// or `chromium` on `PATH`. When there is none and the tests run as root
+/// (as on a fresh CI machine), Debian's `chromium-headless-shell` is
+/// installed first, so `cargo test --workspace` alone gets what it needs.
 fn browser_binary() -> PathBuf {
     if let Some(named) = env::var_os("RIP_TEST_BROWSER") {
         return PathBuf::from(named);
     }
-    let path = env::var_os("PATH").unwrap_or_default();
-    for name in ["chromium-headless-shell", "chromium"] {
-        for dir in env::split_paths(&path) {
-            let candidate = dir.join(name);
-            if candidate
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            {
-                return candidate;
-            }
+    if let Some(found) = browser_on_path() {
+        return found;
+    }
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        let installed = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && apt-get install -y -qq chromium-headless-shell",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .status();
+        if let Some(found) = browser_on_path() {
+            return found;
         }
+        panic!(
+            "installing chromium-headless-shell with apt-get failed ({installed:?}); set RIP_TEST_BROWSER to a Chromium binary"
+        );
     }
     panic!(
         "the dashboard test needs a headless Chromium and found none: install Debian's \
-         chromium-headless-shell (`apt-get install -y chromium-headless-shell`; .ci/run does), \
-         or set RIP_TEST_BROWSER to a Chromium binary"
+         chromium-headless-shell (`apt-get install -y chromium-headless-shell`, as root; the \
+         tests do it themselves when run as root), or set RIP_TEST_BROWSER to a Chromium binary"
     );
+}
+
+fn browser_on_path() -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    ["chromium-headless-shell", "chromium"].iter().find_map(|name| {
+        env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// A headless Chromium with the DevTools protocol on a port of its choice.
