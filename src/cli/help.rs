@@ -106,7 +106,8 @@ with one line naming it and left as it is, exit status 1):
                             *.<domain> covers exactly one more label
                             (*.api.test: v1.api.test, not api.test); IP
                             addresses: 127.0.0.1, ::1 or [::1]. A bad name
-                            exits 2; a name registered for another directory
+                            exits 2; a name registered (or claimed by a
+                            platform app in apps.json) for another directory
                             exits 1; the same mapping again changes nothing
     remove <host>           unregister the name (not registered: exit 1)
     list                    the names and their directories as a table

@@ -132,6 +132,7 @@ pub fn run(command: &HostsCommand) -> Result<String, CliError> {
     let home = &command.home;
     match &command.action {
         HostsAction::Add { host, app_dir } => {
+            refuse_platform_claim(home, host, app_dir)?;
             let note = match hosts::add_host(home, host, app_dir).map_err(failed)? {
                 Added::New => "",
                 Added::AlreadyThere => " (already registered)",
@@ -147,6 +148,41 @@ pub fn run(command: &HostsCommand) -> Result<String, CliError> {
             Ok(if *json { registry.to_json() } else { table(&registry) })
         }
     }
+}
+
+/// A host belongs to one app: refuses `host` when a platform app
+/// (`$RIP_HOME/apps.json`) lists it for another directory. An `apps.json`
+/// that cannot be read is reported (claims could not be checked) and left
+/// as it is. (Checked before the registry's lock: a deploy racing this
+/// `add` is caught by the API's own check of `hosts.json`.)
+fn refuse_platform_claim(home: &Path, host: &HostName, app_dir: &Path) -> Result<(), CliError> {
+    let path = home.join(crate::platform::apps::APPS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(CliError::failed(display(&path), format!("cannot read it ({e})"))),
+    };
+    let apps = crate::platform::apps::store::parse_apps(&bytes).map_err(|e| {
+        CliError::failed(
+            display(&path),
+            format!("not usable ({e}); fix it so host claims can be checked, it was not changed"),
+        )
+    })?;
+    let Some(owner) = apps.host_owner(host.as_str()).and_then(|name| apps.get(name)) else {
+        return Ok(());
+    };
+    let same = |dir: &Path| dir == app_dir || std::fs::canonicalize(dir).is_ok_and(|c| c == app_dir);
+    if same(&owner.directory) {
+        return Ok(());
+    }
+    Err(CliError::failed(
+        host.as_str(),
+        format!(
+            "claimed by platform app {} ({}); a host belongs to one app",
+            owner.name,
+            display(&owner.directory)
+        ),
+    ))
 }
 
 fn failed(e: RegistryError) -> CliError {

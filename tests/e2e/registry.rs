@@ -337,3 +337,41 @@ async fn a_host_claimed_by_another_app_exits_1_and_the_file_is_unchanged() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_host_a_platform_app_claims_for_another_directory_exits_1() {
+    within(BUDGET, async {
+        let place = Place::new();
+        let shop = place.app("shop");
+        let web = place.app("web");
+        std::fs::create_dir_all(place.home()).unwrap();
+        let apps_file = place.home().join("apps.json");
+        let apps = json!({
+            "schemaVersion": 1,
+            "apps": [{"name": "shop", "directory": text(&shop), "hosts": ["shop.test"], "workers": 1, "desired": "running"}]
+        });
+        std::fs::write(&apps_file, apps.to_string()).unwrap();
+
+        let out = place.cli(&["add", "shop.test", text(&web)]).await;
+        let line = format!(
+            "rip-server: shop.test: claimed by platform app shop ({}); a host belongs to one app\n",
+            shop.display()
+        );
+        assert_refused(&out, 1, &line, "a host the platform's shop claims");
+        assert!(!place.hosts_file().exists(), "nothing registered");
+        // For the app's own directory it is the same claim: allowed.
+        assert_ok(
+            &place.cli(&["add", "shop.test", text(&shop)]).await,
+            &format!("added shop.test -> {}\n", shop.display()),
+            "the platform app's own directory",
+        );
+        // An apps.json that does not parse: named, kept, nothing added.
+        std::fs::write(&apps_file, b"{not json").unwrap();
+        let out = place.cli(&["add", "www.test", text(&web)]).await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(out.stderr.contains("apps.json") && out.stderr.lines().count() == 1, "{out:?}");
+        assert_eq!(std::fs::read(&apps_file).unwrap(), b"{not json");
+        assert!(place.registry()["hosts"].get("www.test").is_none());
+    })
+    .await;
+}
