@@ -81,7 +81,9 @@ pub struct LiveCounters {
 pub struct LiveApp {
     /// What it is doing.
     pub status: AppStatus,
-    /// When its current workers were started, RFC 3339 UTC.
+    /// When its current workers were started, RFC 3339 UTC (left out
+    /// when unknown: the API's app JSON then shows the record's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     /// Why it cannot run (with [`AppStatus::Error`]), one line.
     pub error: Option<String>,

@@ -272,13 +272,13 @@ impl<C: AppControl> Api<C> {
         };
         for record in apps.iter() {
             let app = self.app_json(record).await;
-            match app.status {
+            match app.live.status {
                 AppStatus::Running => stats.running_apps += 1,
                 AppStatus::Stopped => stats.stopped_apps += 1,
                 AppStatus::Deployed | AppStatus::Error => {}
             }
-            stats.workers += app.pool.len();
-            stats.requests += app.counters.requests;
+            stats.workers += app.live.pool.len();
+            stats.requests += app.live.counters.requests;
         }
         json(StatusCode::OK, &stats)
     }

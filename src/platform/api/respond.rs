@@ -2,8 +2,6 @@
 //! contract (`{"error": ...}`), an app's JSON ([`AppJson`]), the page that
 //! says how to log in and the dashboard's files.
 
-use std::path::PathBuf;
-
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
@@ -11,7 +9,7 @@ use serde::Serialize;
 
 use crate::platform::apps::{AppView, Desired};
 use crate::platform::auth::WWW_AUTHENTICATE;
-use crate::platform::control::{AppStatus, LiveApp, LiveCounters, LiveQueue, LiveWorker};
+use crate::platform::control::{AppStatus, LiveApp};
 use crate::platform::dashboard::{self, Asset};
 
 /// Every answer of the API.
@@ -106,65 +104,33 @@ pub fn method_not_allowed(method: &Method, allowed: &[Method]) -> Answer {
 }
 
 /// An app as the API shows it: the record's view (environment keys, never
-/// values) and how it runs now. Field names are the contract's.
+/// values) and how it runs now, flattened into one object. Field names are
+/// the contract's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct AppJson {
-    /// The name.
-    pub name: String,
-    /// The directory, absolute.
-    pub directory: PathBuf,
-    /// Its hosts.
-    pub hosts: Vec<String>,
-    /// Its desired worker count.
-    pub workers: u32,
-    /// Its environment's keys.
-    pub env_keys: Vec<String>,
-    /// What the platform keeps it as: running or stopped.
-    pub desired: Desired,
-    /// What it is doing now.
-    pub status: AppStatus,
-    /// When it was last started.
-    pub started_at: Option<String>,
-    /// Why it cannot run.
-    pub error: Option<String>,
-    /// The generation that takes new requests.
-    pub version: Option<u64>,
-    /// Its workers.
-    pub pool: Vec<LiveWorker>,
-    /// Its queue.
-    pub queue: LiveQueue,
-    /// Its counters.
-    pub counters: LiveCounters,
+    /// name, directory, hosts, workers, envKeys, desired, startedAt.
+    #[serde(flatten)]
+    pub view: AppView,
+    /// status, error, version, pool, queue, counters (its `startedAt` is
+    /// moved into the view, so the key appears once).
+    #[serde(flatten)]
+    pub live: LiveApp,
 }
 
 impl AppJson {
     /// An app's JSON from its view and its live state; without a live state
     /// (the control does not know it) it is `stopped` when stopped on
     /// purpose, else `deployed` (accepted, not running yet).
-    pub fn new(view: AppView, live: Option<LiveApp>) -> AppJson {
-        let live = live.unwrap_or_else(|| LiveApp {
+    pub fn new(mut view: AppView, live: Option<LiveApp>) -> AppJson {
+        let mut live = live.unwrap_or_else(|| LiveApp {
             status: match view.desired {
                 Desired::Running => AppStatus::Deployed,
                 Desired::Stopped => AppStatus::Stopped,
             },
             ..LiveApp::default()
         });
-        AppJson {
-            name: view.name,
-            directory: view.directory,
-            hosts: view.hosts,
-            workers: view.workers,
-            env_keys: view.env_keys,
-            desired: view.desired,
-            status: live.status,
-            started_at: live.started_at.or(view.started_at),
-            error: live.error,
-            version: live.version,
-            pool: live.pool,
-            queue: live.queue,
-            counters: live.counters,
-        }
+        view.started_at = live.started_at.take().or(view.started_at);
+        AppJson { view, live }
     }
 }
 
