@@ -24,10 +24,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::common::*;
@@ -294,27 +292,7 @@ async fn send(port: u16, method: Method, path: &str, headers: &[(&str, String)],
         request = request.header("content-type", "application/json");
     }
     let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
-    timeout(REQUEST_TIMEOUT, async {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let response = sender.send_request(request).await.map_err(|e| format!("send: {e}"))?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-        Ok(Resp {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        })
-    })
-    .await
-    .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
+    send_request(port, request, REQUEST_TIMEOUT).await
 }
 
 fn pids(app: &Value) -> BTreeSet<u64> {

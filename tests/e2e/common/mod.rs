@@ -766,13 +766,19 @@ pub async fn request_within(
     body: Bytes,
     limit: Duration,
 ) -> Result<Resp, String> {
-    let req = build(method.clone(), path, headers, body);
+    send_request(port, build(method, path, headers, body), limit).await
+}
+
+/// `request`, exactly as built (no `Host` added), on a new TCP connection
+/// to `127.0.0.1:port`, answered within `limit`.
+pub async fn send_request(port: u16, request: Request<Full<Bytes>>, limit: Duration) -> Result<Resp, String> {
+    let what = format!("{} {}", request.method(), request.uri());
     timeout(limit, async {
         let mut sender = handshake_tcp(port).await?;
-        send_on(&mut sender, req).await
+        send_on(&mut sender, request).await
     })
     .await
-    .unwrap_or_else(|_| Err(format!("{method} {path}: no answer within {limit:?}")))
+    .unwrap_or_else(|_| Err(format!("{what}: no answer within {limit:?}")))
 }
 
 /// GET `path` (panics on transport errors).
