@@ -165,6 +165,7 @@ mod tests {
     use http_body_util::BodyExt as _;
 
     use super::*;
+    use crate::platform::apps::AppRecord;
 
     async fn text(response: Answer) -> String {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -195,5 +196,55 @@ mod tests {
             assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
             assert_eq!(text(response).await, file.body());
         }
+    }
+
+    #[test]
+    fn an_apps_json_has_each_contract_key_once_and_the_live_start_time_wins() {
+        let record = AppRecord {
+            name: "blog".into(),
+            directory: "/srv/blog".into(),
+            hosts: vec!["blog.test".into()],
+            workers: 2,
+            env: [("SECRET".to_string(), "hunter2".to_string())].into(),
+            desired: Desired::Running,
+            started_at: Some("2026-01-01T00:00:00.000Z".into()),
+        };
+        let keys = |app: &AppJson| -> Vec<String> {
+            let value = serde_json::to_value(app).unwrap();
+            let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        let expected = [
+            "counters",
+            "desired",
+            "directory",
+            "envKeys",
+            "error",
+            "hosts",
+            "name",
+            "pool",
+            "queue",
+            "startedAt",
+            "status",
+            "version",
+            "workers",
+        ];
+        let stored = AppJson::new(record.view(), None);
+        assert_eq!(keys(&stored), expected);
+        let value = serde_json::to_value(&stored).unwrap();
+        assert_eq!(value["startedAt"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(value["status"], "deployed");
+        assert!(!value.to_string().contains("hunter2"));
+        let live = LiveApp {
+            started_at: Some("2026-02-02T00:00:00.000Z".into()),
+            ..LiveApp::default()
+        };
+        let running = AppJson::new(record.view(), Some(live));
+        assert_eq!(keys(&running), expected);
+        assert_eq!(
+            serde_json::to_value(&running).unwrap()["startedAt"],
+            "2026-02-02T00:00:00.000Z"
+        );
     }
 }
