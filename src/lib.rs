@@ -9,6 +9,7 @@
 //! - [`os`], [`http`], [`protocol`], [`config`]: leaves the adapters share
 //!   (the clock and the one `unsafe` module; header rules; the worker
 //!   protocol's wire format; the runtime configuration).
+//! - [`tls`]: the dev CA and the certificates HTTPS serves.
 //! - [`net`]: listeners, the one accept loop, Unix sockets, transports.
 //! - [`upstream`]: the HTTP/1.1 client to a worker.
 //! - [`observe`]: the access log.
@@ -36,5 +37,6 @@ pub mod platform;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

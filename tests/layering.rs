@@ -23,13 +23,14 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("os", &["core"]),
     ("config", &["core", "os"]),
     ("net", &["os"]),
+    ("tls", &["config", "core", "os"]),
     ("observe", &["core", "os"]),
     ("upstream", &["http", "net", "os", "protocol"]),
     ("runtime", &["core", "observe", "os", "protocol", "upstream"]),
     (
         "frontdoor",
         &[
-            "config", "core", "http", "net", "observe", "os", "protocol", "runtime", "upstream",
+            "config", "core", "http", "net", "observe", "os", "protocol", "runtime", "tls", "upstream",
         ],
     ),
     ("control", &["core", "net", "observe", "protocol", "runtime"]),
@@ -48,6 +49,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "os",
             "protocol",
             "runtime",
+            "tls",
             "upstream",
         ],
     ),
@@ -66,10 +68,11 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "protocol",
             "runtime",
             "server",
+            "tls",
             "upstream",
         ],
     ),
-    ("cli", &["config", "control", "core", "observe", "platform", "protocol"]),
+    ("cli", &["config", "control", "core", "observe", "platform", "protocol", "tls"]),
 ];
 
 /// A file in `src/` past this many lines has more than one job.
