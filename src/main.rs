@@ -154,10 +154,11 @@ fn admin(target: &Target, sub: &str, method: Method, path: &str, body: Option<St
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    match runtime.block_on(rip_server::control::request(&socket, method, path, body)) {
+    match runtime.block_on(rip_server::control::request(&socket, method.clone(), path, body)) {
         Ok((status, body)) if (200..300).contains(&status) => {
             match serde_json::from_str::<serde_json::Value>(&body) {
                 Ok(json) if table => print!("{}", cli::status_table::render(&json)),
+                Ok(json) if method == Method::POST => println!("{}", cli::admin::accepted_line(sub, &json)),
                 _ => println!("{}", body.trim_end()),
             }
             ExitCode::SUCCESS

@@ -4,8 +4,10 @@
 //! (Debian's `chromium-headless-shell`, or `chromium`; `RIP_TEST_BROWSER`
 //! names another) logs in with `/?token=`, shows the apps, follows a
 //! counter between two polls, sends a button press to the API, shows what
-//! apps supply as text, and says STALE once the API is gone. Screenshots
-//! are saved under `CARGO_TARGET_TMPDIR` for review.
+//! apps supply as text, and says STALE once the API is gone. A second test
+//! drives the dashboard of a real `rip-server platform` process running a
+//! real app: its traffic, `+1 worker` and restart reach real worker
+//! processes. Screenshots are saved under `CARGO_TARGET_TMPDIR` for review.
 //!
 //! A missing browser fails the test with what to install: it is never
 //! skipped. The browser runs in a process group of its own (Debian's
@@ -698,5 +700,260 @@ async fn the_dashboard_in_a_real_browser() {
         server.control().calls(),
         ["deploy alpha", "deploy beta", "scale alpha 3"]
     );
+    drop(browser);
+}
+
+// --- the dashboard of a real `rip-server platform` --------------------------
+
+/// A `rip-server platform` process on a temporary home, its apps on a
+/// variant of their own; killed (with its workers) on drop.
+struct RealPlatform {
+    child: Child,
+    api: u16,
+    http: u16,
+    token: String,
+    home: tempfile::TempDir,
+}
+
+impl RealPlatform {
+    fn start() -> RealPlatform {
+        let home = tempfile::tempdir().unwrap();
+        let variant = format!("dash{}", std::process::id());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rip-server"))
+            .args([
+                "platform",
+                "http:0",
+                "--api-port=0",
+                &format!("--variant={variant}"),
+                "w:1",
+            ])
+            .env("RIP_HOME", home.path())
+            .env_remove("PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rip-server platform");
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let (mut api, mut http, mut token) = (0, 0, String::new());
+        while http == 0 {
+            let line = lines_rx
+                .recv_timeout(LIMIT)
+                .expect("the platform prints its start lines");
+            if let Some(url) = line.split("login: http://").nth(1) {
+                let (addr, t) = url.split_once("/?token=").expect("a login URL");
+                api = addr.rsplit(':').next().unwrap().parse().unwrap();
+                token = t.to_owned();
+            }
+            if let Some(rest) = line.split("apps on http://localhost:").nth(1) {
+                http = rest.split(' ').next().unwrap().parse().unwrap();
+            }
+        }
+        thread::spawn(move || while lines_rx.recv().is_ok() {});
+        RealPlatform {
+            child,
+            api,
+            http,
+            token,
+            home,
+        }
+    }
+
+    /// One request to `port` on a fresh connection.
+    async fn request(
+        port: u16,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let body = if body.is_null() {
+            Bytes::new()
+        } else {
+            Bytes::from(body.to_string())
+        };
+        let response = timeout(LIMIT, sender.send_request(request.body(Full::new(body)).unwrap()))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let headers = [
+            ("host", format!("127.0.0.1:{}", self.api)),
+            ("authorization", format!("Bearer {}", self.token)),
+        ];
+        Self::request(self.api, method, path, &headers, body).await
+    }
+
+    /// Polls `GET /api/apps/<name>` until `pred` holds.
+    async fn wait_app(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        let found = timeout(LIMIT, async {
+            loop {
+                let (_, app) = self.call("GET", &format!("/api/apps/{name}"), Value::Null).await;
+                if pred(&app) {
+                    return app;
+                }
+                last = app;
+                sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("timed out waiting for {what}; last: {last}"))
+    }
+
+    /// SIGTERM, and its exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        rustix::process::kill_process(Pid::from_raw(self.child.id() as i32).unwrap(), Signal::TERM).unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for RealPlatform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The dashboard of a real platform process with a real app (a Python
+/// worker): traffic sent to the app's host shows in its counter, `+1`
+/// starts a second worker process, restart rolls the pool to version 2,
+/// and the page goes stale when the platform stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_drives_a_real_platform() {
+    let browser = Browser::launch().await;
+    let mut platform = RealPlatform::start();
+    let dir = platform.home.path().join("site");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workers/py_worker.py");
+    fs::write(
+        dir.join("index"),
+        format!("#!/bin/sh\nexec python3 {}\n", worker.display()),
+    )
+    .unwrap();
+    fs::set_permissions(dir.join("index"), fs::Permissions::from_mode(0o755)).unwrap();
+    let (status, body) = platform
+        .call(
+            "POST",
+            "/api/apps",
+            json!({"name": "site", "directory": dir, "hosts": ["site.test"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    platform
+        .wait_app("site", "one worker", |a| {
+            a["pool"].as_array().is_some_and(|p| p.len() == 1)
+        })
+        .await;
+
+    let mut cdp = Cdp::connect(&browser.devtools).await;
+    let target = cdp.send("Target.createTarget", json!({"url": "about:blank"})).await;
+    let attached = cdp
+        .send(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )
+        .await;
+    cdp.session = Some(attached["sessionId"].as_str().expect("a session").to_owned());
+    for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
+        cdp.send(domain, json!({})).await;
+    }
+    let origin = format!("http://127.0.0.1:{}", platform.api);
+    cdp.navigate(&format!("{origin}/?token={}", platform.token)).await;
+    cdp.navigate(&format!("{origin}/?poll=300")).await;
+    cdp.wait_for(
+        "the app with its one worker",
+        &format!(
+            "{} === '1 of 1' && {} === 'running'",
+            text_of("site", "workers"),
+            text_of("site", "status")
+        ),
+    )
+    .await;
+
+    // Real traffic to the app's host shows in its counter.
+    for _ in 0..5 {
+        let (status, _) = RealPlatform::request(
+            platform.http,
+            "GET",
+            "/ping",
+            &[("host", "site.test".to_owned())],
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    cdp.wait_for("five requests", &format!("{} === '5'", text_of("site", "requests")))
+        .await;
+
+    // +1: a second worker process, shown by the page.
+    cdp.eval(r#"document.querySelector('section.app[data-app="site"] button[data-action="scale-up"]').click(); true"#)
+        .await;
+    let app = platform
+        .wait_app("site", "two workers", |a| {
+            a["workers"] == 2 && a["pool"].as_array().is_some_and(|p| p.len() == 2)
+        })
+        .await;
+    cdp.wait_for(
+        "two workers shown",
+        &format!("{} === '2 of 2'", text_of("site", "workers")),
+    )
+    .await;
+    let before: Vec<Value> = app["pool"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].clone())
+        .collect();
+
+    // Restart: the pool rolls to version 2, new processes.
+    cdp.eval(r#"document.querySelector('section.app[data-app="site"] button[data-action="restart"]').click(); true"#)
+        .await;
+    let app = platform
+        .wait_app("site", "version 2 serving with two workers", |a| {
+            a["version"] == 2
+                && a["pool"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == 2 && p.iter().all(|w| w["version"] == 2))
+        })
+        .await;
+    assert!(
+        app["pool"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| !before.contains(&w["pid"])),
+        "{app}"
+    );
+    cdp.wait_for("version 2 shown", &format!("{} === '2'", text_of("site", "version")))
+        .await;
+    assert_eq!(cdp.errors(), Vec::<String>::new(), "errors on the page");
+    cdp.screenshot("dashboard-real-platform-screenshot.png").await;
+
+    // The platform stops: exit 0, and the page says so.
+    assert_eq!(platform.terminate().code(), Some(0));
+    cdp.wait_for("the stale banner", "!document.getElementById('stale').hidden")
+        .await;
     drop(browser);
 }

@@ -193,3 +193,25 @@ pub(super) fn parse_scale_change(word: &str) -> Option<Result<ScaleChange, Strin
         _ => Err(format!("expected a change of 1..={MAX_WORKERS} workers (+N or -N)")),
     })
 }
+
+/// The line `restart`, `stop` and `scale` print when the server accepted
+/// the command (its answer is JSON such as `{"ok":true}`; a platform's
+/// restart also names the apps it restarts).
+pub fn accepted_line(sub: &str, answer: &serde_json::Value) -> String {
+    let what = match sub {
+        "restart" => "a rolling restart has begun",
+        "stop" => "the server finishes the requests under way, then exits",
+        "scale" => "workers are being started or retired",
+        _ => "done",
+    };
+    let apps: Vec<&str> = answer
+        .get("restarted")
+        .and_then(serde_json::Value::as_array)
+        .map(|list| list.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    if apps.is_empty() {
+        format!("rip-server: {sub}: accepted; {what}")
+    } else {
+        format!("rip-server: {sub}: accepted; {what} (apps: {})", apps.join(", "))
+    }
+}

@@ -126,7 +126,11 @@ PLATFORM (rip-server platform; needs RIP_HOME or HOME):
     in $RIP_HOME/platform.token, created on first start) or the cookie set
     by the login URL the start line prints (/?token=...). Other serve
     tokens and flags apply to every app (w: is the worker count of an app
-    deployed without one). SIGTERM or SIGINT stops every app gracefully.
+    deployed without one). A hosts.json directory no app serves gets an
+    app of its own (named after the directory). rip-server status,
+    restart (every running app, rolling) and stop find the platform
+    through $RIP_HOME/run/platform.json. SIGHUP restarts every running app;
+    SIGTERM or SIGINT stops every app gracefully.
     --api-port=<port>                   the API and dashboard port (0 = any free port) [default: 3000]
     --admin-bind=<addr>                 the API's address; a non-loopback one is warned about [default: 127.0.0.1]
 

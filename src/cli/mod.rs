@@ -24,12 +24,13 @@
 //! May import: `config` (what it builds, no argv there), `platform` (the
 //! platform's configuration).
 
-mod admin;
+pub mod admin;
 mod env;
 mod flags;
 mod help;
 pub mod hosts;
 mod platform;
+pub mod platform_table;
 pub mod running;
 mod seen;
 mod serve;

@@ -12,6 +12,9 @@ use serde_json::{Map, Value};
 
 /// Renders a `/status` document. Never fails: anything unexpected shows as `-`.
 pub fn render(status: &Value) -> String {
+    if status.get("mode").and_then(Value::as_str) == Some("platform") {
+        return super::platform_table::render(status);
+    }
     let mut out = String::new();
     let text = |key: &str| status.get(key).map(scalar).unwrap_or_else(|| "-".to_string());
 
@@ -228,7 +231,7 @@ fn counter_lines(counters: &Map<String, Value>) -> Vec<String> {
 }
 
 /// A JSON value as one short piece of text.
-fn scalar(v: &Value) -> String {
+pub(super) fn scalar(v: &Value) -> String {
     match v {
         Value::Null => "-".to_string(),
         Value::String(s) => super::one_line(s),
@@ -238,7 +241,7 @@ fn scalar(v: &Value) -> String {
 }
 
 /// `ports` as a list of numbers (`[5002]`) or by kind (`{"http":5002}`).
-fn ports(v: &Value) -> String {
+pub(super) fn ports(v: &Value) -> String {
     match v {
         Value::Object(by_kind) => by_kind
             .iter()
@@ -251,7 +254,7 @@ fn ports(v: &Value) -> String {
 }
 
 /// `45s`, `3m 07s`, `2h 05m`, `3d 04h`.
-fn duration(seconds: f64) -> String {
+pub(super) fn duration(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "-".to_string();
     }

@@ -201,11 +201,17 @@ impl Announcement {
             control_socket: config.control_socket(),
             started: crate::os::clock::rfc3339_millis(crate::os::clock::wall_micros()),
         };
+        Announcement::publish(home, run)
+    }
+
+    /// Writes `run` into `home`'s run directory; `None` (after one
+    /// warning) when it cannot be written: the process runs anyway.
+    pub fn publish(home: &Path, run: RunFile) -> Option<Announcement> {
         match run.write(home) {
             Ok(path) => Some(Announcement { path, pid: run.pid }),
             Err(e) => {
                 tracing::warn!(
-                    "{}: cannot write the run file ({e}); `rip-server status` needs this app's path",
+                    "{}: cannot write the run file ({e}); `rip-server status` needs the socket prefix",
                     run_dir(home).display()
                 );
                 None

@@ -2,16 +2,23 @@
 //! apps' traffic on the HTTP port, routed by host ([`run`]).
 //!
 //! ```text
-//! run ─► token (created on first start) ─► bind the API and HTTP listeners
-//!     ─► open apps.json (corrupt: one line naming it, exit 1, file kept)
-//!     ─► signals registered ─► follow hosts.json ─► restore the apps kept
-//!        as running ─► start lines ─► ... SIGTERM / SIGINT ─► listeners
-//!        close ─► every app drains and stops ─► exit 0
+//! run ─► token (created on first start) ─► claim the control socket (a
+//!        live platform of this variant: exit 1) ─► bind the API and HTTP
+//!        listeners ─► open apps.json (corrupt: one line naming it, exit 1,
+//!        file kept) ─► bind the control socket ─► signals registered
+//!     ─► restore the apps kept as running (one line per app that cannot
+//!        start; it shows `error` in the API) ─► deploy an app for each
+//!        hosts.json directory no app serves ─► follow hosts.json ─► run
+//!        file ─► start lines ─► ... SIGHUP: rolling restart of every
+//!        running app ... SIGTERM / SIGINT / `rip-server stop` ─► listeners
+//!        close ─► every app drains and stops ─► socket and run file
+//!        removed ─► exit 0
 //! ```
 //!
 //! `hosts.json` is followed with a file watcher on `$RIP_HOME` (inotify);
 //! when the watcher cannot start it is re-read every [`POLL`] instead.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,12 +30,13 @@ use tokio::sync::{Notify, watch};
 use super::api::{self, Api, ApiConfig};
 use super::live::{LiveSettings, RealControl};
 use super::logs::AppLogs;
-use super::token;
+use super::{socket, token};
 use crate::config::ServeConfig;
 use crate::config::hosts::HOSTS_FILE;
+use crate::config::run_file::{Announcement, RunFile};
 use crate::frontdoor::{FrontDoor, Routes};
 use crate::net::listen::bind_tcp;
-use crate::os::clock::wall_micros;
+use crate::os::clock::{rfc3339_millis, wall_micros};
 use crate::server::{ServeError, listener_config, release_memory_of_idle_connections};
 
 /// The API's port by default.
@@ -63,6 +71,15 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
         );
     }
     let token = token::load_or_create(&config.home).map_err(|e| failed(e.to_string()))?;
+    let control_path = socket::control_socket(&config.apps.variant);
+    socket::claim(&control_path).await.map_err(failed)?;
+    let (swept, problems) = socket::sweep_stale_app_sockets(&config.apps.variant).await;
+    if !swept.is_empty() {
+        tracing::info!("platform: removed {} socket files a stopped platform left", swept.len());
+    }
+    for problem in problems {
+        eprintln!("rip-server: platform: {problem}");
+    }
     let api_listener = bind_tcp(config.admin_bind, config.api_port).map_err(|e| {
         failed(format!(
             "--api-port={} on {}: cannot listen: {e}",
@@ -107,9 +124,14 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
         eprintln!("rip-server: platform: {e}; hosts from it are not routed until it is fixed");
     }
 
+    let control_listener = crate::control::bind(&control_path)
+        .map_err(|e| failed(format!("{}: cannot listen: {e}", control_path.display())))?;
+
     // Before any worker starts: a signal from then on is ours.
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| failed(format!("signals: {e}")))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| failed(format!("signals: {e}")))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| failed(format!("signals: {e}")))?;
+    let stop_asked = Arc::new(Notify::new());
     let (closing_tx, closing_rx) = watch::channel(false);
     let closing = move || {
         let mut rx = closing_rx.clone();
@@ -119,12 +141,38 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
     };
     tokio::spawn(api::run(api_listener, api.clone(), closing()));
     tokio::spawn(crate::frontdoor::run(http_listener, front_door, closing()));
+    let ports = BTreeMap::from([("http".to_owned(), http_port), ("api".to_owned(), admin.port())]);
+    let identity = socket::Identity {
+        ports: ports.clone(),
+        dashboard: format!("http://{admin}/"),
+    };
+    tokio::spawn(socket::run(
+        control_listener,
+        api.clone(),
+        identity,
+        stop_asked.clone(),
+        closing(),
+    ));
     tokio::spawn(release_memory_of_idle_connections());
-    let _registry = follow_registry(api.clone());
 
     for (name, error) in api.restore().await {
         eprintln!("rip-server: platform: app {name} did not start: {error}");
     }
+    for line in api.adopt_registry().await {
+        eprintln!("rip-server: platform: {line}");
+    }
+    let _registry = follow_registry(api.clone());
+    // `$RIP_HOME/run/platform.json`, removed when this guard drops.
+    let run_file = Announcement::publish(
+        &config.home,
+        RunFile {
+            pid: std::process::id(),
+            app: "platform".to_owned(),
+            ports,
+            control_socket: control_path.clone(),
+            started: rfc3339_millis(wall_micros()),
+        },
+    );
     let running = api.control().running().len();
     println!(
         "rip-server: platform API and dashboard on http://{admin} ({} apps, {running} running)",
@@ -136,13 +184,28 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
         display_host(config.apps.bind)
     );
 
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = stop_asked.notified() => break,
+            _ = hangup.recv() => {
+                let api = api.clone();
+                tokio::spawn(async move {
+                    for (name, answer) in api.restart_running().await {
+                        if !answer.status().is_success() {
+                            eprintln!("rip-server: platform: app {name}: not restarted ({})", answer.status());
+                        }
+                    }
+                });
+            }
+        }
     }
     tracing::info!("platform: stopping every app");
     let _ = closing_tx.send(true);
     api.control().stop_all().await;
+    let _ = std::fs::remove_file(&control_path);
+    drop(run_file);
     Ok(())
 }
 
@@ -179,6 +242,9 @@ fn follow_registry(api: Arc<Api<RealControl>>) -> Option<crate::manager::watch::
             }
             if let Err(e) = api.control().reload_registry() {
                 tracing::warn!("platform: {e}; keeping the hosts read before");
+            }
+            for line in api.adopt_registry().await {
+                eprintln!("rip-server: platform: {line}");
             }
         }
     });

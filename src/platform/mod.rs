@@ -48,13 +48,14 @@
 //!   naming its directory); restart is rolling, a changed environment is
 //!   applied to the new generation; the workers' output feeds the log
 //!   rings.
+//! - [`socket`]: the platform's own control socket (`/status`, `/restart`,
+//!   `/stop`), named in its run file so `rip-server status|restart|stop`
+//!   find the platform as they find a server.
 //! - [`command`]: `rip-server platform` itself ([`command::run`]): token,
-//!   listeners, `apps.json`, restoring the apps, following `hosts.json`,
-//!   the start lines, the graceful stop on SIGTERM / SIGINT.
-//!
-//! **Not built yet**: a run file for the platform (`rip-server status`
-//! does not find it), and deploying an app for a `hosts.json` directory no
-//! app serves.
+//!   listeners, `apps.json`, restoring the apps, following `hosts.json`
+//!   (routes, and an app deployed for a directory no app serves yet), the
+//!   run file, the start lines, the rolling restart of every app on
+//!   SIGHUP, the graceful stop on SIGTERM / SIGINT.
 //!
 //! May import: everything but `cli` and `worker` (`config`, `control`,
 //! `core`, `frontdoor`, `http`, `manager`, `net`, `observe`, `os`,
@@ -68,4 +69,5 @@ pub mod control;
 pub mod dashboard;
 pub mod live;
 pub mod logs;
+pub mod socket;
 pub mod token;

@@ -209,22 +209,35 @@ impl Platform {
         send(self.http, Method::GET, path, &[("host", host.to_owned())], Bytes::new()).await
     }
 
-    /// Its socket files now.
+    /// Its socket files now: its apps' (`rip_<variant>_<app>.*`) and its
+    /// own control socket (`rip_<variant>.ctl.sock`).
     fn socket_files(&self) -> Vec<PathBuf> {
-        let start = format!("rip_{}_", self.variant);
+        let apps = format!("rip_{}_", self.variant);
+        let own = format!("rip_{}.", self.variant);
         std::fs::read_dir("/tmp")
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&start)))
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with(&apps) || n.starts_with(&own)
+                })
+            })
             .collect()
     }
 
     /// SIGTERM: every app drains and stops, the platform exits 0 and leaves
     /// no socket file behind.
-    async fn stop(mut self) {
+    async fn stop(self) {
         send_signal(self.pid, "TERM");
+        self.wait_exit_0().await;
+    }
+
+    /// Waits for the platform to exit 0 (after SIGTERM or `rip-server
+    /// stop`), with no socket file left.
+    async fn wait_exit_0(mut self) {
         let clock = Stopwatch::start();
         let status = loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -588,6 +601,106 @@ async fn a_corrupt_apps_file_or_a_taken_port_exits_1_with_one_line() {
         assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
         assert!(out.stderr.contains(&flag), "{:?}", out.stderr);
         assert!(!apps.exists(), "a failed start wrote apps.json");
+    })
+    .await;
+}
+
+/// `rip-server status|restart|stop` without an app path find the platform
+/// through `$RIP_HOME/run/platform.json`; an app kept as running whose
+/// directory is gone is named at start and shows `error`; a directory
+/// `hosts.json` names and no app serves is deployed, at start and while
+/// the platform runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_restart_and_stop_find_the_platform_and_hosts_json_directories_are_deployed() {
+    within(PLATFORM_BUDGET, async {
+        let place = fresh_home();
+        let home = place.path().join("home");
+        let home_text = home.to_string_lossy().into_owned();
+        let envs = [("RIP_HOME", home_text.as_str())];
+        let variant = fresh_variant();
+        let gone = app_dir(place.path(), "gone");
+        let blog = app_dir(place.path(), "blog");
+        let late = app_dir(place.path(), "late");
+
+        let mut first = Platform::start(&home, &variant, &[]).await;
+        first.deploy("gone", &gone, &[], 1).await;
+        first.wait_running("gone", 1).await;
+        first.kill();
+        std::fs::remove_dir_all(&gone).expect("remove the app's directory");
+        let out = run_cli(&["add", "blog.test", blog.to_str().expect("UTF-8")], &envs, STEP).await;
+        assert_eq!(out.code, Some(0), "add: {out:?}");
+
+        let platform = Platform::start(&home, &variant, &[]).await;
+        let failed = platform
+            .wait_app("gone", "gone to show its error", |a| a["status"] == "error")
+            .await;
+        assert!(failed["error"].as_str().is_some_and(|e| e.contains("gone")), "{failed}");
+        let stderr = platform.stderr_text();
+        assert!(stderr.contains("app gone did not start"), "{stderr}");
+        // The platform's default worker count (2).
+        platform.wait_running("blog", 2).await;
+        let who = platform.to_host("blog.test", "/whoami").await.expect("GET blog.test");
+        assert_eq!((who.status, who.json()["app"].clone()), (200, json!("blog")));
+
+        // status, for people and as JSON, through the run file.
+        let run_file = home.join("run/platform.json");
+        let run: Value = serde_json::from_slice(&std::fs::read(&run_file).expect("run file")).expect("JSON");
+        assert_eq!(run["pid"], platform.pid);
+        assert_eq!(run["ports"]["http"], platform.http);
+        assert_eq!(run["ports"]["api"], platform.api);
+        let out = run_cli(&["status"], &envs, STEP).await;
+        assert_eq!(out.code, Some(0), "status: {out:?}");
+        assert!(
+            out.stdout.starts_with(&format!("Platform   pid {}", platform.pid)),
+            "{}",
+            out.stdout
+        );
+        for line in ["blog  running", "gone  error"] {
+            assert!(out.stdout.contains(line), "{line:?} in:\n{}", out.stdout);
+        }
+        let out = run_cli(&["status", "--json"], &envs, STEP).await;
+        assert_eq!(out.code, Some(0), "status --json: {out:?}");
+        let status: Value = serde_json::from_str(&out.stdout).expect("status --json prints JSON");
+        assert_eq!(
+            (status["mode"].clone(), status["totalApps"].clone()),
+            (json!("platform"), json!(2))
+        );
+
+        // restart: a rolling restart of every running app.
+        let before = pids(&platform.app("blog").await);
+        let out = run_cli(&["restart"], &envs, STEP).await;
+        assert_eq!(out.code, Some(0), "restart: {out:?}");
+        assert!(
+            out.stdout.contains("accepted") && out.stdout.contains("blog"),
+            "{out:?}"
+        );
+        platform
+            .wait_app("blog", "blog's workers to be replaced", |a| {
+                a["status"] == "running" && pids(a).len() == 2 && pids(a).is_disjoint(&before)
+            })
+            .await;
+
+        // A directory added to hosts.json while the platform runs.
+        let out = run_cli(&["add", "late.test", late.to_str().expect("UTF-8")], &envs, STEP).await;
+        assert_eq!(out.code, Some(0), "add: {out:?}");
+        eventually("late.test to be served by a new app", STEP, || async {
+            let r = platform.to_host("late.test", "/whoami").await?;
+            if r.status == 200 && r.json()["app"] == "late" {
+                Ok(())
+            } else {
+                Err(format!("{} {}", r.status, r.text()))
+            }
+        })
+        .await;
+        platform.app("late").await;
+
+        // stop: drains and exits 0; the run file and the sockets are gone.
+        let out = run_cli(&["stop"], &envs, STEP).await;
+        assert_eq!(out.code, Some(0), "stop: {out:?}");
+        platform.wait_exit_0().await;
+        assert!(!run_file.exists(), "the run file outlived the platform");
+        let out = run_cli(&["status"], &envs, STEP).await;
+        assert_eq!(out.code, Some(1), "status with nothing running: {out:?}");
     })
     .await;
 }

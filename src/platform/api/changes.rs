@@ -291,3 +291,114 @@ impl<C: AppControl> Api<C> {
         Ok(json(StatusCode::OK, &answer))
     }
 }
+
+/// The app name for a directory the registry names: its last component,
+/// lowercased, other characters than `a-z 0-9 -` as `-`, cut to the rule's
+/// 63 characters (`app` when nothing is left).
+fn name_for_directory(directory: &Path) -> String {
+    let base = directory
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('-');
+    let mut name: String = name.chars().take(63).collect();
+    while name.ends_with('-') {
+        name.pop();
+    }
+    if name.is_empty() { "app".to_owned() } else { name }
+}
+
+/// `base`, or `base-2`, `base-3`... : the first name no app has.
+fn free_name(apps: &Apps, base: &str) -> String {
+    if apps.get(base).is_none() {
+        return base.to_owned();
+    }
+    (2u32..)
+        .map(|n| {
+            let suffix = format!("-{n}");
+            let keep = 63 - suffix.len();
+            format!("{}{suffix}", &base[..base.len().min(keep)])
+        })
+        .find(|name| apps.get(name).is_none())
+        .unwrap_or_else(|| base.to_owned())
+}
+
+impl<C: AppControl> Api<C> {
+    /// Deploys an app for every directory `hosts.json` names that no app
+    /// serves yet (the contract's "a running platform deploys an app for a
+    /// `hosts.json` path it does not serve yet"): named after the
+    /// directory, the default worker count, no hosts of its own (its hosts
+    /// are the registry's entries naming it), kept in `apps.json` like any
+    /// other. Returns one line for each app deployed and for each directory
+    /// refused (no entry, a directory others can write...); a directory is
+    /// refused once per reason, not at every re-read of the registry.
+    pub async fn adopt_registry(&self) -> Vec<String> {
+        let registry = match read_registry(&self.config.home) {
+            Ok(registry) => registry,
+            Err(_) => return Vec::new(), // reported by the route reload
+        };
+        let mut directories: Vec<PathBuf> = registry.iter().map(|(_, dir)| dir.to_path_buf()).collect();
+        directories.sort();
+        directories.dedup();
+        let mut lines = Vec::new();
+        for directory in directories {
+            let _change = self.changes.lock().await;
+            let current = self.apps();
+            if current.iter().any(|r| same_directory(&r.directory, &directory)) {
+                continue;
+            }
+            let name = free_name(&current, &name_for_directory(&directory));
+            let outcome = self.adopt(&current, &name, &directory).await;
+            let mut refused = self.lock_adopt_refused();
+            match outcome {
+                Ok(()) => {
+                    refused.remove(&directory);
+                    lines.push(format!(
+                        "deployed app {name} for {} (named in {})",
+                        directory.display(),
+                        hosts_path(&self.config.home).display()
+                    ));
+                }
+                Err(failure) => {
+                    if refused.get(&directory) != Some(&failure.message) {
+                        lines.push(format!(
+                            "cannot deploy {} (named in {}): {}",
+                            directory.display(),
+                            hosts_path(&self.config.home).display(),
+                            failure.message
+                        ));
+                        refused.insert(directory, failure.message);
+                    }
+                }
+            }
+        }
+        lines
+    }
+
+    async fn adopt(&self, current: &Apps, name: &str, directory: &Path) -> Result<(), Failure> {
+        let record = NewApp {
+            name: name.to_owned(),
+            directory: tidy(directory),
+            workers: None,
+            hosts: Vec::new(),
+            env: Default::default(),
+        };
+        let mut record = record.into_record(self.config.default_workers)?;
+        check_directory(&record.directory)?;
+        check_entry(&record.directory)?;
+        record.started_at = now();
+        let mut next = current.clone();
+        next.insert(record.clone())?;
+        self.commit(current, next, self.control.deploy(&record)).await
+    }
+}

@@ -37,6 +37,7 @@ mod changes;
 pub mod respond;
 pub mod routes;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -70,6 +71,34 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// How long a connection may take to send a request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The platform's totals (`GET /api/stats`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Apps deployed.
+    pub total_apps: usize,
+    /// Apps serving now.
+    pub running_apps: usize,
+    /// Apps stopped.
+    pub stopped_apps: usize,
+    /// Worker processes of every app.
+    pub workers: usize,
+    /// Requests every app has had.
+    pub requests: u64,
+    /// Seconds since the platform started.
+    pub uptime: f64,
+}
+
+/// The totals and every app, read once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// The totals.
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// Every app, as `GET /api/apps` shows it.
+    pub apps: Vec<AppJson>,
+}
+
 /// What the API needs to know of the platform it serves.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -97,6 +126,9 @@ pub struct Api<C> {
     apps: Mutex<Apps>,
     /// Held for the whole of a change, so changes never interleave.
     changes: tokio::sync::Mutex<()>,
+    /// Directories of `hosts.json` that could not be deployed, with why
+    /// (each reason is reported once).
+    adopt_refused: Mutex<BTreeMap<PathBuf, String>>,
     clock: Clock,
 }
 
@@ -122,6 +154,7 @@ impl<C: AppControl> Api<C> {
             store,
             apps: Mutex::new(apps),
             changes: tokio::sync::Mutex::new(()),
+            adopt_refused: Mutex::new(BTreeMap::new()),
             clock: Clock::start(),
         })
     }
@@ -166,6 +199,12 @@ impl<C: AppControl> Api<C> {
         // Only whole values are stored under this lock, so a poisoned one
         // still holds a consistent set of apps.
         self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_adopt_refused(&self) -> MutexGuard<'_, BTreeMap<PathBuf, String>> {
+        self.adopt_refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn record(&self, name: &str) -> Option<AppRecord> {
@@ -251,27 +290,27 @@ impl<C: AppControl> Api<C> {
     }
 
     async fn stats(&self) -> Answer {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Stats {
-            total_apps: usize,
-            running_apps: usize,
-            stopped_apps: usize,
-            workers: usize,
-            requests: u64,
-            uptime: f64,
-        }
+        json(StatusCode::OK, &self.overview().await.stats)
+    }
+
+    /// Every app's JSON and the totals (`GET /api/stats`; the platform's
+    /// own `/status` on its control socket shows both).
+    pub async fn overview(&self) -> Overview {
         let apps = self.apps();
-        let mut stats = Stats {
-            total_apps: apps.len(),
-            running_apps: 0,
-            stopped_apps: 0,
-            workers: 0,
-            requests: 0,
-            uptime: self.clock.now().as_micros() as f64 / 1e6,
+        let mut overview = Overview {
+            stats: Stats {
+                total_apps: apps.len(),
+                running_apps: 0,
+                stopped_apps: 0,
+                workers: 0,
+                requests: 0,
+                uptime: self.clock.now().as_micros() as f64 / 1e6,
+            },
+            apps: Vec::with_capacity(apps.len()),
         };
         for record in apps.iter() {
             let app = self.app_json(record).await;
+            let stats = &mut overview.stats;
             match app.live.status {
                 AppStatus::Running => stats.running_apps += 1,
                 AppStatus::Stopped => stats.stopped_apps += 1,
@@ -279,8 +318,32 @@ impl<C: AppControl> Api<C> {
             }
             stats.workers += app.live.pool.len();
             stats.requests += app.live.counters.requests;
+            overview.apps.push(app);
         }
-        json(StatusCode::OK, &stats)
+        overview
+    }
+
+    /// A rolling restart of every app serving now (the platform's
+    /// `SIGHUP` and `rip-server restart`; an app stopped, or in error, is
+    /// left as it is): each app's answer, by name.
+    pub async fn restart_running(&self) -> Vec<(String, Answer)> {
+        let mut running = Vec::new();
+        for record in self.apps().iter() {
+            if self
+                .control
+                .live(&record.name)
+                .await
+                .is_some_and(|live| live.status == AppStatus::Running)
+            {
+                running.push(record.name.clone());
+            }
+        }
+        let mut answers = Vec::with_capacity(running.len());
+        for name in running {
+            let answer = self.act(&name, Action::Restart, b"").await;
+            answers.push((name, answer));
+        }
+        answers
     }
 
     /// The page at `/`: the dashboard for a browser that is logged in
@@ -321,5 +384,7 @@ pub async fn run<L: Accept, C: AppControl>(listener: L, api: Arc<Api<C>>, shutdo
     .await;
 }
 
+#[cfg(test)]
+mod adopt_tests;
 #[cfg(test)]
 mod tests;

@@ -17,9 +17,9 @@ use crate::platform::control::{FakeControl, LiveApp};
 const SECRET: &str = "planted-secret-value-4f1c9e";
 const HOST: &str = "127.0.0.1:3000";
 
-struct Harness {
-    tmp: tempfile::TempDir,
-    api: Api<FakeControl>,
+pub(super) struct Harness {
+    pub(super) tmp: tempfile::TempDir,
+    pub(super) api: Api<FakeControl>,
 }
 
 fn token() -> PlatformToken {
@@ -36,22 +36,22 @@ fn config(home: &Path) -> ApiConfig {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         let tmp = tempfile::tempdir().unwrap();
         let api = Api::open(config(&tmp.path().join("home")), FakeControl::new(), Arc::default()).unwrap();
         Harness { tmp, api }
     }
 
-    fn home(&self) -> PathBuf {
+    pub(super) fn home(&self) -> PathBuf {
         self.tmp.path().join("home")
     }
 
-    fn apps_file(&self) -> PathBuf {
+    pub(super) fn apps_file(&self) -> PathBuf {
         self.home().join(APPS_FILE)
     }
 
     /// A directory with an entry, owned by us, writable by us only.
-    fn app_dir(&self, name: &str) -> PathBuf {
+    pub(super) fn app_dir(&self, name: &str) -> PathBuf {
         let dir = self.tmp.path().join(format!("app-{name}"));
         fs::create_dir_all(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -61,11 +61,11 @@ impl Harness {
 
     /// What must not change when a request is refused: the file's bytes
     /// and the control's calls.
-    fn state(&self) -> (Option<Vec<u8>>, Vec<String>) {
+    pub(super) fn state(&self) -> (Option<Vec<u8>>, Vec<String>) {
         (fs::read(self.apps_file()).ok(), self.api.control().calls())
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let (status, _, text) = self.raw(request(method, path, true, body.map(|b| b.to_string()))).await;
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
