@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Hidden: the manager starts executable workers through this trampoline.
     if args.first().map(String::as_str) == Some("__exec") {
+        rip_server::os::sys::close_inherited_descriptors();
         let Some(program) = args.get(1) else {
             return ExitCode::from(EXIT_USAGE);
         };
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Worker(worker) => {
+            rip_server::os::sys::close_inherited_descriptors();
             rip_server::manager::die_with_manager();
             rip_server::worker::builtin::main(worker.socket)
         }

@@ -246,6 +246,10 @@ impl Spawner for ProcessSpawner {
         let s = &self.setup;
         // First, so that the contract's variables below win.
         command.envs(self.env.current().iter());
+        // Sockets and notifications handed to the server are not theirs.
+        for key in crate::net::inherited::HANDED_OVER_ENV {
+            command.env_remove(key);
+        }
         command
             .current_dir(&s.app_dir)
             .env("RIP_WORKER_ID", slot.0.to_string())

@@ -5,6 +5,7 @@
 //! May import: `os`. Nothing here knows about requests, workers' state or
 //! the driver.
 
+pub mod inherited;
 pub mod listen;
 pub mod transport;
 pub mod unix_socket;

@@ -13,6 +13,7 @@
 pub mod app;
 mod signals;
 mod sockets;
+pub mod systemd;
 
 pub use app::{AppHandle, AppServer};
 
@@ -23,6 +24,7 @@ use crate::config::{EntryKind, Protocol, ServeConfig};
 use crate::frontdoor::{FrontDoor, FrontDoorConfig, Routes};
 use crate::manager::WorkerProgram;
 use crate::manager::bun::{self, BunProgram, RuntimeFile};
+use crate::net::inherited::Inherited;
 use crate::net::listen::bind_tcp;
 use crate::os::clock::wall_micros;
 
@@ -131,12 +133,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // the error a second start reports); `AppServer::start` claims again
     // and finds nothing left to remove.
     sockets::claim(&config).await?;
-    let listener = bind_tcp(config.bind, config.http_port).map_err(|e| {
-        format!(
-            "rip-server: http:{} on {}: cannot listen: {e}",
-            config.http_port, config.bind
-        )
-    })?;
+    // Sockets handed over by systemd or by the server this one upgrades
+    // are used instead of binding.
+    let mut inherited = Inherited::from_env().map_err(|e| format!("rip-server: {e}"))?;
+    let listener = match inherited.take("http").map_err(|e| format!("rip-server: {e}"))? {
+        Some(listener) => listener,
+        None => bind_tcp(config.bind, config.http_port).map_err(|e| {
+            format!(
+                "rip-server: http:{} on {}: cannot listen: {e}",
+                config.http_port, config.bind
+            )
+        })?,
+    };
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let exe = std::env::current_exe().map_err(|e| format!("rip-server: cannot find own executable: {e}"))?;
     // Before any worker starts: a signal from then on is ours.
@@ -145,7 +153,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // `$RIP_HOME/run/<app>.json`, removed when this guard drops (any return).
     let run_file = crate::config::run_file::Announcement::announce(&config, port);
     let handle = app.handle();
-    signals.forward(handle.clone());
+    let notifier = Arc::new(systemd::Notifier::from_env());
+    signals.forward(handle.clone(), notifier.clone());
+    systemd::follow(handle.clone(), notifier.clone());
+    let stopping = handle.stopping();
+    let told = notifier.clone();
+    tokio::spawn(async move {
+        stopping.await;
+        told.stopping();
+    });
 
     let front_door = Arc::new(FrontDoor::with_routes(
         listener_config(&config),

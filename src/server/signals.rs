@@ -1,9 +1,12 @@
 //! Signals, after unicorn and nginx: `SIGHUP` rolling restart, `SIGTERM` /
 //! `SIGINT` graceful stop, `SIGTTIN` / `SIGTTOU` one worker more / fewer.
 
+use std::sync::Arc;
+
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::AppHandle;
+use super::systemd::{Notifier, ready_after_roll};
 use crate::runtime::Admin;
 
 /// The signals, taken from their default action (registered before any
@@ -27,8 +30,9 @@ impl Signals {
         })
     }
 
-    /// From now on, each signal drives `app`.
-    pub(super) fn forward(self, app: AppHandle) {
+    /// From now on, each signal drives `app`; systemd hears of a rolling
+    /// restart `SIGHUP` begins (`RELOADING=1`, then `READY=1` at its end).
+    pub(super) fn forward(self, app: AppHandle, notifier: Arc<Notifier>) {
         let Signals {
             mut hup,
             mut term,
@@ -53,8 +57,21 @@ impl Signals {
                     }
                     Some(command) => {
                         tracing::info!(?command, "signal received");
-                        if let Err(e) = app.admin(command).await {
-                            tracing::warn!("{e}");
+                        let rolling = matches!(command, Admin::RollingRestart);
+                        if rolling {
+                            notifier.reloading();
+                        }
+                        match app.admin(command).await {
+                            Err(e) => {
+                                tracing::warn!("{e}");
+                                if rolling {
+                                    notifier.ready(&format!("restart refused: {e}"));
+                                }
+                            }
+                            Ok(()) if rolling && notifier.enabled() => {
+                                tokio::spawn(ready_after_roll(app.clone(), notifier.clone()));
+                            }
+                            Ok(()) => {}
                         }
                     }
                 }

@@ -23,4 +23,5 @@ mod retry;
 mod security;
 mod slow_client;
 mod status;
+mod systemd;
 mod timeouts;
