@@ -159,7 +159,7 @@ fn admin(target: &Target, sub: &str, method: Method, path: &str, body: Option<St
     match runtime.block_on(rip_server::control::request(&socket, method.clone(), path, body)) {
         Ok((status, body)) if (200..300).contains(&status) => {
             match serde_json::from_str::<serde_json::Value>(&body) {
-                Ok(json) if table => print!("{}", cli::status_table::render(&json)),
+                Ok(json) if table => print!("{}", cli::render_status(&json)),
                 Ok(json) if method == Method::POST => println!("{}", cli::admin::accepted_line(sub, &json)),
                 _ => println!("{}", body.trim_end()),
             }

@@ -39,6 +39,15 @@ pub mod status_table;
 mod tests;
 mod words;
 
+/// `rip-server status` for people: a platform's summary or a server's.
+pub fn render_status(status: &serde_json::Value) -> String {
+    if status.get("mode").and_then(serde_json::Value::as_str) == Some("platform") {
+        platform_table::render(status)
+    } else {
+        status_table::render(status)
+    }
+}
+
 use std::fmt;
 use std::path::PathBuf;
 

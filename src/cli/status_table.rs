@@ -12,9 +12,6 @@ use serde_json::{Map, Value};
 
 /// Renders a `/status` document. Never fails: anything unexpected shows as `-`.
 pub fn render(status: &Value) -> String {
-    if status.get("mode").and_then(Value::as_str) == Some("platform") {
-        return super::platform_table::render(status);
-    }
     let mut out = String::new();
     let text = |key: &str| status.get(key).map(scalar).unwrap_or_else(|| "-".to_string());
 

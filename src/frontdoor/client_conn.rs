@@ -40,7 +40,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
-use super::idle::{IDLE_GRACE, LazyTimer};
+use super::idle::{IDLE_GRACE, LazyTimer, STOP_LINGER};
 use super::{FrontDoor, ProxyService, fast_path};
 use crate::net::listen::PollReadable;
 use crate::net::transport::Transport;
@@ -214,8 +214,9 @@ enum Ended {
 }
 
 /// Serves one client connection until it closes, the idle timeout passes,
-/// or `closing` turns true (then an idle connection closes at once and a
-/// busy one after its current request). Requests go to the fast path
+/// or `closing` turns true (then a busy connection closes after its
+/// current request, and an idle one after one more request if it comes
+/// within [`STOP_LINGER`], else at the end of it). Requests go to the fast path
 /// first; at the first one it does not take, hyper serves the connection
 /// until it idles. The header timeout bounds both the wait for a request's
 /// first byte and the time from its first byte to its last header line
@@ -238,14 +239,20 @@ pub async fn serve<T, I>(
         if prefix.is_empty() {
             // Idle: no HTTP state at all, only the socket.
             let readable = std::future::poll_fn(|cx| io.poll_readable(cx));
-            tokio::select! {
+            tokio::pin!(readable);
+            let stopping = tokio::select! {
                 biased;
-                _ = closing.wait_for(|c| *c) => return,
-                ready = tokio::time::timeout(idle_budget, readable) => match ready {
-                    Ok(Ok(())) => {}
+                _ = closing.wait_for(|c| *c) => true,
+                ready = tokio::time::timeout(idle_budget, &mut readable) => match ready {
+                    Ok(Ok(())) => false,
                     // The idle timeout, or the socket failed: close.
                     Ok(Err(_)) | Err(_) => return,
                 },
+            };
+            // Stopping: a request that comes within the linger is still
+            // served (the fast path answers it with `Connection: close`).
+            if stopping && !matches!(tokio::time::timeout(STOP_LINGER, &mut readable).await, Ok(Ok(()))) {
+                return;
             }
         }
         let mut buf = BytesMut::from(std::mem::take(&mut prefix));

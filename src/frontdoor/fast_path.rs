@@ -26,7 +26,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::body::{RelayBody, ResponseBody};
 use super::codec::{self, Framing, Head, Limits, Rewrite, SimpleRequest};
-use super::idle::{IDLE_GRACE, LazyTimer};
+use super::idle::{IDLE_GRACE, LazyTimer, STOP_LINGER};
 use super::proxy::{BUFFER_BODY_LIMIT, Prepared, Reply};
 use super::routes::HOST_NOT_FOUND;
 use super::{AppProxy, FrontDoor};
@@ -89,6 +89,8 @@ where
     // Formatted once: `X-Forwarded-For` names it in every request.
     let client_text = client.map(|ip| ip.to_string());
     let mut stopping = pin!(closing.wait_for(|c| *c));
+    // Armed when the stop begins while the connection waits for a request.
+    let mut linger: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         // A whole head, and the body it announces.
         let mut request = loop {
@@ -109,11 +111,18 @@ where
             }
             let waited = std::future::poll_fn(|cx| {
                 if buf.is_empty() {
-                    if stopping.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wait::Stopping);
+                    if linger.is_none() && stopping.as_mut().poll(cx).is_ready() {
+                        linger = Some(Box::pin(tokio::time::sleep(STOP_LINGER)));
                     }
-                    if idle.expired(cx, served, IDLE_GRACE) {
-                        return Poll::Ready(Wait::Idle);
+                    match linger.as_mut() {
+                        // Stopping: one more request is served if it comes soon.
+                        Some(timer) => {
+                            if timer.as_mut().poll(cx).is_ready() {
+                                return Poll::Ready(Wait::Stopping);
+                            }
+                        }
+                        None if idle.expired(cx, served, IDLE_GRACE) => return Poll::Ready(Wait::Idle),
+                        None => {}
                     }
                 } else if head_timer.expired(cx, served, header_timeout) {
                     return Poll::Ready(Wait::HeadTimeout);

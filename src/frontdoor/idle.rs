@@ -14,6 +14,14 @@ use tokio::time::Sleep;
 /// a busy client never pays for rebuilding them.
 pub const IDLE_GRACE: Duration = Duration::from_millis(250);
 
+/// How long an idle keep-alive connection stays open once the server
+/// stops: a request that arrives meanwhile is served (with `Connection:
+/// close`) instead of meeting a connection closed under it. A client that
+/// sends its next request at once (a load balancer, a busy client) thus
+/// never loses one during a stop or a hitless upgrade; a client idle for
+/// the whole linger sees the close when nothing is in flight.
+pub const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A timer for "the same thing has lasted `after`", where the thing is named
 /// by a key that changes when it is replaced (an idle stretch, a request
 /// head). Never reset on the hot path: a timer armed for an earlier key is

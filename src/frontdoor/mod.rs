@@ -29,7 +29,7 @@ pub mod body;
 pub mod client_conn;
 pub mod codec;
 mod fast_path;
-mod idle;
+pub mod idle;
 pub mod proxy;
 pub mod routes;
 
@@ -309,14 +309,16 @@ impl<T: Transport> hyper::service::Service<Request<Incoming>> for ProxyService<T
 }
 
 /// Accepts and serves client connections until `shutdown` resolves; then
-/// stops accepting and asks open connections to close after their current
-/// request.
+/// stops accepting, asks open connections to close after their current
+/// request (an idle one lingers for one more, see [`idle::STOP_LINGER`]),
+/// and returns once every connection has closed.
 pub async fn run<T: Transport, L: Accept>(
     listener: L,
     front_door: Arc<FrontDoor<T>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (closing_tx, closing_rx) = watch::channel(false);
+    let connections = tokio_util::task::TaskTracker::new();
     accept_until(listener, "front door", shutdown, |io, peer| {
         let fd = front_door.clone();
         let closing = closing_rx.clone();
@@ -327,8 +329,10 @@ pub async fn run<T: Transport, L: Accept>(
             .max_headers(fd.config.max_headers)
             .max_buf_size(fd.config.max_head_bytes.max(8192))
             .writev(false);
-        tokio::spawn(client_conn::serve(io, fd, peer.ip, builder, closing));
+        connections.spawn(client_conn::serve(io, fd, peer.ip, builder, closing));
     })
     .await;
     let _ = closing_tx.send(true);
+    connections.close();
+    connections.wait().await;
 }

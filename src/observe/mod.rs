@@ -5,4 +5,5 @@
 //! May import: `core`, `os`.
 
 pub mod access_log;
+pub mod build;
 pub mod status;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::build::BuildInfo;
 use crate::core::Version;
 use crate::core::balancer::{Counters, WorkerStatus};
 use crate::core::stats::Histogram;
@@ -122,6 +123,8 @@ pub struct StatusSnapshot {
     /// The process manager's view: desired count, slots, rolls, the last
     /// error the app reported while loading (`app_error`).
     pub supervisor: SupervisorStatus,
+    /// The build: version and build id (see `observe::build`).
+    pub build: BuildInfo,
     /// The hot reload mode: `none`, `process` or `module`.
     pub hot_reload: &'static str,
     /// The Bun that runs the app (`null` for other apps).

@@ -23,6 +23,15 @@ pub fn register_socket(socket: UnixStream, interest: Interest) -> io::Result<Asy
     unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(io::Error::from)
 }
 
+/// Registers a descriptor this process owns (a pidfd, say) with the
+/// current runtime's event loop for reading.
+pub fn register_readable(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: `OwnedFd` owns its descriptor: it stays open and refers to
+    // the same file description until it is dropped, which happens only
+    // with (or taken out of) the `AsyncFd`.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from)
+}
+
 /// Returns the heap's free pages to the operating system.
 ///
 /// glibc keeps freed memory for reuse and gives back only the top of the

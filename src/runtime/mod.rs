@@ -637,6 +637,7 @@ impl<S: Spawner> Driver<S> {
                 })
                 .collect(),
             supervisor: self.node.supervisor.status(now),
+            build: crate::observe::build::current().clone(),
             hot_reload: self.app_runtime.hot_reload,
             bun: self.app_runtime.bun.clone(),
             rejections: self.node.balancer.stats().answers.clone(),

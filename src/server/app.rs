@@ -58,6 +58,9 @@ struct Shared {
     stopping: watch::Sender<bool>,
     /// True once the app has stopped and its control socket is gone.
     stopped: watch::Receiver<bool>,
+    /// Set by [`AppHandle::hold_drain`]: the core's drain waits for
+    /// [`AppHandle::begin_drain`] (the listener's connections first).
+    drain_held: std::sync::atomic::AtomicBool,
 }
 
 impl AppServer {
@@ -174,6 +177,7 @@ impl AppServer {
                 proxy,
                 stopping,
                 stopped,
+                drain_held: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let on_stop: crate::control::OnStop = {
@@ -256,6 +260,23 @@ impl AppHandle {
     /// the workers stop. Returns at once; see [`AppHandle::stopped`].
     pub fn stop(&self) {
         self.inner.stopping.send_replace(true);
+        if !self.inner.drain_held.load(std::sync::atomic::Ordering::SeqCst) {
+            self.begin_drain();
+        }
+    }
+
+    /// From now on a stop only closes the listener (those following
+    /// [`AppHandle::stopping`]); the core's drain (queued and in-flight
+    /// requests finish, then the workers stop) begins at
+    /// [`AppHandle::begin_drain`]. The owner of the listener calls both, so
+    /// the requests its open connections still send during their linger
+    /// are served rather than refused.
+    pub fn hold_drain(&self) {
+        self.inner.drain_held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The core's drain: see [`AppHandle::stop`] and [`AppHandle::hold_drain`].
+    pub fn begin_drain(&self) {
         let driver = self.driver().clone();
         tokio::spawn(async move {
             let _ = driver.admin(Admin::Stop).await;

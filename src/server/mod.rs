@@ -14,6 +14,7 @@ pub mod app;
 mod signals;
 mod sockets;
 pub mod systemd;
+pub mod upgrade;
 
 pub use app::{AppHandle, AppServer};
 
@@ -24,7 +25,7 @@ use crate::config::{EntryKind, Protocol, ServeConfig};
 use crate::frontdoor::{FrontDoor, FrontDoorConfig, Routes};
 use crate::manager::WorkerProgram;
 use crate::manager::bun::{self, BunProgram, RuntimeFile};
-use crate::net::inherited::Inherited;
+use crate::net::inherited::{HandedBy, Inherited};
 use crate::net::listen::bind_tcp;
 use crate::os::clock::wall_micros;
 
@@ -128,14 +129,29 @@ fn display_host(bind: IpAddr) -> String {
 /// Runs the server until a graceful stop completes: one app behind one
 /// listener, serving it for every host name, with the signals driving it.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let mut config = config;
+    // Fixed now: the build of the file this process was started from.
+    crate::observe::build::current();
+    // The binary's path and arguments, for a later `SIGUSR2`.
+    let relaunch = upgrade::Relaunch::capture().map_err(|e| format!("rip-server: cannot find own executable: {e}"))?;
+    // Sockets handed over by systemd or by the server this one upgrades
+    // are used instead of binding.
+    let mut inherited = Inherited::from_env().map_err(|e| format!("rip-server: {e}"))?;
+    let upgrading_from = match inherited.handed_by() {
+        Some(HandedBy::Upgrade { from }) => Some(from),
+        _ => None,
+    };
+    // The prefix the CLI knows; an upgrade's new server takes names of its
+    // own until the old one is gone.
+    let known_control_socket = config.control_socket();
+    if upgrading_from.is_some() {
+        config.socket_prefix = upgrade::own_prefix(&config.socket_prefix);
+    }
     let program = preflight(&config).await?;
     // Refuses a live server's prefix before taking the port (so that is
     // the error a second start reports); `AppServer::start` claims again
     // and finds nothing left to remove.
     sockets::claim(&config).await?;
-    // Sockets handed over by systemd or by the server this one upgrades
-    // are used instead of binding.
-    let mut inherited = Inherited::from_env().map_err(|e| format!("rip-server: {e}"))?;
     let listener = match inherited.take("http").map_err(|e| format!("rip-server: {e}"))? {
         Some(listener) => listener,
         None => bind_tcp(config.bind, config.http_port).map_err(|e| {
@@ -146,21 +162,35 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         })?,
     };
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let exe = std::env::current_exe().map_err(|e| format!("rip-server: cannot find own executable: {e}"))?;
+    // Kept to hand the socket to a new binary on `SIGUSR2`; dropped when
+    // the stop begins, so a stopping server holds no listening socket.
+    let handover = upgrade::Listeners::keep(&[("http", &listener)]).map_err(|e| format!("rip-server: {e}"))?;
     // Before any worker starts: a signal from then on is ours.
     let signals = signals::Signals::register().map_err(|e| format!("rip-server: signals: {e}"))?;
-    let app = AppServer::start(&config, program, &exe, vec![port]).await?;
+    let app = AppServer::start(&config, program, relaunch.exe(), vec![port]).await?;
     // `$RIP_HOME/run/<app>.json`, removed when this guard drops (any return).
     let run_file = crate::config::run_file::Announcement::announce(&config, port);
     let handle = app.handle();
     let notifier = Arc::new(systemd::Notifier::from_env());
-    signals.forward(handle.clone(), notifier.clone());
-    systemd::follow(handle.clone(), notifier.clone());
+    signals.forward(handle.clone(), notifier.clone(), relaunch.clone(), handover.clone());
+    systemd::follow(handle.clone(), notifier.clone(), upgrading_from.is_none());
+    if let Some(old) = upgrading_from {
+        tokio::spawn(upgrade::take_over(
+            handle.clone(),
+            notifier.clone(),
+            old,
+            known_control_socket,
+        ));
+    }
     let stopping = handle.stopping();
     let told = notifier.clone();
+    let retiring = relaunch.clone();
     tokio::spawn(async move {
         stopping.await;
-        told.stopping();
+        handover.release();
+        if !retiring.replaced() {
+            told.stopping();
+        }
     });
 
     let front_door = Arc::new(FrontDoor::with_routes(
@@ -168,9 +198,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         Routes::every_host(handle.proxy()),
         wall_micros() ^ u64::from(std::process::id()),
     ));
-    // Stopping: the listener closes at once; the app finishes queued and
-    // in-flight requests, then stops its workers.
-    tokio::spawn(crate::frontdoor::run(listener, front_door, handle.stopping()));
+    // Stopping: the listener closes at once; its open connections finish
+    // (an idle one lingers for one more request); then, or after the
+    // linger at most, the app finishes queued and in-flight requests and
+    // stops its workers.
+    handle.hold_drain();
+    let front = tokio::spawn(crate::frontdoor::run(listener, front_door, handle.stopping()));
+    let draining = handle.clone();
+    tokio::spawn(async move {
+        draining.stopping().await;
+        let _ = tokio::time::timeout(crate::frontdoor::idle::STOP_LINGER, front).await;
+        draining.begin_drain();
+    });
     tokio::spawn(release_memory_of_idle_connections());
 
     println!(

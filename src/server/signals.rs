@@ -1,5 +1,7 @@
 //! Signals, after unicorn and nginx: `SIGHUP` rolling restart, `SIGTERM` /
-//! `SIGINT` graceful stop, `SIGTTIN` / `SIGTTOU` one worker more / fewer.
+//! `SIGINT` graceful stop, `SIGTTIN` / `SIGTTOU` one worker more / fewer,
+//! `SIGUSR2` hitless upgrade to the binary now at the server's path,
+//! `SIGQUIT` graceful stop as the upgrade's old server (sent by the new one).
 
 use std::sync::Arc;
 
@@ -7,6 +9,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::AppHandle;
 use super::systemd::{Notifier, ready_after_roll};
+use super::upgrade::{Listeners, Relaunch};
 use crate::runtime::Admin;
 
 /// The signals, taken from their default action (registered before any
@@ -17,6 +20,8 @@ pub(super) struct Signals {
     int: Signal,
     ttin: Signal,
     ttou: Signal,
+    usr2: Signal,
+    quit: Signal,
 }
 
 impl Signals {
@@ -27,18 +32,22 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             ttin: signal(SignalKind::from_raw(libc_sigttin()))?,
             ttou: signal(SignalKind::from_raw(libc_sigttou()))?,
+            usr2: signal(SignalKind::user_defined2())?,
+            quit: signal(SignalKind::quit())?,
         })
     }
 
     /// From now on, each signal drives `app`; systemd hears of a rolling
     /// restart `SIGHUP` begins (`RELOADING=1`, then `READY=1` at its end).
-    pub(super) fn forward(self, app: AppHandle, notifier: Arc<Notifier>) {
+    pub(super) fn forward(self, app: AppHandle, notifier: Arc<Notifier>, relaunch: Relaunch, listeners: Listeners) {
         let Signals {
             mut hup,
             mut term,
             mut int,
             mut ttin,
             mut ttou,
+            mut usr2,
+            mut quit,
         } = self;
         tokio::spawn(async move {
             loop {
@@ -46,6 +55,18 @@ impl Signals {
                     biased;
                     _ = term.recv() => None,
                     _ = int.recv() => None,
+                    _ = quit.recv() => {
+                        tracing::info!("replaced by a new server: stopping gracefully");
+                        relaunch.mark_replaced();
+                        None
+                    }
+                    _ = usr2.recv() => {
+                        match listeners.start_upgrade(&relaunch) {
+                            Ok(pid) => tracing::info!("upgrade: started {} (pid {pid})", relaunch.exe().display()),
+                            Err(e) => tracing::error!("upgrade refused: {e}"),
+                        }
+                        continue;
+                    }
                     _ = hup.recv() => Some(Admin::RollingRestart),
                     _ = ttin.recv() => Some(Admin::ScaleBy(1)),
                     _ = ttou.recv() => Some(Admin::ScaleBy(-1)),

@@ -109,17 +109,21 @@ pub async fn when_serving(app: &AppHandle, on_ready: impl FnOnce(&str)) {
     }
 }
 
-/// `READY=1` once the first worker is registered, and `WATCHDOG=1` at half
-/// the interval systemd asked for while the app's driver answers.
-pub fn follow(app: AppHandle, notifier: Arc<Notifier>) {
+/// `READY=1` once the first worker is registered (unless `announce_ready`
+/// is false: an upgrade's new server says it as the new main process), and
+/// `WATCHDOG=1` at half the interval systemd asked for while the app's
+/// driver answers.
+pub fn follow(app: AppHandle, notifier: Arc<Notifier>, announce_ready: bool) {
     if !notifier.enabled() {
         return;
     }
-    let ready = notifier.clone();
-    let watched = app.clone();
-    tokio::spawn(async move {
-        when_serving(&watched, |line| ready.ready(line)).await;
-    });
+    if announce_ready {
+        let ready = notifier.clone();
+        let watched = app.clone();
+        tokio::spawn(async move {
+            when_serving(&watched, |line| ready.ready(line)).await;
+        });
+    }
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval / 2);

@@ -25,3 +25,4 @@ mod slow_client;
 mod status;
 mod systemd;
 mod timeouts;
+mod upgrade;

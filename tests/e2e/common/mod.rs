@@ -258,6 +258,7 @@ pub struct ServerBuilder {
     envs: Vec<(String, String)>,
     prefix: Option<PathBuf>,
     wait_ready: bool,
+    exe: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -269,6 +270,12 @@ impl ServerBuilder {
 
     pub fn env(mut self, key: &str, value: &str) -> ServerBuilder {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs this copy of the binary instead of the one under test.
+    pub fn exe(mut self, exe: &Path) -> ServerBuilder {
+        self.exe = Some(exe.to_owned());
         self
     }
 
@@ -298,7 +305,7 @@ impl ServerBuilder {
             }
         };
         let home = fresh_home();
-        let mut command = Command::new(bin());
+        let mut command = Command::new(self.exe.as_deref().unwrap_or(Path::new(bin())));
         command
             .arg(&self.app)
             .args(["http:0", &format!("--socket-prefix={}", prefix.display())])
@@ -423,6 +430,7 @@ impl Server {
             envs: Vec::new(),
             prefix: None,
             wait_ready: true,
+            exe: None,
         }
     }
 
