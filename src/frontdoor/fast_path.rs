@@ -114,13 +114,11 @@ where
                     if linger.is_none() && stopping.as_mut().poll(cx).is_ready() {
                         linger = Some(Box::pin(tokio::time::sleep(STOP_LINGER)));
                     }
-                    match linger.as_mut() {
-                        // Stopping: one more request is served if it comes soon.
-                        Some(timer) => {
-                            if timer.as_mut().poll(cx).is_ready() {
-                                return Poll::Ready(Wait::Stopping);
-                            }
-                        }
+                    // Stopping: one more request is served if it comes soon.
+                    let lingered = linger.as_mut().map(|timer| timer.as_mut().poll(cx).is_ready());
+                    match lingered {
+                        Some(true) => return Poll::Ready(Wait::Stopping),
+                        Some(false) => {}
                         None if idle.expired(cx, served, IDLE_GRACE) => return Poll::Ready(Wait::Idle),
                         None => {}
                     }

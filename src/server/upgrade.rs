@@ -131,8 +131,11 @@ impl Relaunch {
 /// handed to a new binary, until the stop begins.
 #[derive(Debug, Clone, Default)]
 pub struct Listeners {
-    kept: Arc<Mutex<Option<Vec<(String, OwnedFd)>>>>,
+    kept: Arc<Mutex<Option<Kept>>>,
 }
+
+/// Each listener's name and a duplicate of it.
+type Kept = Vec<(String, OwnedFd)>;
 
 impl Listeners {
     /// Keeps a duplicate of each named listener.
@@ -167,7 +170,7 @@ impl Listeners {
         relaunch.start(&named)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<(String, OwnedFd)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Kept>> {
         self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
