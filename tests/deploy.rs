@@ -141,11 +141,7 @@ fn the_dockerfile_builds_in_two_stages_and_runs_the_binary_unprivileged() {
     let user = lines.iter().rev().find_map(|l| l.strip_prefix("USER ")).expect("USER");
     let uid = user.split(':').next().unwrap();
     assert!(uid != "0" && uid != "root", "runs as root: USER {user}");
-    assert!(
-        lines
-            .iter()
-            .any(|l| *l == r#"ENTRYPOINT ["/usr/local/bin/rip-server"]"#)
-    );
+    assert!(lines.contains(&r#"ENTRYPOINT ["/usr/local/bin/rip-server"]"#));
     let cmd = lines.iter().find_map(|l| l.strip_prefix("CMD ")).expect("CMD");
     let args: Vec<String> = serde_json::from_str(cmd).expect("CMD in exec form (JSON)");
     let none = |_: &str| None;
