@@ -197,7 +197,7 @@ async fn sigusr2_hands_the_port_to_the_new_binary_without_a_failed_request() {
         })
         .await;
         for pid in new_workers {
-            assert!(!pid_alive(pid as u32), "worker {pid} outlived the server");
+            assert!(!pid_alive(pid), "worker {pid} outlived the server");
         }
         let left = socket_files(&server.prefix);
         assert!(left.is_empty(), "{left:?}");
