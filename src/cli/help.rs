@@ -54,14 +54,22 @@ TOKENS:
                             [default: r:10000 (no age limit), @MAXR@ reloads]
     http:<port>             HTTP port, 0..=65535 (0 = any free port)
                             [default: $PORT, else 5002]
-    The HTTPS words are checked but HTTPS is not available in this version:
-    each is refused with exit status 1.
-    https:<port>            HTTPS port
+    https:<port>            HTTPS port, 0..=65535 (0 = any free port) [default: 5700]
     <port>                  a bare integer: the HTTPS port
-    cert:<path>             TLS certificate (PEM)
-    key:<path>              TLS private key (PEM)
-    protocol:<P>            http | https | http+https (only http is available)
-                            [default: http]
+    https:<mode>            certificate source without cert:/key:: quick
+                            (self-signed), ca (the dev CA of $RIP_HOME/ca; exit
+                            status 2 without one), smart (the dev CA when it
+                            exists, else quick) [default: smart]; generated
+                            certificates renew themselves without a restart
+    cert:<path>             TLS certificate chain (PEM), with key:<path>;
+                            reloaded when the files change (the last good pair
+                            is kept when a new one is broken) and on SIGHUP
+    key:<path>              TLS private key (PEM), with cert:<path>
+    protocol:<P>            http | https | http+https [default: http, or https
+                            when any HTTPS word is given]; with https the HTTP
+                            port redirects to HTTPS (301 GET/HEAD, 308 others)
+                            unless --no-redirect-http
+    The same kind of HTTPS word twice is a mistake (exit status 2).
 
 FLAGS (each as --flag=value or --flag value):
 ";
@@ -148,20 +156,21 @@ its --max-reloads-th reload, or one that cannot reload, is replaced instead
 (replacement first, no failed request).
 
 SIGNALS:
-    SIGHUP rolling restart; SIGTERM, SIGINT graceful stop; SIGTTIN one worker
+    SIGHUP rolling restart (and reload of the cert:/key: files); SIGTERM, SIGINT graceful stop; SIGTTIN one worker
     more; SIGTTOU one worker fewer.
 
 EXIT STATUS:
     0    success
     1    an operation failed or is not in this version: a port in use, no
          server answers, no running server found (or several), a refused
-         subcommand request, HTTPS, a reserved subcommand, a host name
+         subcommand request, a reserved subcommand, a host name
          registered for another app, removing a name that is not registered,
          a hosts.json that cannot be read or parsed
     2    the command cannot be carried out as written, found before anything
          starts: an unknown or malformed word or variable, a bad number or
          port, a missing app path or entry, no Bun (or too old a one) for a
-         Bun app, a .rip entry without --bun-preload, a bad host name
+         Bun app, a .rip entry without --bun-preload, a bad host name,
+         https:ca without a dev CA, cert:/key: files missing or unusable
 
 EXAMPLES:
     rip-server apps/api
