@@ -72,7 +72,10 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "upstream",
         ],
     ),
-    ("cli", &["config", "control", "core", "observe", "platform", "protocol", "tls"]),
+    (
+        "cli",
+        &["config", "control", "core", "observe", "platform", "protocol", "tls"],
+    ),
 ];
 
 /// A file in `src/` past this many lines has more than one job.
