@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rip_server::cli::*;
 use rip_server::config::defaults::*;
-use rip_server::config::{BunLocation, EntryKind, HotReload, LbPolicy, Protocol, ServeConfig, auto_workers};
+use rip_server::config::{BunLocation, EntryKind, HotReload, HttpsMode, LbPolicy, Protocol, ServeConfig, auto_workers};
 
 fn words(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -141,7 +141,11 @@ fn defaults() {
             https_port: None,
             cert: None,
             key: None,
+            https_mode: HttpsMode::Smart,
             protocol: Protocol::Http,
+            redirect_http: true,
+            hsts: false,
+            tls_handshake_timeout: Duration::from_secs(10),
             max_queue: 8192,
             queue_timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(200),
@@ -303,69 +307,67 @@ fn port_tokens() {
     fails(&[d, "--https-port=x", "5700"], "--https-port=x");
 }
 
-/// HTTPS is not in this version: every HTTPS word is refused with exit
-/// status 1 and one line naming it (the first one given), after the words
-/// have been checked.
+/// The HTTPS words of the contract: each turns HTTPS on (protocol https,
+/// the HTTP port redirecting); a mistake anywhere is reported as one.
 #[test]
-fn https_words_are_refused() {
+fn https_words_turn_https_on() {
     let f = Fixture::rip();
     let d = f.dir();
-    for word in [
-        "https:8443",
-        "8443",
-        "https:0",
-        "https:quick",
-        "https:ca",
-        "https:smart",
+    for (word, port) in [
+        ("https:8443", 8443),
+        ("8443", 8443),
+        ("https:0", 0),
+        ("https:quick", 5700),
+        ("https:ca", 5700),
+        ("https:smart", 5700),
+        ("--https-port=5701", 5701),
+        ("protocol:https", 5700),
+        ("--protocol=https", 5700),
     ] {
-        not_available(&[d, word], &https_refused(word));
+        let c = serve(&[d, word]);
+        assert_eq!((c.protocol, c.https_port), (Protocol::Https, Some(port)), "{word}");
+        assert_eq!(c.http_port, 5002, "{word}");
     }
-    not_available(&[d, "--https-port=5700"], &https_refused("--https-port=5700"));
-    not_available(&["--https-port", "5700", d], &https_refused("--https-port 5700"));
-    not_available(&[d, "protocol:https", "8443"], &https_refused("protocol:https"));
-    not_available(
-        &[d, "http:8080", "protocol:http+https", "https:8443"],
-        &https_refused("protocol:http+https"),
+    let c = serve(&[d, "http:8080", "protocol:http+https", "https:8443"]);
+    assert_eq!(
+        (c.protocol, c.http_port, c.https_port),
+        (Protocol::HttpAndHttps, 8080, Some(8443))
     );
-    not_available(&[d, "5700", "cert:/c.pem"], &https_refused("5700"));
     // protocol:http is plain HTTP and fine.
     assert_eq!(serve(&[d, "protocol:http"]).protocol, Protocol::Http);
     // A mistake anywhere is reported first, as a mistake.
     fails(&["5700", "/nonexistent-rip/app"], "/nonexistent-rip/app");
     fails(&[d, "5700", "w:0"], "w:0");
     fails_env(&[d, "5700"], &[("RIP_MAX_QUEUE", "x")], "RIP_MAX_QUEUE=x");
+    // The same kind twice.
+    fails(&[d, "5700", "https:5701"], "https:5701");
+    fails(&[d, "https:quick", "https:smart"], "https:smart");
 }
 
 #[test]
 fn protocol_follows_ports() {
     let f = Fixture::rip();
     let d = f.dir();
-    // (How the protocol follows the ports is unit-tested in src/cli/tests.rs:
-    // the public parser refuses HTTPS.)
     assert_eq!(serve(&[d]).protocol, Protocol::Http);
     fails(&[d, "protocol:ftp"], "protocol:ftp");
-    let e = fails(&[d, "protocol:https"], "protocol:https");
-    assert!(e.message.contains("HTTPS port"), "{e}");
-    fails(&[d, "protocol:http+https"], "protocol:http+https");
+    let e = fails(&[d, "protocol:http", "5700"], "5700");
+    assert!(e.message.contains("protocol:https"), "{e}");
     // Both listeners cannot share a port.
     fails(&[d, "http:8080", "https:8080"], "https:8080");
 }
 
 #[test]
-fn cert_and_key_without_https_are_refused_like_https() {
+fn cert_and_key_come_together() {
     let f = Fixture::rip();
     let d = f.dir();
-    not_available(
-        &[d, "cert:/etc/app.pem", "key:/etc/app.key"],
-        &https_refused("cert:/etc/app.pem"),
-    );
-    not_available(&[d, "key:/etc/app.key"], &https_refused("key:/etc/app.key"));
-    not_available(
-        &[d, "--cert=/a.pem", "--key", "/a.key"],
-        &https_refused("--cert=/a.pem"),
-    );
-    not_available(&[d, "--key", "/a.key"], &https_refused("--key /a.key"));
-    not_available(&[d, "cert:./certs/app.pem"], &https_refused("cert:./certs/app.pem"));
+    let c = serve(&[d, "cert:/etc/app.pem", "key:/etc/app.key"]);
+    assert_eq!(c.cert, Some(PathBuf::from("/etc/app.pem")));
+    assert_eq!(c.protocol, Protocol::Https);
+    let c = serve(&[d, "--cert=/a.pem", "--key", "/a.key"]);
+    assert_eq!(c.key, Some(PathBuf::from("/a.key")));
+    fails(&[d, "key:/etc/app.key"], "key:/etc/app.key");
+    fails(&[d, "--cert=/a.pem"], "--cert=/a.pem");
+    fails(&[d, "https:quick", "cert:/a", "key:/b"], "https:quick");
     // Without a path: a mistake.
     fails(&[d, "cert:"], "cert:");
     fails(&[d, "key:"], "key:");
@@ -463,14 +465,15 @@ fn every_value_flag_both_forms() {
     assert_eq!(c.stop_timeout, Duration::from_millis(99));
     assert!(!c.access_log);
     assert!(c.json_logging);
-    // The HTTPS flags parse in both forms and are refused (not in this version).
-    for (flag, value) in [("--https-port", "8443"), ("--cert", "/c.pem"), ("--key", "/c.key")] {
-        not_available(
-            &[d, &format!("{flag}={value}")],
-            &https_refused(&format!("{flag}={value}")),
-        );
-        not_available(&[flag, value, d], &https_refused(&format!("{flag} {value}")));
-    }
+    // The HTTPS flags parse in both forms.
+    let c = serve(&[d, "--https-port=8443", "--cert", "/c.pem", "--key=/c.key", "--hsts"]);
+    assert_eq!(c.https_port, Some(8443));
+    assert_eq!(c.cert, Some(PathBuf::from("/c.pem")));
+    assert_eq!(c.key, Some(PathBuf::from("/c.key")));
+    assert!(c.hsts && c.redirect_http);
+    let c = serve(&["--https-port", "8443", d, "--no-redirect-http", "--protocol", "https"]);
+    assert_eq!(c.https_port, Some(8443));
+    assert!(!c.redirect_http);
 }
 
 #[test]
@@ -1453,7 +1456,9 @@ fn help_lists_everything() {
         "RIP_HOME",
         "status --json",
         "EXIT STATUS",
-        "HTTPS is not available in this version",
+        "https:<mode>",
+        "--no-redirect-http",
+        "--hsts",
         "--hot-reload means module",
         "--bun-preload",
         "RIP_BUN",

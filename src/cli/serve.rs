@@ -25,12 +25,11 @@ use super::words::{
 };
 use crate::config::bun::find_bun;
 use crate::config::defaults::{
-    DEFAULT_BIND, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOT_RELOAD, DEFAULT_HTTPS_MODE,
-    DEFAULT_HTTPS_PORT, DEFAULT_HTTP_PORT, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-    DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RELOADS,
-    DEFAULT_MAX_REQUESTS, DEFAULT_PROTOCOL, DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_RESPONSE_BUFFER_KB,
-    DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT, DEFAULT_STUCK_GRACE, DEFAULT_THREADS,
-    DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET, DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
+    DEFAULT_BIND, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOT_RELOAD, DEFAULT_HTTP_PORT,
+    DEFAULT_HTTPS_MODE, DEFAULT_HTTPS_PORT, DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_RELOADS, DEFAULT_MAX_REQUESTS, DEFAULT_PROTOCOL, DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_RESPONSE_BUFFER_KB, DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT, DEFAULT_STUCK_GRACE, DEFAULT_THREADS,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET, DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
 };
 use crate::config::{HttpsMode, Protocol, ServeConfig, auto_workers, default_socket_prefix, resolve_app};
 
@@ -144,7 +143,9 @@ fn serve_token(seen: &mut Seen, word: &str, name: &str, value: &str) -> Result<b
         },
         "cert" => seen.set_cert(parse_path(value).map_err(err)?, word).map_err(err)?,
         "key" => seen.set_key(parse_path(value).map_err(err)?, word).map_err(err)?,
-        "protocol" => seen.set_protocol(parse_protocol(value).map_err(err)?, word).map_err(err)?,
+        "protocol" => seen
+            .set_protocol(parse_protocol(value).map_err(err)?, word)
+            .map_err(err)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -246,7 +247,9 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         (Some((Protocol::Http, word)), Some(https_word)) => {
             return Err(CliError::new(
                 https_word.as_str(),
-                format!("is an HTTPS word, but {word} turns HTTPS off; use protocol:https or protocol:http+https"),
+                format!(
+                    "expected no HTTPS word with {word} (it turns HTTPS off); use protocol:https or protocol:http+https"
+                ),
             ));
         }
         (Some((p, _)), _) => *p,

@@ -213,7 +213,8 @@ enum Ended {
     HeadTimeout,
 }
 
-/// Serves one client connection until it closes, the idle timeout passes,
+/// Serves one client connection (plain TCP, or TLS after its handshake
+/// with `sni` the name the client asked for) until it closes, the idle timeout passes,
 /// or `closing` turns true (then an idle connection closes at once and a
 /// busy one after its current request). Requests go to the fast path
 /// first; at the first one it does not take, hyper serves the connection
@@ -225,6 +226,7 @@ pub async fn serve<T, I>(
     mut io: I,
     front_door: Arc<FrontDoor<T>>,
     client: Option<IpAddr>,
+    sni: Option<Arc<str>>,
     builder: http1::Builder,
     mut closing: watch::Receiver<bool>,
 ) where
@@ -251,7 +253,15 @@ pub async fn serve<T, I>(
         let mut buf = BytesMut::from(std::mem::take(&mut prefix));
         // Boxed: its state lives only while requests flow, not in every
         // idle connection's task.
-        let ended = Box::pin(fast_path::serve(&front_door, client, &mut io, &mut buf, &mut closing)).await;
+        let ended = Box::pin(fast_path::serve(
+            &front_door,
+            client,
+            sni.as_deref(),
+            &mut io,
+            &mut buf,
+            &mut closing,
+        ))
+        .await;
         match ended {
             fast_path::Ended::Close => return,
             fast_path::Ended::Idle => {
@@ -266,6 +276,7 @@ pub async fn serve<T, I>(
         let service = ProxyService {
             front_door: front_door.clone(),
             client,
+            sni: sni.clone(),
             state: state.clone(),
         };
         let probe = Probe {

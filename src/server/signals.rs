@@ -1,10 +1,14 @@
-//! Signals, after unicorn and nginx: `SIGHUP` rolling restart, `SIGTERM` /
-//! `SIGINT` graceful stop, `SIGTTIN` / `SIGTTOU` one worker more / fewer.
+//! Signals, after unicorn and nginx: `SIGHUP` rolling restart (and a
+//! reload of the `cert:`/`key:` files), `SIGTERM` / `SIGINT` graceful stop,
+//! `SIGTTIN` / `SIGTTOU` one worker more / fewer.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use std::sync::Arc;
+
 use super::AppHandle;
 use crate::runtime::Admin;
+use crate::tls::files::CertFiles;
 
 /// The signals, taken from their default action (registered before any
 /// worker starts, so none is lost or kills the server meanwhile).
@@ -27,8 +31,8 @@ impl Signals {
         })
     }
 
-    /// From now on, each signal drives `app`.
-    pub(super) fn forward(self, app: AppHandle) {
+    /// From now on, each signal drives `app` (and `SIGHUP` reloads `files`).
+    pub(super) fn forward(self, app: AppHandle, files: Option<Arc<CertFiles>>) {
         let Signals {
             mut hup,
             mut term,
@@ -53,6 +57,10 @@ impl Signals {
                     }
                     Some(command) => {
                         tracing::info!(?command, "signal received");
+                        if let (Admin::RollingRestart, Some(files)) = (&command, &files) {
+                            let files = files.clone();
+                            let _ = tokio::task::spawn_blocking(move || files.reload()).await;
+                        }
                         if let Err(e) = app.admin(command).await {
                             tracing::warn!("{e}");
                         }
