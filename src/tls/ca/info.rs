@@ -1,0 +1,1 @@
+//! What `ca info` and `ca list` print (to be written).

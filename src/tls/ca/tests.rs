@@ -1,0 +1,1 @@
+//! Tests of the CA as a whole (to be written).

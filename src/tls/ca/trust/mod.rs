@@ -1,0 +1,1 @@
+//! Trust stores (to be written).
