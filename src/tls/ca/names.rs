@@ -72,12 +72,17 @@ impl Host {
 }
 
 /// The names a generated leaf for `host` covers, in this order and each
-/// once: the name (without `*.`), `*.<name>` (not for an IP address),
-/// `localhost`, `127.0.0.1`, `::1`.
+/// once: the name (without `*.`), `*.<name>`, `localhost`, `127.0.0.1`,
+/// `::1`. No wildcard for an IP address, nor for a one-label name such as
+/// `localhost`: clients refuse a wildcard over a single label (`*.localhost`
+/// is a malformed name to rustls-webpki, which then refuses the whole
+/// certificate), so `app.localhost` gets a leaf of its own.
 pub(super) fn leaf_names(host: &Host) -> Vec<String> {
     let base = host.base();
     let mut names = vec![base.text()];
-    if let Host::Dns(name) = &base {
+    if let Host::Dns(name) = &base
+        && name.contains('.')
+    {
         names.push(format!("*.{name}"));
     }
     for loopback in LOOPBACK_NAMES {
@@ -104,7 +109,8 @@ mod tests {
             assert!(Host::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Host::parse(&"a".repeat(64)).is_err());
-        assert!(Host::parse(&["a"; 127].join(".")).is_err());
+        assert!(Host::parse(&["a"; 127].join(".")).is_ok(), "253 characters");
+        assert!(Host::parse(&["a"; 128].join(".")).is_err());
     }
 
     #[test]
@@ -115,7 +121,8 @@ mod tests {
             ["app.localhost", "*.app.localhost", "localhost", "127.0.0.1", "::1"]
         );
         assert_eq!(names("*.app.test"), names("app.test"));
-        assert_eq!(names("localhost"), ["localhost", "*.localhost", "127.0.0.1", "::1"]);
+        assert_eq!(names("localhost"), ["localhost", "127.0.0.1", "::1"]);
+        assert_eq!(names("*.localhost"), names("localhost"));
         assert_eq!(names("127.0.0.1"), ["127.0.0.1", "localhost", "::1"]);
         assert_eq!(names("[::1]"), ["::1", "localhost", "127.0.0.1"]);
     }
