@@ -65,7 +65,7 @@ pub fn warn_if_expiring(served: &Served, path: &Path, clock: &WallClock) {
 }
 
 /// What a reload did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reloaded {
     /// The files hold the pair already served.
     Unchanged,
@@ -83,6 +83,8 @@ pub struct CertFiles {
     clock: WallClock,
     /// The bytes of the pair served, to tell a real change.
     served: Mutex<(Vec<u8>, Vec<u8>)>,
+    /// Reloads done so far, and the outcome of the last.
+    reloads: Mutex<(u64, Option<Reloaded>)>,
 }
 
 impl CertFiles {
@@ -100,6 +102,7 @@ impl CertFiles {
             resolver,
             clock,
             served: Mutex::new((cert_pem, key_pem)),
+            reloads: Mutex::new((0, None)),
         }))
     }
 
@@ -108,8 +111,20 @@ impl CertFiles {
         self.resolver.clone()
     }
 
+    /// How many reloads ran, and what the last one did.
+    pub fn reloads(&self) -> (u64, Option<Reloaded>) {
+        self.reloads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Reads the files again; serves the new pair if it is good.
     pub fn reload(&self) -> Reloaded {
+        let outcome = self.read_again();
+        let mut reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        *reloads = (reloads.0 + 1, Some(outcome.clone()));
+        outcome
+    }
+
+    fn read_again(&self) -> Reloaded {
         let read = std::fs::read(&self.cert)
             .map_err(|e| format!("{}: cannot read the certificate ({e})", self.cert.display()))
             .and_then(|c| {
@@ -196,3 +211,7 @@ impl Drop for FileWatch {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+#[path = "files_tests.rs"]
+mod tests;
