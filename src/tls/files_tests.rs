@@ -4,7 +4,7 @@
 //! for the condition with a deadline, never for a fixed time.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 use crate::tls::resolver::system_clock;
@@ -32,15 +32,21 @@ fn rename_over(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn wait_for_serial(files: &CertFiles, serial: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if files.resolver().default_certificate().info.serial_hex == serial {
-            return;
+/// Polls `done` until it holds; fails after a generous bound.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let polled = tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(Instant::now() < deadline, "serial {serial} never served");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    });
+    assert!(polled.await.is_ok(), "{what}: not within 10 s");
+}
+
+async fn wait_for_serial(files: &CertFiles, serial: &str) {
+    eventually(&format!("serial {serial} served"), || {
+        files.resolver().default_certificate().info.serial_hex == serial
+    })
+    .await;
 }
 
 #[test]
@@ -99,15 +105,11 @@ async fn a_file_renamed_over_the_old_one_is_served_without_a_restart() {
     // A broken replacement is read, refused, and the last good pair kept.
     let (before, _) = files.reloads();
     rename_over(&cert, "not a certificate");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !matches!(files.reloads(), (n, Some(Reloaded::Kept(_))) if n > before) {
-        assert!(
-            Instant::now() < deadline,
-            "the broken file was never read: {:?}",
-            files.reloads()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the broken file read and refused",
+        || matches!(files.reloads(), (n, Some(Reloaded::Kept(_))) if n > before),
+    )
+    .await;
     assert_eq!(files.resolver().default_certificate().info.serial_hex, next.2);
     let fixed = pair();
     rename_over(&key, &fixed.1);
