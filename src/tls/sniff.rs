@@ -57,6 +57,38 @@ pub fn sni_host(server_name: &str) -> Option<String> {
     valid.then(|| name.to_ascii_lowercase())
 }
 
+/// The fuzz target's body (`fuzz/fuzz_targets/tls_first_bytes.rs`): for
+/// any bytes, sniffing and SNI handling never panic and keep their
+/// promises. Panics on a broken promise.
+pub fn check(data: &[u8]) {
+    let kind = classify(data);
+    match kind {
+        FirstBytes::Empty => assert!(data.is_empty()),
+        FirstBytes::Tls => assert_eq!(data[0], 0x16),
+        FirstBytes::PlainHttp => assert!(data[0].is_ascii_uppercase()),
+        FirstBytes::Other => {}
+    }
+    // Deciding on a prefix never contradicts deciding on more bytes, except
+    // that more bytes may rule a TLS or HTTP start out.
+    if data.len() > 1 {
+        let shorter = classify(&data[..1]);
+        assert!(
+            kind == shorter || kind == FirstBytes::Other,
+            "{shorter:?} then {kind:?}"
+        );
+    }
+    let text = String::from_utf8_lossy(data);
+    if let Some(host) = sni_host(&text) {
+        assert!(!host.is_empty() && host.len() <= 253, "{host:?}");
+        assert!(!host.ends_with('.') && host == host.to_ascii_lowercase(), "{host:?}");
+        assert!(
+            host.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        );
+        assert_eq!(sni_host(&host).as_deref(), Some(host.as_str()), "not idempotent");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +118,24 @@ mod tests {
         }
     }
 
+    /// The committed fuzz corpus, replayed on stable.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/tls_first_bytes");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus dir").flatten() {
+            check(&std::fs::read(entry.path()).unwrap());
+            count += 1;
+        }
+        assert!(count > 0, "empty corpus");
+    }
+
     proptest! {
+        #[test]
+        fn check_holds_for_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            check(&bytes);
+        }
+
         #[test]
         fn classify_never_panics_and_tls_means_0x16(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let kind = classify(&bytes);
