@@ -11,6 +11,7 @@ mod control;
 mod fast_path;
 mod faults;
 mod hot_reload;
+mod https;
 mod keepalive;
 mod lifecycle;
 mod limits;
