@@ -1056,34 +1056,62 @@ fn no_app_path_means_the_running_server() {
     );
 }
 
-/// The subcommands of later versions: one line, exit status 1.
+/// `ca` is a real subcommand (both spellings); no word is reserved any more.
 #[test]
-fn reserved_subcommands_are_refused() {
-    let cases = [
-        (
-            &["ca", "init"][..],
-            "ca",
-            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-        ),
-        (
-            &["ca:init"],
-            "ca:init",
-            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-        ),
-        (
-            &["ca:trust", "--x"],
-            "ca:trust",
-            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-        ),
-    ];
-    for (list, word, future) in cases {
-        not_available(
-            list,
-            &format!("rip-server: {word}: not available in this version; {future}"),
-        );
-    }
+fn ca_subcommands_parse_and_nothing_is_reserved() {
+    use rip_server::cli::ca::CaAction;
+    let home = [("RIP_HOME", "/srv/rip"), ("HOME", "/home/u")];
+    let ca = |list: &[&str]| match run_env(list, &home) {
+        Ok(Command::Ca(c)) => c,
+        other => panic!("{list:?}: expected Ca, got {other:?}"),
+    };
+    let init = ca(&["ca", "init", "--name", "Example.DEV", "--name=b.test"]);
+    assert_eq!(init.home, PathBuf::from("/srv/rip"));
+    assert_eq!(
+        init.action,
+        CaAction::Init {
+            names: vec!["example.dev".into(), "b.test".into()]
+        }
+    );
+    assert_eq!(init.stores.user_home, Some(PathBuf::from("/home/u")));
+    assert_eq!(init.stores.system_root, None);
+    assert_eq!(ca(&["ca:init"]).action, CaAction::Init { names: vec![] });
+    assert_eq!(ca(&["ca:trust", "--dry-run"]).action, CaAction::Trust { dry_run: true });
+    assert_eq!(ca(&["ca", "untrust"]).action, CaAction::Untrust { dry_run: false });
+    assert_eq!(ca(&["ca", "export"]).action, CaAction::Export { path: None });
+    assert_eq!(
+        ca(&["ca", "export", "--", "-odd"]).action,
+        CaAction::Export {
+            path: Some(PathBuf::from("-odd"))
+        }
+    );
+    assert_eq!(ca(&["ca", "info"]).action, CaAction::Info);
+    assert_eq!(ca(&["ca", "list"]).action, CaAction::List);
+    assert_eq!(ca(&["ca", "clean", "--all"]).action, CaAction::Clean { all: true });
+    let with_root = run_env(
+        &["ca", "trust"],
+        &[("RIP_HOME", "/srv/rip"), ("RIP_TRUST_ROOT", "/tmp/t")],
+    )
+    .unwrap();
+    let Command::Ca(with_root) = with_root else {
+        panic!("{with_root:?}")
+    };
+    assert_eq!(with_root.stores.system_root, Some(PathBuf::from("/tmp/t")));
+    // Mistakes: exit status 2, naming the word.
+    fails_env(&["ca"], &home, "ca");
+    fails_env(&["ca", "nope"], &home, "nope");
+    fails_env(&["ca:nope"], &home, "ca:nope");
+    fails_env(&["ca:trust", "--x"], &home, "--x");
+    fails_env(&["ca", "info", "more"], &home, "more");
+    fails_env(&["ca", "init", "--name=*.a.test"], &home, "--name=*.a.test");
+    fails_env(
+        &["ca", "trust"],
+        &[("RIP_HOME", "/srv/rip"), ("RIP_TRUST_ROOT", "rel")],
+        "RIP_TRUST_ROOT=rel",
+    );
+    assert_eq!(fails_env(&["ca", "nope"], &home, "nope").exit_code(), 2);
     let words: Vec<&str> = reserved_words().collect();
-    assert_eq!(words, ["ca"]);
+    assert!(words.is_empty(), "{words:?}");
     // An app directory with such a name is reached with ./
     let f = Fixture::empty();
     let list_dir = f.root.join("list");

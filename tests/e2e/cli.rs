@@ -307,23 +307,6 @@ async fn bind_limits_the_listening_address() {
     .await;
 }
 
-/// The subcommands of later versions exit 1 with one line saying so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reserved_subcommands_exit_1_with_one_line() {
-    within(BUDGET, async {
-        let home = home();
-        let ca = "it will manage the development certificate authority (init, trust, export, info, list, clean)";
-        let cases: &[(&[&str], &str, &str)] = &[(&["ca", "init"], "ca", ca), (&["ca:init"], "ca:init", ca)];
-        for (args, word, future) in cases {
-            let out = cli_in(home.path(), args, &[]).await;
-            let line = format!("rip-server: {word}: not available in this version; {future}");
-            assert_one_line(&out, 1, &line, &format!("{args:?}"));
-        }
-        assert!(run_files(home.path()).is_empty());
-    })
-    .await;
-}
-
 /// A malformed variable stops the start with exit status 2 and one line
 /// naming it; so does a missing certificate file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

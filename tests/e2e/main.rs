@@ -6,6 +6,7 @@ mod common;
 
 mod basics;
 mod bun_apps;
+mod ca;
 mod cli;
 mod control;
 mod fast_path;

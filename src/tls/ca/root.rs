@@ -276,6 +276,12 @@ impl DevCa {
         )
     }
 
+    /// The root's name, key identifier and key (tests sign odd leaves with it).
+    #[cfg(test)]
+    pub(super) fn issuer(&self) -> &rcgen::Issuer<'static, rcgen::KeyPair> {
+        &self.issuer
+    }
+
     /// The root certificate (PEM).
     pub fn root_pem(&self) -> &str {
         &self.root_pem

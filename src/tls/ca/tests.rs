@@ -227,7 +227,7 @@ fn a_corrupt_root_is_an_error_naming_it_and_is_never_overwritten() {
         fs::write(&cert, garbage).unwrap();
         let e = DevCa::load(home.path()).unwrap_err().to_string();
         assert!(e.contains(&cert.display().to_string()), "{e}");
-        assert!(matches!(DevCa::init(home.path(), &[], "x@y", t0()), Err(_)));
+        assert!(DevCa::init(home.path(), &[], "x@y", t0()).is_err());
         assert_eq!(fs::read(&cert).unwrap(), garbage, "kept as it was");
         assert_eq!(fs::read(&key).unwrap(), key_bytes);
     }
@@ -333,5 +333,71 @@ fn no_ca_is_the_contract_line() {
     assert_eq!(
         CaError::file(Path::new("/x\ny"), "bad").to_string(),
         "rip-server: /x\\ny: bad"
+    );
+}
+
+/// A leaf covering only `name`, signed by `ca` whatever its constraints say.
+fn single_name_leaf(ca: &DevCa, name: &str, now: SystemTime) -> Leaf {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    validity::set_validity(&mut params, now - HOUR, now + DAY);
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, ca.issuer()).unwrap();
+    Leaf {
+        chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        names: vec![name.to_string()],
+        subject: String::new(),
+        issuer: String::new(),
+        serial_hex: String::new(),
+        not_before: now - HOUR,
+        not_after: now + DAY,
+    }
+}
+
+/// `permits` decides as a client does: for generated names and addresses,
+/// rustls's webpki verifier accepts a leaf covering just that name exactly
+/// when `permits` says yes.
+#[test]
+fn permits_agrees_with_the_verifier() {
+    use proptest::prelude::*;
+    let home = tempfile::tempdir().unwrap();
+    let ca = new_ca(home.path(), &["example.dev"]);
+    let now = t0() + HOUR;
+    let label = prop::sample::select(vec![
+        "localhost",
+        "test",
+        "local",
+        "example",
+        "dev",
+        "a",
+        "b-c",
+        "xn--bcher-kva",
+        "localhostx",
+    ]);
+    let dns = prop::collection::vec(label, 1..4).prop_map(|labels| labels.join("."));
+    let ip = prop_oneof![
+        any::<[u8; 4]>().prop_map(|o| std::net::IpAddr::from(o).to_string()),
+        Just("127.0.0.1".to_string()),
+        Just("127.255.0.9".to_string()),
+        Just("::1".to_string()),
+        Just("::2".to_string()),
+        any::<[u8; 16]>().prop_map(|o| std::net::IpAddr::from(o).to_string()),
+    ];
+    let seen = std::cell::RefCell::new([0usize; 2]);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(192));
+    runner
+        .run(&prop_oneof![dns, ip], |name| {
+            let leaf = single_name_leaf(&ca, &name, now);
+            let verified = verify(ca.root_pem(), &leaf, &name, now);
+            seen.borrow_mut()[usize::from(verified.is_ok())] += 1;
+            prop_assert_eq!(ca.permits(&name), verified.is_ok(), "{}: {:?}", name, verified);
+            Ok(())
+        })
+        .unwrap();
+    let [refused, accepted] = *seen.borrow();
+    assert!(
+        refused >= 20 && accepted >= 20,
+        "both sides tried: {refused} refused, {accepted} accepted"
     );
 }

@@ -132,9 +132,7 @@ pub fn trust(ca: &DevCa, env: &TrustEnv, dry_run: bool) -> StoreReport {
     if dry_run {
         return report(Outcome::WouldRun(vec![shell_line(&copy), shell_line(&found.update())]));
     }
-    let written = write_private_atomically(&found.file, ca.root_pem().as_bytes())
-        .and_then(|()| fs::set_permissions(&found.file, fs::Permissions::from_mode(0o644)));
-    if let Err(e) = written {
+    if let Err(e) = install(&found.file, ca) {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
             "; the system store needs root: run \"sudo rip-server ca trust\" with the same RIP_HOME"
         } else {
@@ -156,7 +154,8 @@ pub fn trust(ca: &DevCa, env: &TrustEnv, dry_run: bool) -> StoreReport {
     }
 }
 
-/// Removes the root's file and runs the update command.
+/// Removes the root's file and runs the update command; if that fails the
+/// file is put back, so that running it again tries again.
 pub fn untrust(ca: &DevCa, env: &TrustEnv, dry_run: bool) -> StoreReport {
     let found = match find(ca, env) {
         Ok(found) => found,
@@ -181,8 +180,23 @@ pub fn untrust(ca: &DevCa, env: &TrustEnv, dry_run: bool) -> StoreReport {
     }
     match run(&found.update()) {
         Ok(()) => report(Outcome::Untrusted),
-        Err(why) => report(Outcome::Failed(why)),
+        Err(why) => {
+            // Put it back, so that running it again tries the update again.
+            let restored = install(&found.file, ca).is_ok();
+            let note = if restored {
+                " (the certificate file was put back)"
+            } else {
+                ""
+            };
+            report(Outcome::Failed(format!("{why}{note}")))
+        }
     }
+}
+
+/// Writes the root to `file`, 0644 (trust anchors are public).
+fn install(file: &Path, ca: &DevCa) -> std::io::Result<()> {
+    write_private_atomically(file, ca.root_pem().as_bytes())?;
+    fs::set_permissions(file, fs::Permissions::from_mode(0o644))
 }
 
 /// Whether the system store holds the root (read-only).
