@@ -62,10 +62,6 @@ fn fails_env(list: &[&str], vars: &[(&str, &str)], word: &str) -> CliError {
 }
 
 /// Asserts a refusal with exit status 1 (not in this version) whose one line is `line`.
-fn not_available(list: &[&str], line: &str) {
-    not_available_env(list, &[], line)
-}
-
 fn not_available_env(list: &[&str], vars: &[(&str, &str)], line: &str) {
     match run_env(list, vars) {
         Err(e) => {

@@ -168,8 +168,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let run_file = crate::config::run_file::Announcement::announce(&config, &ports);
     let handle = app.handle();
     let resolver = certificates.as_ref().map(|c| c.resolver.clone());
-    let reload = certificates.as_ref().and_then(|c| c.files.clone());
-    signals.forward(handle.clone(), reload);
+    let on_hup = certificates.as_ref().map(|certificates| {
+        let (files, resolver, config) = (
+            certificates.files.clone(),
+            certificates.resolver.clone(),
+            config.clone(),
+        );
+        Arc::new(move || {
+            if let Some(files) = &files {
+                files.reload();
+            }
+            resolver.set_registered_hosts(registered_hosts(&config));
+        }) as Arc<dyn Fn() + Send + Sync>
+    });
+    signals.forward(handle.clone(), on_hup);
     // Kept for as long as the server runs: dropping it stops the watch.
     let _watch = match &certificates {
         Some(certificates) => certificates.watch().map_err(|e| format!("rip-server: https: {e}"))?,
@@ -248,8 +260,9 @@ fn bind(config: &ServeConfig, kind: &str, port: u16) -> Result<tokio::net::TcpLi
 }
 
 /// The host names that may get a certificate of their own: every
-/// `hosts.json` entry naming this app's directory. An unreadable registry
-/// only loses those names (logged): the default certificate still serves.
+/// `hosts.json` entry naming this app's directory (read at start and on
+/// `SIGHUP`). An unreadable registry only loses those names (logged): the
+/// default certificate still serves.
 fn registered_hosts(config: &ServeConfig) -> Vec<crate::config::hosts::HostName> {
     let Some(home) = &config.home else {
         return Vec::new();

@@ -1,14 +1,14 @@
-//! Signals, after unicorn and nginx: `SIGHUP` rolling restart (and a
-//! reload of the `cert:`/`key:` files), `SIGTERM` / `SIGINT` graceful stop,
+//! Signals, after unicorn and nginx: `SIGHUP` rolling restart (and, with
+//! HTTPS, a reload of the `cert:`/`key:` files and of the registered host
+//! names that get certificates of their own), `SIGTERM` / `SIGINT` graceful stop,
 //! `SIGTTIN` / `SIGTTOU` one worker more / fewer.
-
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use std::sync::Arc;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use super::AppHandle;
 use crate::runtime::Admin;
-use crate::tls::files::CertFiles;
 
 /// The signals, taken from their default action (registered before any
 /// worker starts, so none is lost or kills the server meanwhile).
@@ -31,8 +31,9 @@ impl Signals {
         })
     }
 
-    /// From now on, each signal drives `app` (and `SIGHUP` reloads `files`).
-    pub(super) fn forward(self, app: AppHandle, files: Option<Arc<CertFiles>>) {
+    /// From now on, each signal drives `app` (and `SIGHUP` also runs `on_hup`,
+    /// off the event loop: it reads files).
+    pub(super) fn forward(self, app: AppHandle, on_hup: Option<Arc<dyn Fn() + Send + Sync>>) {
         let Signals {
             mut hup,
             mut term,
@@ -57,9 +58,9 @@ impl Signals {
                     }
                     Some(command) => {
                         tracing::info!(?command, "signal received");
-                        if let (Admin::RollingRestart, Some(files)) = (&command, &files) {
-                            let files = files.clone();
-                            let _ = tokio::task::spawn_blocking(move || files.reload()).await;
+                        if let (Admin::RollingRestart, Some(on_hup)) = (&command, &on_hup) {
+                            let on_hup = on_hup.clone();
+                            let _ = tokio::task::spawn_blocking(move || on_hup()).await;
                         }
                         if let Err(e) = app.admin(command).await {
                             tracing::warn!("{e}");
