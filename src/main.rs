@@ -54,6 +54,17 @@ fn main() -> ExitCode {
             };
             admin(&target, "scale", Method::POST, "/scale", Some(body), false)
         }
+        Command::Ca(command) => {
+            let outcome = cli::ca::run(&command, rip_server::tls::ca::validity::wall_clock_now());
+            print!("{}", outcome.stdout);
+            match outcome.error {
+                None => ExitCode::SUCCESS,
+                Some(line) => {
+                    eprintln!("{line}");
+                    ExitCode::from(EXIT_FAILED)
+                }
+            }
+        }
         Command::Hosts(command) => match cli::hosts::run(&command) {
             Ok(text) => {
                 print!("{text}");

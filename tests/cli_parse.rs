@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rip_server::cli::*;
 use rip_server::config::defaults::*;
-use rip_server::config::{BunLocation, EntryKind, HotReload, LbPolicy, Protocol, ServeConfig, auto_workers};
+use rip_server::config::{BunLocation, EntryKind, HotReload, HttpsMode, LbPolicy, Protocol, ServeConfig, auto_workers};
 
 fn words(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -62,10 +62,6 @@ fn fails_env(list: &[&str], vars: &[(&str, &str)], word: &str) -> CliError {
 }
 
 /// Asserts a refusal with exit status 1 (not in this version) whose one line is `line`.
-fn not_available(list: &[&str], line: &str) {
-    not_available_env(list, &[], line)
-}
-
 fn not_available_env(list: &[&str], vars: &[(&str, &str)], line: &str) {
     match run_env(list, vars) {
         Err(e) => {
@@ -141,7 +137,11 @@ fn defaults() {
             https_port: None,
             cert: None,
             key: None,
+            https_mode: HttpsMode::Smart,
             protocol: Protocol::Http,
+            redirect_http: true,
+            hsts: false,
+            tls_handshake_timeout: Duration::from_secs(10),
             max_queue: 8192,
             queue_timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(200),
@@ -303,69 +303,67 @@ fn port_tokens() {
     fails(&[d, "--https-port=x", "5700"], "--https-port=x");
 }
 
-/// HTTPS is not in this version: every HTTPS word is refused with exit
-/// status 1 and one line naming it (the first one given), after the words
-/// have been checked.
+/// The HTTPS words of the contract: each turns HTTPS on (protocol https,
+/// the HTTP port redirecting); a mistake anywhere is reported as one.
 #[test]
-fn https_words_are_refused() {
+fn https_words_turn_https_on() {
     let f = Fixture::rip();
     let d = f.dir();
-    for word in [
-        "https:8443",
-        "8443",
-        "https:0",
-        "https:quick",
-        "https:ca",
-        "https:smart",
+    for (word, port) in [
+        ("https:8443", 8443),
+        ("8443", 8443),
+        ("https:0", 0),
+        ("https:quick", 5700),
+        ("https:ca", 5700),
+        ("https:smart", 5700),
+        ("--https-port=5701", 5701),
+        ("protocol:https", 5700),
+        ("--protocol=https", 5700),
     ] {
-        not_available(&[d, word], &https_refused(word));
+        let c = serve(&[d, word]);
+        assert_eq!((c.protocol, c.https_port), (Protocol::Https, Some(port)), "{word}");
+        assert_eq!(c.http_port, 5002, "{word}");
     }
-    not_available(&[d, "--https-port=5700"], &https_refused("--https-port=5700"));
-    not_available(&["--https-port", "5700", d], &https_refused("--https-port 5700"));
-    not_available(&[d, "protocol:https", "8443"], &https_refused("protocol:https"));
-    not_available(
-        &[d, "http:8080", "protocol:http+https", "https:8443"],
-        &https_refused("protocol:http+https"),
+    let c = serve(&[d, "http:8080", "protocol:http+https", "https:8443"]);
+    assert_eq!(
+        (c.protocol, c.http_port, c.https_port),
+        (Protocol::HttpAndHttps, 8080, Some(8443))
     );
-    not_available(&[d, "5700", "cert:/c.pem"], &https_refused("5700"));
     // protocol:http is plain HTTP and fine.
     assert_eq!(serve(&[d, "protocol:http"]).protocol, Protocol::Http);
     // A mistake anywhere is reported first, as a mistake.
     fails(&["5700", "/nonexistent-rip/app"], "/nonexistent-rip/app");
     fails(&[d, "5700", "w:0"], "w:0");
     fails_env(&[d, "5700"], &[("RIP_MAX_QUEUE", "x")], "RIP_MAX_QUEUE=x");
+    // The same kind twice.
+    fails(&[d, "5700", "https:5701"], "https:5701");
+    fails(&[d, "https:quick", "https:smart"], "https:smart");
 }
 
 #[test]
 fn protocol_follows_ports() {
     let f = Fixture::rip();
     let d = f.dir();
-    // (How the protocol follows the ports is unit-tested in src/cli/tests.rs:
-    // the public parser refuses HTTPS.)
     assert_eq!(serve(&[d]).protocol, Protocol::Http);
     fails(&[d, "protocol:ftp"], "protocol:ftp");
-    let e = fails(&[d, "protocol:https"], "protocol:https");
-    assert!(e.message.contains("HTTPS port"), "{e}");
-    fails(&[d, "protocol:http+https"], "protocol:http+https");
+    let e = fails(&[d, "protocol:http", "5700"], "5700");
+    assert!(e.message.contains("protocol:https"), "{e}");
     // Both listeners cannot share a port.
     fails(&[d, "http:8080", "https:8080"], "https:8080");
 }
 
 #[test]
-fn cert_and_key_without_https_are_refused_like_https() {
+fn cert_and_key_come_together() {
     let f = Fixture::rip();
     let d = f.dir();
-    not_available(
-        &[d, "cert:/etc/app.pem", "key:/etc/app.key"],
-        &https_refused("cert:/etc/app.pem"),
-    );
-    not_available(&[d, "key:/etc/app.key"], &https_refused("key:/etc/app.key"));
-    not_available(
-        &[d, "--cert=/a.pem", "--key", "/a.key"],
-        &https_refused("--cert=/a.pem"),
-    );
-    not_available(&[d, "--key", "/a.key"], &https_refused("--key /a.key"));
-    not_available(&[d, "cert:./certs/app.pem"], &https_refused("cert:./certs/app.pem"));
+    let c = serve(&[d, "cert:/etc/app.pem", "key:/etc/app.key"]);
+    assert_eq!(c.cert, Some(PathBuf::from("/etc/app.pem")));
+    assert_eq!(c.protocol, Protocol::Https);
+    let c = serve(&[d, "--cert=/a.pem", "--key", "/a.key"]);
+    assert_eq!(c.key, Some(PathBuf::from("/a.key")));
+    fails(&[d, "key:/etc/app.key"], "key:/etc/app.key");
+    fails(&[d, "--cert=/a.pem"], "--cert=/a.pem");
+    fails(&[d, "https:quick", "cert:/a", "key:/b"], "https:quick");
     // Without a path: a mistake.
     fails(&[d, "cert:"], "cert:");
     fails(&[d, "key:"], "key:");
@@ -463,14 +461,15 @@ fn every_value_flag_both_forms() {
     assert_eq!(c.stop_timeout, Duration::from_millis(99));
     assert!(!c.access_log);
     assert!(c.json_logging);
-    // The HTTPS flags parse in both forms and are refused (not in this version).
-    for (flag, value) in [("--https-port", "8443"), ("--cert", "/c.pem"), ("--key", "/c.key")] {
-        not_available(
-            &[d, &format!("{flag}={value}")],
-            &https_refused(&format!("{flag}={value}")),
-        );
-        not_available(&[flag, value, d], &https_refused(&format!("{flag} {value}")));
-    }
+    // The HTTPS flags parse in both forms.
+    let c = serve(&[d, "--https-port=8443", "--cert", "/c.pem", "--key=/c.key", "--hsts"]);
+    assert_eq!(c.https_port, Some(8443));
+    assert_eq!(c.cert, Some(PathBuf::from("/c.pem")));
+    assert_eq!(c.key, Some(PathBuf::from("/c.key")));
+    assert!(c.hsts && c.redirect_http);
+    let c = serve(&["--https-port", "8443", d, "--no-redirect-http", "--protocol", "https"]);
+    assert_eq!(c.https_port, Some(8443));
+    assert!(!c.redirect_http);
 }
 
 #[test]
@@ -1053,34 +1052,62 @@ fn no_app_path_means_the_running_server() {
     );
 }
 
-/// The subcommands of later versions: one line, exit status 1.
+/// `ca` is a real subcommand (both spellings); no word is reserved any more.
 #[test]
-fn reserved_subcommands_are_refused() {
-    let cases = [
-        (
-            &["ca", "init"][..],
-            "ca",
-            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-        ),
-        (
-            &["ca:init"],
-            "ca:init",
-            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-        ),
-        (
-            &["ca:trust", "--x"],
-            "ca:trust",
-            "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-        ),
-    ];
-    for (list, word, future) in cases {
-        not_available(
-            list,
-            &format!("rip-server: {word}: not available in this version; {future}"),
-        );
-    }
+fn ca_subcommands_parse_and_nothing_is_reserved() {
+    use rip_server::cli::ca::CaAction;
+    let home = [("RIP_HOME", "/srv/rip"), ("HOME", "/home/u")];
+    let ca = |list: &[&str]| match run_env(list, &home) {
+        Ok(Command::Ca(c)) => c,
+        other => panic!("{list:?}: expected Ca, got {other:?}"),
+    };
+    let init = ca(&["ca", "init", "--name", "Example.DEV", "--name=b.test"]);
+    assert_eq!(init.home, PathBuf::from("/srv/rip"));
+    assert_eq!(
+        init.action,
+        CaAction::Init {
+            names: vec!["example.dev".into(), "b.test".into()]
+        }
+    );
+    assert_eq!(init.stores.user_home, Some(PathBuf::from("/home/u")));
+    assert_eq!(init.stores.system_root, None);
+    assert_eq!(ca(&["ca:init"]).action, CaAction::Init { names: vec![] });
+    assert_eq!(ca(&["ca:trust", "--dry-run"]).action, CaAction::Trust { dry_run: true });
+    assert_eq!(ca(&["ca", "untrust"]).action, CaAction::Untrust { dry_run: false });
+    assert_eq!(ca(&["ca", "export"]).action, CaAction::Export { path: None });
+    assert_eq!(
+        ca(&["ca", "export", "--", "-odd"]).action,
+        CaAction::Export {
+            path: Some(PathBuf::from("-odd"))
+        }
+    );
+    assert_eq!(ca(&["ca", "info"]).action, CaAction::Info);
+    assert_eq!(ca(&["ca", "list"]).action, CaAction::List);
+    assert_eq!(ca(&["ca", "clean", "--all"]).action, CaAction::Clean { all: true });
+    let with_root = run_env(
+        &["ca", "trust"],
+        &[("RIP_HOME", "/srv/rip"), ("RIP_TRUST_ROOT", "/tmp/t")],
+    )
+    .unwrap();
+    let Command::Ca(with_root) = with_root else {
+        panic!("{with_root:?}")
+    };
+    assert_eq!(with_root.stores.system_root, Some(PathBuf::from("/tmp/t")));
+    // Mistakes: exit status 2, naming the word.
+    fails_env(&["ca"], &home, "ca");
+    fails_env(&["ca", "nope"], &home, "nope");
+    fails_env(&["ca:nope"], &home, "ca:nope");
+    fails_env(&["ca:trust", "--x"], &home, "--x");
+    fails_env(&["ca", "info", "more"], &home, "more");
+    fails_env(&["ca", "init", "--name=*.a.test"], &home, "--name=*.a.test");
+    fails_env(
+        &["ca", "trust"],
+        &[("RIP_HOME", "/srv/rip"), ("RIP_TRUST_ROOT", "rel")],
+        "RIP_TRUST_ROOT=rel",
+    );
+    assert_eq!(fails_env(&["ca", "nope"], &home, "nope").exit_code(), 2);
     let words: Vec<&str> = reserved_words().collect();
-    assert_eq!(words, ["ca"]);
+    assert!(words.is_empty(), "{words:?}");
     // An app directory with such a name is reached with ./
     let f = Fixture::empty();
     let list_dir = f.root.join("list");
@@ -1453,7 +1480,9 @@ fn help_lists_everything() {
         "RIP_HOME",
         "status --json",
         "EXIT STATUS",
-        "HTTPS is not available in this version",
+        "https:<mode>",
+        "--no-redirect-http",
+        "--hsts",
         "--hot-reload means module",
         "--bun-preload",
         "RIP_BUN",

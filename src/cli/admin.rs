@@ -1,7 +1,7 @@
 //! `status`, `restart`, `stop` and `scale`: which running server they talk
 //! to ([`Target`]) and the `scale` argument; and the subcommands the
 //! contract names that this version does not have yet (reserved: each is
-//! refused with one line saying what it will be).
+//! refused with one line saying what it will be; none at present).
 
 use std::path::PathBuf;
 
@@ -12,19 +12,14 @@ use super::{CliError, Command, ScaleChange, Target};
 use crate::config::defaults::{DEFAULT_VARIANT, MAX_WORKERS};
 use crate::config::{default_socket_prefix, target_app_name};
 
-/// Subcommands of later versions, and what each will do.
-const RESERVED: &[(&str, &str)] = &[(
-    "ca",
-    "it will manage the development certificate authority (init, trust, export, info, list, clean)",
-)];
+/// Subcommands of later versions, and what each will do (none now: `ca`,
+/// the last one, is real).
+const RESERVED: &[(&str, &str)] = &[];
 
 /// The refusal of a reserved subcommand, if `first` (the first word) is one.
-/// `ca:init` and the like count as `ca`.
+/// `<word>:<sub>` counts as `<word>`.
 pub(super) fn reserved(first: &str) -> Option<CliError> {
-    let name = match first.split_once(':') {
-        Some(("ca", _)) => "ca",
-        _ => first,
-    };
+    let name = first.split_once(':').map_or(first, |(word, _)| word);
     let (_, future) = RESERVED.iter().find(|(word, _)| *word == name)?;
     Some(CliError::not_available(
         first,

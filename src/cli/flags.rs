@@ -11,7 +11,7 @@ use super::env::{
 use super::seen::Seen;
 use super::words::{
     parse_bind, parse_hot_reload, parse_lb_policy, parse_max_queue, parse_max_reloads, parse_ms, parse_ms_or_zero,
-    parse_path, parse_port, parse_socket_prefix, parse_u32_in, parse_variant,
+    parse_path, parse_port, parse_protocol, parse_socket_prefix, parse_u32_in, parse_variant,
 };
 use crate::config::HotReload;
 use crate::config::defaults::{MAX_DURATION_MS, MAX_RESPONSE_BUFFER_KB, MAX_UPSTREAM_CONNS};
@@ -279,35 +279,42 @@ pub(super) const FLAGS: &[Flag] = &[
     value(
         "--https-port",
         "PORT",
-        |s, v, shown| {
-            s.https_port = Some((parse_port(v)?, shown.to_string()));
-            s.note_https(shown);
-            Ok(())
-        },
-        "",
-        "HTTPS port, same as https:<port>; HTTPS is not available in this version (refused, exit status 1)",
+        |s, v, shown| s.set_https_port(parse_port(v)?, shown),
+        "5700",
+        "HTTPS port, same as https:<port> or a bare integer (0 = any free port)",
+    ),
+    value(
+        "--protocol",
+        "P",
+        |s, v, shown| s.set_protocol(parse_protocol(v)?, shown),
+        "http",
+        "same as protocol:<P>: http | https | http+https; any HTTPS word without it means https",
     ),
     value(
         "--cert",
         "PATH",
-        |s, v, shown| {
-            s.cert = Some(parse_path(v)?);
-            s.note_https(shown);
-            Ok(())
-        },
+        |s, v, shown| s.set_cert(parse_path(v)?, shown),
         "",
-        "TLS certificate (PEM), same as cert:<path>; not available in this version (refused, exit status 1)",
+        "TLS certificate chain (PEM), same as cert:<path>; needs --key; reloaded when the file changes",
     ),
     value(
         "--key",
         "PATH",
-        |s, v, shown| {
-            s.key = Some(parse_path(v)?);
-            s.note_https(shown);
-            Ok(())
-        },
+        |s, v, shown| s.set_key(parse_path(v)?, shown),
         "",
-        "TLS private key (PEM), same as key:<path>; not available in this version (refused, exit status 1)",
+        "TLS private key (PEM), same as key:<path>; needs --cert",
+    ),
+    switch(
+        "--no-redirect-http",
+        |s| s.no_redirect_http = true,
+        "redirect",
+        "with protocol https, turn the HTTP port off instead of redirecting it to HTTPS",
+    ),
+    switch(
+        "--hsts",
+        |s| s.hsts = true,
+        "off",
+        "add Strict-Transport-Security (max-age=31536000; includeSubDomains) to HTTPS answers that lack it; never for localhost, *.localhost or an IP address",
     ),
     value(
         "--header-timeout-ms",

@@ -24,6 +24,7 @@ USAGE:
     rip-server remove <host>
     rip-server list [--json]
     rip-server platform [http:<port>] [--api-port=N] [--admin-bind=ADDR] [--bind=ADDR]
+    rip-server ca init|trust|untrust|export|info|list|clean   the development CA
     rip-server help | -h | --help
     rip-server -V | --version
 
@@ -54,14 +55,22 @@ TOKENS:
                             [default: r:10000 (no age limit), @MAXR@ reloads]
     http:<port>             HTTP port, 0..=65535 (0 = any free port)
                             [default: $PORT, else 5002]
-    The HTTPS words are checked but HTTPS is not available in this version:
-    each is refused with exit status 1.
-    https:<port>            HTTPS port
+    https:<port>            HTTPS port, 0..=65535 (0 = any free port) [default: 5700]
     <port>                  a bare integer: the HTTPS port
-    cert:<path>             TLS certificate (PEM)
-    key:<path>              TLS private key (PEM)
-    protocol:<P>            http | https | http+https (only http is available)
-                            [default: http]
+    https:<mode>            certificate source without cert:/key:: quick
+                            (self-signed), ca (the dev CA of $RIP_HOME/ca; exit
+                            status 2 without one), smart (the dev CA when it
+                            exists, else quick) [default: smart]; generated
+                            certificates renew themselves without a restart
+    cert:<path>             TLS certificate chain (PEM), with key:<path>;
+                            reloaded when the files change (the last good pair
+                            is kept when a new one is broken) and on SIGHUP
+    key:<path>              TLS private key (PEM), with cert:<path>
+    protocol:<P>            http | https | http+https [default: http, or https
+                            when any HTTPS word is given]; with https the HTTP
+                            port redirects to HTTPS (301 GET/HEAD, 308 others)
+                            unless --no-redirect-http
+    The same kind of HTTPS word twice is a mistake (exit status 2).
 
 FLAGS (each as --flag=value or --flag value):
 ";
@@ -79,8 +88,9 @@ ENVS
     RIP_LOG                 log filter: a level (error, warn, info, debug, trace)
                             or directives such as info,rip_server=debug [default: @LOG@]
     RIP_HOME                where rip-server keeps state: run/<app>.json for each
-                            running server, hosts.json (the host registry); an
-                            absolute path [default: $HOME/.rip-server]
+                            running server, hosts.json (the host registry),
+                            ca/ (the dev CA), certs/ (its leaves); an absolute
+                            path [default: $HOME/.rip-server]
 
 SUBCOMMANDS (they talk to a running server through <prefix>.ctl.sock; the
 prefix is --socket-prefix, else /tmp/rip_<variant>_<app> from the app path and
@@ -134,8 +144,33 @@ PLATFORM (rip-server platform; needs RIP_HOME or HOME):
     --api-port=<port>                   the API and dashboard port (0 = any free port) [default: 3000]
     --admin-bind=<addr>                 the API's address; a non-loopback one is warned about [default: 127.0.0.1]
 
-NOT IN THIS VERSION (reserved; each exits 1 with one line saying what it will be):
-    ca (also ca:init, ...)  the development certificate authority
+DEV CA (rip-server ca <sub>, also ca:<sub>; files in $RIP_HOME/ca and
+$RIP_HOME/certs, directories 0700, files 0600; see docs/dev-ca.md):
+    init [--name DOMAIN]...  make the root: P-256, 10 years, name-constrained
+                            to localhost, .localhost, .test, .local,
+                            127.0.0.0/8 and ::1; each --name adds a domain
+                            and every name under it. A CA that exists is kept
+                            (exit 0); its names are fixed when it is made
+    trust [--dry-run]       install the root in the system store (Debian,
+                            Fedora or Arch layout) and in every NSS database
+                            under $HOME (Chromium, Firefox); one line per
+                            store; safe to run twice; --dry-run prints the
+                            commands and changes nothing; a store that fails
+                            makes the exit status 1
+    untrust [--dry-run]     take it out of the same stores
+    export [PATH]           write the root certificate to PATH (a directory:
+                            PATH/rip-server-ca.crt; -: standard output)
+                            [default: ./rip-server-ca.crt]; a different file
+                            there is never overwritten (exit 1)
+    info                    subject, validity, SHA-256 fingerprint, name
+                            constraints, where it is trusted
+    list                    issued leaves: names, expiry, next renewal
+                            (leaves live 7 days and renew with a third left)
+    clean [--all]           remove the issued leaves; --all also untrusts the
+                            root and removes the CA
+    Without a CA every subcommand but init exits 1 with: No CA found. Run
+    \"rip-server ca init\" first. RIP_TRUST_ROOT (tests only) is put in
+    front of every system store path.
 
 SOCKETS:
     workers listen on <prefix>.<id>.sock; the control socket is <prefix>.ctl.sock.
@@ -152,20 +187,22 @@ its --max-reloads-th reload, or one that cannot reload, is replaced instead
 (replacement first, no failed request).
 
 SIGNALS:
-    SIGHUP rolling restart; SIGTERM, SIGINT graceful stop; SIGTTIN one worker
+    SIGHUP rolling restart (and reload of the cert:/key: files); SIGTERM, SIGINT graceful stop; SIGTTIN one worker
     more; SIGTTOU one worker fewer.
 
 EXIT STATUS:
     0    success
     1    an operation failed or is not in this version: a port in use, no
          server answers, no running server found (or several), a refused
-         subcommand request, HTTPS, a reserved subcommand, a host name
-         registered for another app, removing a name that is not registered,
-         a hosts.json that cannot be read or parsed
+         subcommand request, a host name registered for another app,
+         removing a name that is not registered, a hosts.json that cannot
+         be read or parsed, no CA (or a corrupt one) for a ca subcommand,
+         a trust store that failed
     2    the command cannot be carried out as written, found before anything
          starts: an unknown or malformed word or variable, a bad number or
          port, a missing app path or entry, no Bun (or too old a one) for a
-         Bun app, a .rip entry without --bun-preload, a bad host name
+         Bun app, a .rip entry without --bun-preload, a bad host name,
+         https:ca without a dev CA, cert:/key: files missing or unusable
 
 EXAMPLES:
     rip-server apps/api
@@ -180,6 +217,7 @@ EXAMPLES:
     rip-server add api.test apps/api
     rip-server add '*.api.test' apps/api
     rip-server list
+    rip-server ca init && rip-server ca trust
 ";
 
 /// The full `--help` text: every token, flag, variable, subcommand and default.

@@ -19,12 +19,14 @@
 //! acts on; [`status_table`] renders `/status` for people; [`hosts`] parses
 //! and runs `add`, `remove` and `list` (the only part here that touches
 //! `$RIP_HOME/hosts.json`, and only in [`hosts::run`]); `platform` parses
-//! `rip-server platform` into a `platform::command::PlatformConfig`.
+//! `rip-server platform` into a `platform::command::PlatformConfig`; [`ca`]
+//! parses and runs the `ca` subcommands (the dev CA of `tls::ca`).
 //!
 //! May import: `config` (what it builds, no argv there), `platform` (the
-//! platform's configuration).
+//! platform's configuration), `tls` (the dev CA).
 
 pub mod admin;
+pub mod ca;
 mod env;
 mod flags;
 mod help;
@@ -189,6 +191,9 @@ pub enum Command {
     /// `add`, `remove` or `list`: edit or show the host registry
     /// (`$RIP_HOME/hosts.json`); carried out by [`hosts::run`].
     Hosts(HostsCommand),
+    /// `ca init|trust|untrust|export|info|list|clean`: the dev CA; carried
+    /// out by [`ca::run`].
+    Ca(ca::CaCommand),
     /// Hidden: run the built-in example worker (`worker --builtin`).
     Worker(WorkerArgs),
     /// `-h` / `--help` / `help`: the full help text.
@@ -253,6 +258,9 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     let Some(first) = args.first().map(String::as_str) else {
         return serve::parse(args, &env).map(|c| Command::Serve(Box::new(c)));
     };
+    if first == "ca" || first.starts_with("ca:") {
+        return ca::parse(first, &args[1..], &env);
+    }
     if let Some(refusal) = admin::reserved(first) {
         return Err(refusal);
     }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{HotReload, LbPolicy, Protocol};
+use crate::config::{HotReload, HttpsMode, LbPolicy, Protocol};
 
 /// Settings seen on the command line; `None` = not given.
 #[derive(Default)]
@@ -19,12 +19,16 @@ pub(super) struct Seen {
     pub(super) bind: Option<IpAddr>,
     /// The port and the word that gave it.
     pub(super) https_port: Option<(u16, String)>,
-    pub(super) cert: Option<PathBuf>,
-    pub(super) key: Option<PathBuf>,
+    /// Each with the word that gave it.
+    pub(super) cert: Option<(PathBuf, String)>,
+    pub(super) key: Option<(PathBuf, String)>,
+    pub(super) https_mode: Option<(HttpsMode, String)>,
     pub(super) protocol: Option<(Protocol, String)>,
-    /// The first word that asks for HTTPS (a port, `cert:`, `key:`, a protocol
-    /// with https), named when HTTPS is refused.
+    /// The first HTTPS word (a port, a mode, `cert:`, `key:`): without
+    /// `protocol:` it means `https`; with `protocol:http` it is a mistake.
     pub(super) https_word: Option<String>,
+    pub(super) no_redirect_http: bool,
+    pub(super) hsts: bool,
     pub(super) max_queue: Option<usize>,
     pub(super) queue_timeout: Option<Duration>,
     pub(super) connect_timeout: Option<Duration>,
@@ -51,5 +55,53 @@ impl Seen {
         if self.https_word.is_none() {
             self.https_word = Some(word.to_string());
         }
+    }
+
+    /// The HTTPS port from `word` (`https:<port>`, a bare integer,
+    /// `--https-port`): one of them at most.
+    pub(super) fn set_https_port(&mut self, port: u16, word: &str) -> Result<(), String> {
+        once(&self.https_port, "an HTTPS port")?;
+        self.https_port = Some((port, word.to_string()));
+        self.note_https(word);
+        Ok(())
+    }
+
+    /// `https:<mode>`: one at most.
+    pub(super) fn set_https_mode(&mut self, mode: HttpsMode, word: &str) -> Result<(), String> {
+        once(&self.https_mode, "a certificate mode")?;
+        self.https_mode = Some((mode, word.to_string()));
+        self.note_https(word);
+        Ok(())
+    }
+
+    /// `cert:` / `--cert`: one at most.
+    pub(super) fn set_cert(&mut self, path: PathBuf, word: &str) -> Result<(), String> {
+        once(&self.cert, "a certificate")?;
+        self.cert = Some((path, word.to_string()));
+        self.note_https(word);
+        Ok(())
+    }
+
+    /// `key:` / `--key`: one at most.
+    pub(super) fn set_key(&mut self, path: PathBuf, word: &str) -> Result<(), String> {
+        once(&self.key, "a key")?;
+        self.key = Some((path, word.to_string()));
+        self.note_https(word);
+        Ok(())
+    }
+
+    /// `protocol:` / `--protocol`: one at most.
+    pub(super) fn set_protocol(&mut self, protocol: Protocol, word: &str) -> Result<(), String> {
+        once(&self.protocol, "a protocol")?;
+        self.protocol = Some((protocol, word.to_string()));
+        Ok(())
+    }
+}
+
+/// The same kind of HTTPS word twice is a mistake: which one was meant?
+fn once<T>(earlier: &Option<(T, String)>, what: &str) -> Result<(), String> {
+    match earlier {
+        Some((_, word)) => Err(format!("expected {what} only once, already have {word}")),
+        None => Ok(()),
     }
 }

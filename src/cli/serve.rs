@@ -1,9 +1,11 @@
 //! `rip-server <app-path> [tokens] [flags]`: the words of the serve command,
 //! then its environment, then the [`ServeConfig`].
 //!
-//! Mistakes in the words are found first (exit status 2); a request for a
-//! feature this version lacks (HTTPS) is refused last (exit status 1), so a
-//! command with both is reported as the mistake it is.
+//! Every mistake is exit status 2, named by its word. The HTTPS words follow
+//! the contract: any HTTPS word (a port, a mode, `cert:`/`key:`) without
+//! `protocol:` means `https`; the same kind twice is a mistake; `cert:` and
+//! `key:` come together and exclude `https:<mode>`. Whether the files and
+//! the dev CA exist is checked when the server starts (`server::preflight`).
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -24,32 +26,29 @@ use super::words::{
 use crate::config::bun::find_bun;
 use crate::config::defaults::{
     DEFAULT_BIND, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOT_RELOAD, DEFAULT_HTTP_PORT,
-    DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RELOADS,
-    DEFAULT_MAX_REQUESTS, DEFAULT_PROTOCOL, DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_RESPONSE_BUFFER_KB,
-    DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT, DEFAULT_STUCK_GRACE, DEFAULT_THREADS,
-    DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET, DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
+    DEFAULT_HTTPS_MODE, DEFAULT_HTTPS_PORT, DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_RELOADS, DEFAULT_MAX_REQUESTS, DEFAULT_PROTOCOL, DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_RESPONSE_BUFFER_KB, DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT, DEFAULT_STUCK_GRACE, DEFAULT_THREADS,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET, DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
 };
-use crate::config::{Protocol, ServeConfig, auto_workers, default_socket_prefix, resolve_app};
+use crate::config::{HttpsMode, Protocol, ServeConfig, auto_workers, default_socket_prefix, resolve_app};
 
 /// The `name:` prefixes of the serve tokens.
 pub(super) const SERVE_TOKENS: &[&str] = &["w", "r", "http", "https", "cert", "key", "protocol"];
 
 const TOKEN_LIST: &str = "w:, r:, http:, https:, cert:, key:, protocol:";
 
-/// Why HTTPS words are refused.
+/// Why the platform refuses HTTPS words (until it serves HTTPS itself).
 pub(super) const HTTPS_NOT_AVAILABLE: &str = "HTTPS is not available in this version; use http:<port>";
 
-/// The serve command, refusing what this version does not have.
+/// The serve command's config as written.
 pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<ServeConfig, CliError> {
-    let (config, seen_https) = parse_config(args, env)?;
-    if let Some(word) = seen_https {
-        return Err(CliError::not_available(word, HTTPS_NOT_AVAILABLE));
-    }
-    Ok(config)
+    parse_config(args, env).map(|(config, _)| config)
 }
 
-/// The serve command's config as written, and the first word asking for
-/// HTTPS if any (the HTTPS words are parsed and checked all the same).
+/// The config as written, and the first word asking for HTTPS if any (an
+/// HTTPS word, or `protocol:` naming https), for callers that do not serve
+/// HTTPS yet (the platform).
 pub(super) fn parse_config(args: &[String], env: &Env<'_>) -> Result<(ServeConfig, Option<String>), CliError> {
     let mut seen = Seen::default();
     let mut words = Words::new(args);
@@ -74,8 +73,7 @@ pub(super) fn parse_config(args: &[String], env: &Env<'_>) -> Result<(ServeConfi
                     "expected a port number 0..=65535 (a bare integer is the HTTPS port)",
                 )
             })?;
-            seen.https_port = Some((port, word.to_string()));
-            seen.note_https(word);
+            seen.set_https_port(port, word).map_err(|m| CliError::new(word, m))?;
             continue;
         }
         if let Some((prefix, value)) = word.split_once(':') {
@@ -91,7 +89,11 @@ pub(super) fn parse_config(args: &[String], env: &Env<'_>) -> Result<(ServeConfi
         }
         set_app(&mut seen, word)?;
     }
-    let https_word = seen.https_word.clone();
+    let https_word = match (&seen.https_word, &seen.protocol) {
+        (Some(word), _) => Some(word.clone()),
+        (None, Some((protocol, word))) if *protocol != Protocol::Http => Some(word.clone()),
+        (None, _) => None,
+    };
     Ok((finish(seen, env)?, https_word))
 }
 
@@ -130,27 +132,20 @@ fn serve_token(seen: &mut Seen, word: &str, name: &str, value: &str) -> Result<b
             }
         }
         "http" => seen.http_port = Some(parse_port(value).map_err(err)?),
-        // `https:quick|ca|smart` pick a certificate source in a later version.
-        "https" if matches!(value, "quick" | "ca" | "smart") => seen.note_https(word),
-        "https" => {
-            seen.https_port = Some((parse_port(value).map_err(err)?, word.to_string()));
-            seen.note_https(word);
-        }
-        "cert" => {
-            seen.cert = Some(parse_path(value).map_err(err)?);
-            seen.note_https(word);
-        }
-        "key" => {
-            seen.key = Some(parse_path(value).map_err(err)?);
-            seen.note_https(word);
-        }
-        "protocol" => {
-            let protocol = parse_protocol(value).map_err(err)?;
-            if protocol != Protocol::Http {
-                seen.note_https(word);
+        "https" => match HttpsMode::from_name(value) {
+            Some(mode) => seen.set_https_mode(mode, word).map_err(err)?,
+            None => {
+                let port = parse_port(value)
+                    .map_err(|_| "expected a port number 0..=65535, or quick, ca or smart".to_string())
+                    .map_err(err)?;
+                seen.set_https_port(port, word).map_err(err)?;
             }
-            seen.protocol = Some((protocol, word.to_string()));
-        }
+        },
+        "cert" => seen.set_cert(parse_path(value).map_err(err)?, word).map_err(err)?,
+        "key" => seen.set_key(parse_path(value).map_err(err)?, word).map_err(err)?,
+        "protocol" => seen
+            .set_protocol(parse_protocol(value).map_err(err)?, word)
+            .map_err(err)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -247,34 +242,57 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
     let home = env.home()?;
 
     // Ports and protocol.
-    let http_explicit = seen.http_port.is_some() || http_from_env.is_some();
     let http_port = seen.http_port.or(http_from_env).unwrap_or(DEFAULT_HTTP_PORT);
-    let https_port = seen.https_port.as_ref().map(|(p, _)| *p);
-    let protocol = match &seen.protocol {
-        Some((p, word)) => {
-            if *p != Protocol::Http && https_port.is_none() {
-                return Err(CliError::new(
-                    word.as_str(),
-                    "expected an HTTPS port too (https:<port>, a bare integer or --https-port)",
-                ));
-            }
-            *p
+    let protocol = match (&seen.protocol, &seen.https_word) {
+        (Some((Protocol::Http, word)), Some(https_word)) => {
+            return Err(CliError::new(
+                https_word.as_str(),
+                format!(
+                    "expected no HTTPS word with {word} (it turns HTTPS off); use protocol:https or protocol:http+https"
+                ),
+            ));
         }
-        None => match (https_port.is_some(), http_explicit) {
-            (false, _) => DEFAULT_PROTOCOL,
-            (true, false) => Protocol::Https,
-            (true, true) => Protocol::HttpAndHttps,
-        },
+        (Some((p, _)), _) => *p,
+        (None, Some(_)) => Protocol::Https,
+        (None, None) => DEFAULT_PROTOCOL,
     };
-    if let (Protocol::HttpAndHttps, Some((port, word))) = (protocol, &seen.https_port)
-        && *port != 0
-        && *port == http_port
+    let https_port = match protocol {
+        Protocol::Http => None,
+        Protocol::Https | Protocol::HttpAndHttps => {
+            Some(seen.https_port.as_ref().map_or(DEFAULT_HTTPS_PORT, |(p, _)| *p))
+        }
+    };
+    let serves_http = protocol == Protocol::HttpAndHttps || !seen.no_redirect_http;
+    if let Some(port) = https_port
+        && port != 0
+        && port == http_port
+        && serves_http
     {
+        let word = seen.https_port.as_ref().map_or("https", |(_, w)| w.as_str());
         return Err(CliError::new(
-            word.as_str(),
+            word,
             format!("expected an HTTPS port different from the HTTP port {http_port}"),
         ));
     }
+    let (cert, key) = match (seen.cert, seen.key) {
+        (Some((cert, cert_word)), Some((key, _))) => {
+            if let Some((_, mode_word)) = &seen.https_mode {
+                return Err(CliError::new(
+                    mode_word.as_str(),
+                    format!("expected either a certificate mode or {cert_word} with a key, not both"),
+                ));
+            }
+            (Some(cert), Some(key))
+        }
+        (Some((_, word)), None) => {
+            return Err(CliError::new(word, "expected key:<path> (or --key) with it"));
+        }
+        (None, Some((_, word))) => {
+            return Err(CliError::new(word, "expected cert:<path> (or --cert) with it"));
+        }
+        (None, None) => (None, None),
+    };
+    let https_mode = seen.https_mode.map_or(DEFAULT_HTTPS_MODE, |(mode, _)| mode);
 
     // The app and its sockets.
     let app = resolve_app(&app_word)?;
@@ -299,9 +317,13 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         bind,
         http_port,
         https_port,
-        cert: seen.cert,
-        key: seen.key,
+        cert,
+        key,
+        https_mode,
         protocol,
+        redirect_http: !seen.no_redirect_http,
+        hsts: seen.hsts,
+        tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         max_queue,
         queue_timeout,
         connect_timeout,

@@ -115,6 +115,7 @@ fn every_flag_sets_something() {
         ("--upstream-max-idle", "3"),
         ("--upstream-max-conns-per-socket", "3"),
         ("--https-port", "8443"),
+        ("--protocol", "https"),
         ("--cert", "/c.pem"),
         ("--key", "/c.key"),
         ("--header-timeout-ms", "3"),
@@ -136,6 +137,12 @@ fn every_flag_sets_something() {
         };
         let mut all = vec!["builtin:hello"];
         all.extend(args);
+        // A certificate comes with its key.
+        match f.name {
+            "--cert" => all.extend(["--key", "/c.key"]),
+            "--key" => all.extend(["--cert", "/c.pem"]),
+            _ => {}
+        }
         // --no-hot-reload only shows over another mode.
         if f.name == "--no-hot-reload" {
             let moved = config(&["builtin:hello", "--hot-reload=module", f.name], &[]);
@@ -281,8 +288,8 @@ fn variant_names() {
 }
 
 // ---------------------------------------------------------------------------
-// HTTPS words: the public parser refuses them (not in this version), after
-// checking them like any other word; the parsing itself is tested here.
+// HTTPS words (the contract's "HTTPS"): parsed here; whether files and the
+// dev CA exist is the server's check at start.
 // ---------------------------------------------------------------------------
 
 fn parsed(args: &[&str], vars: &[(&str, &str)]) -> Result<(ServeConfig, Option<String>), CliError> {
@@ -300,52 +307,98 @@ fn cfg(args: &[&str]) -> ServeConfig {
     config(args, &[])
 }
 
+fn mistake(args: &[&str], word: &str) -> CliError {
+    let e = parsed(args, &[]).expect_err(&format!("{args:?} must be refused"));
+    assert_eq!(e.word, word, "{e}");
+    assert_eq!(e.exit_code(), 2, "{e}");
+    e
+}
+
 fn https_word(args: &[&str]) -> Option<String> {
     parsed(args, &[]).unwrap_or_else(|e| panic!("{args:?}: {e}")).1
 }
 
 #[test]
-fn https_words_parse_and_are_remembered() {
+fn https_words_parse() {
     let h = "builtin:hello";
     assert_eq!(cfg(&[h, "https:8443"]).https_port, Some(8443));
     assert_eq!(cfg(&["8443", h]).https_port, Some(8443));
     assert_eq!(cfg(&[h, "--https-port=5700"]).https_port, Some(5700));
-    assert_eq!(cfg(&[h, "--https-port", "5700"]).https_port, Some(5700));
+    assert_eq!(cfg(&[h, "--https-port", "0"]).https_port, Some(0));
     let c = cfg(&[h, "cert:/etc/app.pem", "key:/etc/app.key"]);
     assert_eq!(c.cert, Some(PathBuf::from("/etc/app.pem")));
     assert_eq!(c.key, Some(PathBuf::from("/etc/app.key")));
+    assert_eq!((c.protocol, c.https_port), (Protocol::Https, Some(DEFAULT_HTTPS_PORT)));
     let c = cfg(&[h, "--cert=/a.pem", "--key", "/a.key"]);
     assert_eq!((c.cert.unwrap(), c.key.unwrap()), ("/a.pem".into(), "/a.key".into()));
-    let cert = cfg(&[h, "cert:./certs/app.pem"]).cert.unwrap();
+    let cert = cfg(&[h, "cert:./certs/app.pem", "key:k.pem"]).cert.unwrap();
     assert!(cert.is_absolute() && cert.ends_with("certs/app.pem"), "{cert:?}");
-    // The first HTTPS word is the one a refusal names.
+    assert_eq!(cfg(&[h, "https:quick"]).https_mode, crate::config::HttpsMode::Quick);
+    assert_eq!(cfg(&[h, "https:ca"]).https_mode, crate::config::HttpsMode::Ca);
+    assert_eq!(cfg(&[h, "https:smart"]).https_mode, crate::config::HttpsMode::Smart);
+    assert_eq!(cfg(&[h, "5700"]).https_mode, DEFAULT_HTTPS_MODE);
+    let c = cfg(&[h, "5700", "--no-redirect-http", "--hsts"]);
+    assert!(!c.redirect_http && c.hsts);
+    let c = cfg(&[h, "5700"]);
+    assert!(c.redirect_http && !c.hsts);
+    assert_eq!(c.tls_handshake_timeout, DEFAULT_TLS_HANDSHAKE_TIMEOUT);
+    // The first HTTPS word is remembered (the platform refuses it).
     assert_eq!(https_word(&[h, "w:2"]), None);
     assert_eq!(https_word(&[h, "protocol:http"]), None);
-    assert_eq!(https_word(&[h, "5700", "cert:/c"]).as_deref(), Some("5700"));
-    assert_eq!(https_word(&[h, "key:/k", "5700"]).as_deref(), Some("key:/k"));
-    assert_eq!(https_word(&[h, "--cert", "/c"]).as_deref(), Some("--cert /c"));
-    assert_eq!(https_word(&[h, "--https-port=1"]).as_deref(), Some("--https-port=1"));
+    assert_eq!(https_word(&[h, "5700", "https:quick"]).as_deref(), Some("5700"));
     assert_eq!(
-        https_word(&[h, "protocol:https", "https:1"]).as_deref(),
-        Some("protocol:https")
+        https_word(&[h, "--protocol=https"]).as_deref(),
+        Some("--protocol=https")
     );
 }
 
 #[test]
-fn protocol_follows_ports() {
+fn https_word_mistakes() {
     let h = "builtin:hello";
-    assert_eq!(config(&[h], &[]).protocol, Protocol::Http);
-    assert_eq!(config(&[h, "5700"], &[]).protocol, Protocol::Https);
-    assert_eq!(config(&[h, "5700", "http:8080"], &[]).protocol, Protocol::HttpAndHttps);
-    assert_eq!(
-        config(&[h, "5700"], &[("PORT", "8080")]).protocol,
-        Protocol::HttpAndHttps
-    );
+    // The same kind twice.
+    mistake(&[h, "https:1", "2"], "2");
+    mistake(&[h, "--https-port=1", "https:2"], "https:2");
+    mistake(&[h, "https:quick", "https:ca"], "https:ca");
+    mistake(&[h, "cert:/a", "--cert=/b", "key:/k"], "--cert=/b");
+    mistake(&[h, "key:/a", "key:/b", "cert:/c"], "key:/b");
+    mistake(&[h, "protocol:https", "--protocol=http"], "--protocol=http");
+    // cert and key together, and not with a mode.
+    mistake(&[h, "cert:/a"], "cert:/a");
+    mistake(&[h, "--key", "/k"], "--key /k");
+    mistake(&[h, "https:ca", "cert:/a", "key:/k"], "https:ca");
+    // HTTPS words with protocol:http.
+    let e = mistake(&[h, "protocol:http", "8443"], "8443");
+    assert!(e.message.contains("protocol:http"), "{e}");
+    // Bad values.
+    mistake(&[h, "https:fast"], "https:fast");
+    mistake(&[h, "--protocol=ftp"], "--protocol=ftp");
+    // One port for both listeners.
+    mistake(&[h, "http:8443", "https:8443", "protocol:http+https"], "https:8443");
+    mistake(&[h, "http:8443", "https:8443"], "https:8443");
+}
+
+#[test]
+fn protocol_follows_the_words() {
+    let h = "builtin:hello";
+    assert_eq!((cfg(&[h]).protocol, cfg(&[h]).https_port), (Protocol::Http, None));
+    // Any HTTPS word without protocol: means https (the HTTP port redirects).
+    for word in ["5700", "https:quick", "--https-port=1"] {
+        assert_eq!(cfg(&[h, word]).protocol, Protocol::Https, "{word}");
+    }
+    assert_eq!(cfg(&[h, "5700", "http:8080"]).protocol, Protocol::Https);
+    assert_eq!(config(&[h, "5700"], &[("PORT", "8080")]).protocol, Protocol::Https);
     let c = config(&[h, "protocol:http+https", "https:8443", "http:8080"], &[]);
     assert_eq!(c.protocol, Protocol::HttpAndHttps);
     assert_eq!((c.http_port, c.https_port), (8080, Some(8443)));
-    assert_eq!(config(&[h, "protocol:https", "8443"], &[]).protocol, Protocol::Https);
-    assert_eq!(config(&[h, "protocol:http", "8443"], &[]).protocol, Protocol::Http);
+    // protocol:https alone: the default HTTPS port.
+    let c = cfg(&[h, "--protocol", "https"]);
+    assert_eq!((c.protocol, c.https_port), (Protocol::Https, Some(DEFAULT_HTTPS_PORT)));
+    // HTTP off: its port may be the same number.
+    let c = cfg(&[h, "http:8443", "https:8443", "--no-redirect-http"]);
+    assert_eq!(c.https_port, Some(8443));
     // Port 0 twice is fine: two free ports.
-    assert_eq!(config(&[h, "http:0", "https:0"], &[]).protocol, Protocol::HttpAndHttps);
+    assert_eq!(
+        cfg(&[h, "http:0", "https:0", "protocol:http+https"]).https_port,
+        Some(0)
+    );
 }

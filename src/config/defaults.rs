@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use super::{HotReload, LbPolicy, Protocol};
+use super::{HotReload, HttpsMode, LbPolicy, Protocol};
 
 /// `w:` when absent: one worker per available CPU core.
 pub const DEFAULT_WORKERS_SPEC: &str = "auto";
@@ -23,8 +23,14 @@ pub const DEFAULT_HTTP_PORT: u16 = 5002;
 /// The listening address when neither `--bind` nor `RIP_BIND` is given:
 /// every IPv4 interface.
 pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-/// The protocol when there is no `protocol:` token and no HTTPS port.
+/// The protocol when there is no `protocol:` token and no HTTPS word.
 pub const DEFAULT_PROTOCOL: Protocol = Protocol::Http;
+/// The HTTPS port when HTTPS is on and no word gives one.
+pub const DEFAULT_HTTPS_PORT: u16 = 5700;
+/// The certificate source when there is no `cert:`/`key:` pair and no `https:<mode>`.
+pub const DEFAULT_HTTPS_MODE: HttpsMode = HttpsMode::Smart;
+/// How long a TLS client may take to finish its handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--max-queue` / `RIP_MAX_QUEUE`.
 pub const DEFAULT_MAX_QUEUE: usize = 8192;
 /// The largest `--max-queue` accepted.

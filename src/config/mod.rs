@@ -105,6 +105,39 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// Where the HTTPS certificate comes from when no `cert:`/`key:` pair is
+/// given (`https:quick|ca|smart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpsMode {
+    /// A self-signed certificate, made at start and renewed before it expires.
+    Quick,
+    /// Leaves signed by the dev CA in `$RIP_HOME/ca/`; an error when there is none.
+    Ca,
+    /// The dev CA when it exists, else quick (the default).
+    Smart,
+}
+
+impl HttpsMode {
+    /// The token value: `quick`, `ca` or `smart`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpsMode::Quick => "quick",
+            HttpsMode::Ca => "ca",
+            HttpsMode::Smart => "smart",
+        }
+    }
+
+    /// Parses a token value.
+    pub fn from_name(name: &str) -> Option<HttpsMode> {
+        match name {
+            "quick" => Some(HttpsMode::Quick),
+            "ca" => Some(HttpsMode::Ca),
+            "smart" => Some(HttpsMode::Smart),
+            _ => None,
+        }
+    }
+}
+
 /// How the front door picks among free workers (`--lb-policy=lifo|rr|lc`):
 /// the core's own selection policy.
 pub use crate::core::balancer::Policy as LbPolicy;
@@ -136,14 +169,25 @@ pub struct ServeConfig {
     pub bind: IpAddr,
     /// HTTP port (0 = any free port).
     pub http_port: u16,
-    /// HTTPS port, if one was given.
+    /// The HTTPS port (0 = any free port): `Some` exactly when `protocol`
+    /// is `https` or `http+https` (then 5700 unless a word gave one).
     pub https_port: Option<u16>,
-    /// TLS certificate (absolute).
+    /// TLS certificate (absolute); given together with `key`, or not at all.
     pub cert: Option<PathBuf>,
     /// TLS private key (absolute).
     pub key: Option<PathBuf>,
+    /// Where the certificate comes from when there is no `cert`/`key` pair.
+    pub https_mode: HttpsMode,
     /// Which listeners to open.
     pub protocol: Protocol,
+    /// With `protocol: https`, the HTTP port answers every request with a
+    /// redirect to HTTPS; `false` (`--no-redirect-http`): HTTP is off.
+    pub redirect_http: bool,
+    /// `--hsts`: `Strict-Transport-Security` on HTTPS answers that lack it
+    /// (never for `localhost`, `*.localhost` or an IP address).
+    pub hsts: bool,
+    /// A TLS client must finish its handshake within this.
+    pub tls_handshake_timeout: Duration,
     /// Queue capacity (0 = never queue).
     pub max_queue: usize,
     /// How long a request may wait in the queue.

@@ -29,7 +29,7 @@ pub struct RunFile {
     pub pid: u32,
     /// The app name.
     pub app: String,
-    /// The real port of each listener, by kind (`http` today).
+    /// The real port of each listener, by kind (`http`, `https`).
     pub ports: BTreeMap<String, u16>,
     /// Where `status`, `restart`, `scale` and `stop` talk to it.
     pub control_socket: PathBuf,
@@ -184,10 +184,10 @@ pub struct Announcement {
 
 impl Announcement {
     /// Writes the run file of the server running `config` in this process,
-    /// listening for HTTP on `http_port`. A server without a home, or whose
+    /// listening on `ports` (`("http", 5002)`, `("https", 5700)`). A server without a home, or whose
     /// run file cannot be written, runs anyway: it logs one warning and
     /// returns `None` (it can then only be found through its app path).
-    pub fn announce(config: &ServeConfig, http_port: u16) -> Option<Announcement> {
+    pub fn announce(config: &ServeConfig, ports: &[(&str, u16)]) -> Option<Announcement> {
         let Some(home) = &config.home else {
             tracing::warn!(
                 "neither RIP_HOME nor HOME is set: no run file, so `rip-server status` needs this app's path"
@@ -197,7 +197,7 @@ impl Announcement {
         let run = RunFile {
             pid: std::process::id(),
             app: config.app_name.clone(),
-            ports: BTreeMap::from([("http".to_string(), http_port)]),
+            ports: ports.iter().map(|(kind, port)| (kind.to_string(), *port)).collect(),
             control_socket: config.control_socket(),
             started: crate::os::clock::rfc3339_millis(crate::os::clock::wall_micros()),
         };

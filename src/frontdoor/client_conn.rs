@@ -213,10 +213,11 @@ enum Ended {
     HeadTimeout,
 }
 
-/// Serves one client connection until it closes, the idle timeout passes,
-/// or `closing` turns true (then a busy connection closes after its
-/// current request, and an idle one after one more request if it comes
-/// within [`STOP_LINGER`], else at the end of it). Requests go to the fast path
+/// Serves one client connection (plain TCP, or TLS after its handshake
+/// with `sni` the name the client asked for) until it closes, the idle
+/// timeout passes, or `closing` turns true (then a busy connection closes
+/// after its current request, and an idle one after one more request if it
+/// comes within [`STOP_LINGER`], else at the end of it). Requests go to the fast path
 /// first; at the first one it does not take, hyper serves the connection
 /// until it idles. The header timeout bounds both the wait for a request's
 /// first byte and the time from its first byte to its last header line
@@ -226,6 +227,7 @@ pub async fn serve<T, I>(
     mut io: I,
     front_door: Arc<FrontDoor<T>>,
     client: Option<IpAddr>,
+    sni: Option<Arc<str>>,
     builder: http1::Builder,
     mut closing: watch::Receiver<bool>,
 ) where
@@ -258,7 +260,15 @@ pub async fn serve<T, I>(
         let mut buf = BytesMut::from(std::mem::take(&mut prefix));
         // Boxed: its state lives only while requests flow, not in every
         // idle connection's task.
-        let ended = Box::pin(fast_path::serve(&front_door, client, &mut io, &mut buf, &mut closing)).await;
+        let ended = Box::pin(fast_path::serve(
+            &front_door,
+            client,
+            sni.as_deref(),
+            &mut io,
+            &mut buf,
+            &mut closing,
+        ))
+        .await;
         match ended {
             fast_path::Ended::Close => return,
             fast_path::Ended::Idle => {
@@ -273,6 +283,7 @@ pub async fn serve<T, I>(
         let service = ProxyService {
             front_door: front_door.clone(),
             client,
+            sni: sni.clone(),
             state: state.clone(),
         };
         let probe = Probe {

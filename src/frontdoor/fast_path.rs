@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use http::StatusCode;
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -26,10 +27,11 @@ use tokio_util::io::poll_read_buf;
 
 use super::body::{RelayBody, ResponseBody};
 use super::codec::{self, Framing, Head, Limits, Rewrite, SimpleRequest};
+use super::hsts::{add_hsts, hsts_applies};
 use super::idle::{IDLE_GRACE, LazyTimer, STOP_LINGER};
 use super::proxy::{BUFFER_BODY_LIMIT, Prepared, Reply};
 use super::routes::HOST_NOT_FOUND;
-use super::{AppProxy, FrontDoor};
+use super::{AppProxy, FrontDoor, MISDIRECTED};
 use crate::net::transport::Transport;
 use crate::os::clock::wall_micros;
 
@@ -66,6 +68,7 @@ enum Wait {
 pub async fn serve<T: Transport, I>(
     front_door: &Arc<FrontDoor<T>>,
     client: Option<IpAddr>,
+    sni: Option<&str>,
     io: &mut I,
     buf: &mut BytesMut,
     closing: &mut watch::Receiver<bool>,
@@ -146,7 +149,13 @@ where
             }
         }
         let bytes = buf.split_to(total).freeze();
-        let reply = match front_door.route(request.host.clone().map(|host| &bytes[host])) {
+        let host = request.host.clone().map(|host| &bytes[host]);
+        // HTTPS only (`config.hsts` is never set on a plain listener).
+        let hsts = config.hsts && hsts_applies(host);
+        let reply = match front_door.route(host) {
+            Some(app) if front_door.misdirected(sni, &app) => {
+                Reply::Plain(StatusCode::MISDIRECTED_REQUEST, MISDIRECTED)
+            }
             Some(app) => {
                 let prepared = prepare(&app, &mut request, &bytes);
                 let reply = run(app, prepared, io, buf, config.max_head_bytes).await;
@@ -156,11 +165,11 @@ where
                 };
                 reply
             }
-            None => Reply::Plain(http::StatusCode::NOT_FOUND, HOST_NOT_FOUND),
+            None => Reply::Plain(StatusCode::NOT_FOUND, HOST_NOT_FOUND),
         };
         served += 1;
         let keep_alive = request.keep_alive && !*stop.borrow();
-        match write_reply(io, &mut out, reply, &request, keep_alive).await {
+        match write_reply(io, &mut out, reply, &request, keep_alive, hsts).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return Ended::Close,
         }
@@ -238,11 +247,17 @@ async fn write_reply<I: AsyncWrite + Unpin>(
     reply: Reply,
     request: &SimpleRequest,
     keep_alive: bool,
+    hsts: bool,
 ) -> io::Result<bool> {
     out.clear();
-    let (parts, bytes) = match reply {
+    let (mut parts, bytes) = match reply {
         Reply::Whole(parts, bytes) => (parts, bytes),
-        Reply::Relay(parts, body) => return write_relay(io, out, parts, body, request, keep_alive).await,
+        Reply::Relay(mut parts, body) => {
+            if hsts {
+                add_hsts(&mut parts.headers);
+            }
+            return write_relay(io, out, parts, body, request, keep_alive).await;
+        }
         synthesized @ (Reply::Answer(..) | Reply::Plain(..)) => {
             let (parts, body) = synthesized.into_response().into_parts();
             let ResponseBody::Full(bytes) = body else {
@@ -251,6 +266,9 @@ async fn write_reply<I: AsyncWrite + Unpin>(
             (parts, bytes.unwrap_or_default())
         }
     };
+    if hsts {
+        add_hsts(&mut parts.headers);
+    }
     let framing = if codec::bodyless(&request.method, parts.status) {
         Framing::None
     } else {

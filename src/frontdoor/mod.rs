@@ -17,20 +17,29 @@
 //!   [`proxy`]); apps share nothing below the listener, so a flood on one
 //!   never queues a request of another.
 //!
+//! HTTPS ([`https::run_tls`]) serves TLS connections through the same
+//! connection loop after the handshake; plain HTTP sent to the HTTPS port,
+//! and every request to the HTTP port of an HTTPS-only server, gets the
+//! redirect of [`redirect`]; `--hsts` is [`hsts`]. A TLS request whose
+//! `Host` routes to another app than its SNI gets `421`.
+//!
 //! A request whose host no route matches gets `404 Host not found` and
 //! touches no app. `/status` and `/server` are answered here, for the app
 //! the request routes to (`/status` is that app's status). A single-app
 //! server ([`FrontDoor::new`]) routes every host to its one app.
 //!
 //! May import: `config` (host names and matching), `core`, `http`, `net`,
-//! `observe`, `os`, `protocol`, `runtime`, `upstream`.
+//! `observe`, `os`, `protocol`, `runtime`, `tls`, `upstream`.
 
 pub mod body;
 pub mod client_conn;
 pub mod codec;
 mod fast_path;
+pub mod hsts;
+pub mod https;
 pub mod idle;
 pub mod proxy;
+pub mod redirect;
 pub mod routes;
 
 use std::convert::Infallible;
@@ -42,7 +51,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tokio::sync::watch;
@@ -57,6 +66,10 @@ use crate::runtime::DriverHandle;
 use body::ResponseBody;
 use client_conn::{ProbeState, Tracked};
 pub use routes::{HOST_NOT_FOUND, Routes};
+
+/// The body of the `421` a TLS request gets when its `Host` routes to
+/// another app than the name it asked for with SNI.
+pub const MISDIRECTED: &str = "Misdirected Request: this connection is for another host\n";
 
 /// Front-door settings. The limits, the scheme and the header timeout are
 /// the listener's; `connect_timeout`, `read_timeout` and `response_buffer`
@@ -79,6 +92,8 @@ pub struct FrontDoorConfig {
     /// Bytes of a streamed response read from the worker ahead of the
     /// client (see `body::RelayBody`); 0 reads only as fast as the client.
     pub response_buffer: usize,
+    /// `--hsts`, on an HTTPS listener only (see [`hsts`]).
+    pub hsts: bool,
 }
 
 impl Default for FrontDoorConfig {
@@ -92,6 +107,7 @@ impl Default for FrontDoorConfig {
             max_body: 100 * 1024 * 1024,
             max_headers: 100,
             max_head_bytes: 64 * 1024,
+            hsts: false,
         }
     }
 }
@@ -158,9 +174,10 @@ impl<T: Transport> AppProxy<T> {
     }
 
     /// The app's status, as its `/status` answers it.
-    async fn status_response(&self) -> Response<ResponseBody> {
+    async fn status_response(&self, tls: Option<&crate::observe::status::TlsStatus>) -> Response<ResponseBody> {
         let status = self.driver.status().await;
-        let mut response = Response::new(ResponseBody::full(crate::observe::status::to_json(status.as_ref())));
+        let json = crate::observe::status::to_json_with_tls(status.as_ref(), tls);
+        let mut response = Response::new(ResponseBody::full(json));
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -177,6 +194,8 @@ pub struct FrontDoor<T: Transport> {
     routes: ArcSwap<Routes<T>>,
     id_prefix: String,
     next_id: AtomicU64,
+    /// The certificates served, for `/status` (`None`: no HTTPS).
+    tls: ArcSwapOption<crate::tls::resolver::CertResolver>,
 }
 
 impl<T: Transport> FrontDoor<T> {
@@ -200,7 +219,29 @@ impl<T: Transport> FrontDoor<T> {
             routes: ArcSwap::from_pointee(routes),
             id_prefix: format!("{:08x}", (id_seed ^ (id_seed >> 32)) as u32),
             next_id: AtomicU64::new(1),
+            tls: ArcSwapOption::empty(),
         }
+    }
+
+    /// Shows `resolver`'s certificate in `/status` (`tls`); set on every
+    /// listener of a server that serves HTTPS, the plain one included.
+    pub fn set_tls(&self, resolver: Option<Arc<crate::tls::resolver::CertResolver>>) {
+        self.tls.store(resolver);
+    }
+
+    /// The listener's settings.
+    pub fn config(&self) -> &FrontDoorConfig {
+        &self.config
+    }
+
+    /// Whether a TLS request for `app` came on a connection whose SNI names
+    /// another app (`421`). No SNI, or an SNI no route matches, is not.
+    fn misdirected(&self, sni: Option<&str>, app: &Arc<AppProxy<T>>) -> bool {
+        let Some(sni) = sni else { return false };
+        self.routes
+            .load()
+            .route(Some(sni.as_bytes()))
+            .is_some_and(|other| !Arc::ptr_eq(other, app))
     }
 
     /// The route table in force.
@@ -229,7 +270,12 @@ impl<T: Transport> FrontDoor<T> {
         id
     }
 
-    async fn serve(self: Arc<Self>, request: Request<Incoming>, client: Option<IpAddr>) -> Response<ResponseBody> {
+    async fn serve(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: Option<IpAddr>,
+        sni: Option<&str>,
+    ) -> Response<ResponseBody> {
         // hyper checks its buffer limit only between reads, so a large head
         // sent in one write can pass it: enforce the limit here as well.
         let head_bytes = request.uri().path_and_query().map_or(0, |p| p.as_str().len())
@@ -252,9 +298,15 @@ impl<T: Transport> FrontDoor<T> {
         let Some(app) = self.route(host) else {
             return proxy::plain(StatusCode::NOT_FOUND, HOST_NOT_FOUND);
         };
+        if self.misdirected(sni, &app) {
+            return proxy::plain(StatusCode::MISDIRECTED_REQUEST, MISDIRECTED);
+        }
         match own_endpoint(request.method().as_str(), request.uri().path()) {
             Some(OwnEndpoint::Server) => return proxy::plain(StatusCode::OK, "ok"),
-            Some(OwnEndpoint::Status) => return app.status_response().await,
+            Some(OwnEndpoint::Status) => {
+                let tls = self.tls.load_full().map(|resolver| https::tls_status(&resolver.info()));
+                return app.status_response(tls.as_ref()).await;
+            }
             None => {}
         }
         self.proxy(app, request, client).await
@@ -285,6 +337,8 @@ fn own_endpoint(method: &str, path: &str) -> Option<OwnEndpoint> {
 struct ProxyService<T: Transport> {
     front_door: Arc<FrontDoor<T>>,
     client: Option<IpAddr>,
+    /// The name a TLS client asked for (`None` on plain HTTP).
+    sni: Option<Arc<str>>,
     state: Arc<ProbeState>,
 }
 
@@ -301,8 +355,13 @@ impl<T: Transport> hyper::service::Service<Request<Incoming>> for ProxyService<T
         let active = self.state.start_request();
         let front_door = self.front_door.clone();
         let client = self.client;
+        let sni = self.sni.clone();
+        let hsts = front_door.config.hsts && hsts::request_applies(&request);
         Box::pin(async move {
-            let response = front_door.serve(request, client).await;
+            let mut response = front_door.serve(request, client, sni.as_deref()).await;
+            if hsts {
+                hsts::add_hsts(response.headers_mut());
+            }
             Ok(response.map(|body| Tracked::new(body, active)))
         })
     }
@@ -322,17 +381,23 @@ pub async fn run<T: Transport, L: Accept>(
     accept_until(listener, "front door", shutdown, |io, peer| {
         let fd = front_door.clone();
         let closing = closing_rx.clone();
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        // No header_read_timeout here: client_conn enforces it (see there).
-        builder
-            .keep_alive(true)
-            .max_headers(fd.config.max_headers)
-            .max_buf_size(fd.config.max_head_bytes.max(8192))
-            .writev(false);
-        connections.spawn(client_conn::serve(io, fd, peer.ip, builder, closing));
+        let builder = http1_builder(&fd.config);
+        connections.spawn(client_conn::serve(io, fd, peer.ip, None, builder, closing));
     })
     .await;
     let _ = closing_tx.send(true);
     connections.close();
     connections.wait().await;
+}
+
+/// hyper's HTTP/1 server as every client connection uses it.
+fn http1_builder(config: &FrontDoorConfig) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // No header_read_timeout here: client_conn enforces it (see there).
+    builder
+        .keep_alive(true)
+        .max_headers(config.max_headers)
+        .max_buf_size(config.max_head_bytes.max(8192))
+        .writev(false);
+    builder
 }

@@ -155,3 +155,39 @@ pub fn to_json(snapshot: Option<&StatusSnapshot>) -> String {
     // Every key is a string and every number finite, so this cannot fail.
     serde_json::to_string(&snapshot).unwrap_or_else(|_| "null".to_owned())
 }
+
+/// `/status`'s `tls` on a server that serves HTTPS: where the certificate
+/// comes from and what it says. Never key material.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// `files` (`cert:`/`key:`), `quick` (self-signed) or `ca` (the dev CA).
+    pub source: &'static str,
+    pub subject: String,
+    /// The names and addresses it covers.
+    pub sans: Vec<String>,
+    pub issuer: String,
+    /// The serial number, lowercase hex.
+    pub serial: String,
+    /// RFC 3339, UTC.
+    pub not_after: String,
+    /// When it is renewed next (RFC 3339); `null` for files, reloaded when
+    /// they change instead.
+    pub next_renewal: Option<String>,
+}
+
+/// [`to_json`] with `tls` added to the snapshot (when there is one).
+pub fn to_json_with_tls(snapshot: Option<&StatusSnapshot>, tls: Option<&TlsStatus>) -> String {
+    #[derive(Serialize)]
+    struct WithTls<'a> {
+        #[serde(flatten)]
+        snapshot: &'a StatusSnapshot,
+        tls: &'a TlsStatus,
+    }
+    match (snapshot, tls) {
+        (Some(snapshot), Some(tls)) => {
+            serde_json::to_string(&WithTls { snapshot, tls }).unwrap_or_else(|_| "null".to_owned())
+        }
+        (snapshot, _) => to_json(snapshot),
+    }
+}

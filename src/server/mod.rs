@@ -22,12 +22,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::{EntryKind, Protocol, ServeConfig};
+use crate::frontdoor::https::{TlsListener, run_tls};
+use crate::frontdoor::redirect::run_redirect;
 use crate::frontdoor::{FrontDoor, FrontDoorConfig, Routes};
 use crate::manager::WorkerProgram;
 use crate::manager::bun::{self, BunProgram, RuntimeFile};
 use crate::net::inherited::{HandedBy, Inherited};
 use crate::net::listen::bind_tcp;
 use crate::os::clock::wall_micros;
+use crate::tls::TlsError;
 
 /// Why the server did not run: the command cannot be carried out as
 /// written (exit 2), or starting or running failed (exit 1). The text is
@@ -67,11 +70,6 @@ pub struct Program {
 
 /// Checks what can be checked before anything starts.
 pub async fn preflight(config: &ServeConfig) -> Result<Program, ServeError> {
-    if config.protocol != Protocol::Http || config.https_port.is_some() {
-        return Err(ServeError::Failed(
-            "rip-server: https: HTTPS is not available in this version; use http:<port>".into(),
-        ));
-    }
     let plain = |worker| Program {
         worker,
         bun: None,
@@ -126,8 +124,9 @@ fn display_host(bind: IpAddr) -> String {
     }
 }
 
-/// Runs the server until a graceful stop completes: one app behind one
-/// listener, serving it for every host name, with the signals driving it.
+/// Runs the server until a graceful stop completes: one app behind its
+/// listeners (HTTP, HTTPS or both, per `config.protocol`), serving it for
+/// every host name, with the signals driving it.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let mut config = config;
     // Fixed now: the build of the file this process was started from.
@@ -148,31 +147,85 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         config.socket_prefix = upgrade::own_prefix(&config.socket_prefix);
     }
     let program = preflight(&config).await?;
+    // The certificates before anything is bound: a missing file or CA is a
+    // mistake in the command (exit 2).
+    let certificates = match config.protocol {
+        Protocol::Http => None,
+        Protocol::Https | Protocol::HttpAndHttps => Some(
+            crate::tls::open(&config, crate::tls::resolver::system_clock()).map_err(|e| match e {
+                TlsError::Usage(m) => ServeError::Usage(format!("rip-server: {m}")),
+                TlsError::Failed(m) => ServeError::Failed(format!("rip-server: {m}")),
+            })?,
+        ),
+    };
     // Refuses a live server's prefix before taking the port (so that is
     // the error a second start reports); `AppServer::start` claims again
     // and finds nothing left to remove.
     sockets::claim(&config).await?;
-    let listener = match inherited.take("http").map_err(|e| format!("rip-server: {e}"))? {
-        Some(listener) => listener,
-        None => bind_tcp(config.bind, config.http_port).map_err(|e| {
-            format!(
-                "rip-server: http:{} on {}: cannot listen: {e}",
-                config.http_port, config.bind
-            )
-        })?,
+    let serves_http = match config.protocol {
+        Protocol::Http | Protocol::HttpAndHttps => true,
+        Protocol::Https => config.redirect_http,
     };
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    // Kept to hand the socket to a new binary on `SIGUSR2`; dropped when
+    // Sockets handed over (systemd, an upgrade) are taken by name first.
+    let http_listener = match serves_http {
+        true => Some(take_or_bind(&mut inherited, &config, "http", config.http_port)?),
+        false => None,
+    };
+    let https_listener = match config.https_port {
+        Some(port) if certificates.is_some() => Some(take_or_bind(&mut inherited, &config, "https", port)?),
+        _ => None,
+    };
+    for unused in inherited.unused() {
+        tracing::warn!("a handed-over socket named {unused} is not used by this configuration");
+    }
+    let mut ports = Vec::new();
+    for (kind, listener) in [("http", &http_listener), ("https", &https_listener)] {
+        if let Some(listener) = listener {
+            ports.push((kind, listener.local_addr().map_err(|e| e.to_string())?.port()));
+        }
+    }
+    let port_of = |kind: &str| ports.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p);
+    // Kept to hand the sockets to a new binary on `SIGUSR2`; dropped when
     // the stop begins, so a stopping server holds no listening socket.
-    let handover = upgrade::Listeners::keep(&[("http", &listener)]).map_err(|e| format!("rip-server: {e}"))?;
+    let named: Vec<(&str, &tokio::net::TcpListener)> = [("http", &http_listener), ("https", &https_listener)]
+        .into_iter()
+        .filter_map(|(name, listener)| listener.as_ref().map(|l| (name, l)))
+        .collect();
+    let handover = upgrade::Listeners::keep(&named).map_err(|e| format!("rip-server: {e}"))?;
     // Before any worker starts: a signal from then on is ours.
     let signals = signals::Signals::register().map_err(|e| format!("rip-server: signals: {e}"))?;
-    let app = AppServer::start(&config, program, relaunch.exe(), vec![port]).await?;
+    let app = AppServer::start(
+        &config,
+        program,
+        relaunch.exe(),
+        ports.iter().map(|(_, p)| *p).collect(),
+    )
+    .await?;
     // `$RIP_HOME/run/<app>.json`, removed when this guard drops (any return).
-    let run_file = crate::config::run_file::Announcement::announce(&config, port);
+    let run_file = crate::config::run_file::Announcement::announce(&config, &ports);
     let handle = app.handle();
+    let resolver = certificates.as_ref().map(|c| c.resolver.clone());
+    let on_hup = certificates.as_ref().map(|certificates| {
+        let (files, resolver, config) = (
+            certificates.files.clone(),
+            certificates.resolver.clone(),
+            config.clone(),
+        );
+        Arc::new(move || {
+            if let Some(files) = &files {
+                files.reload();
+            }
+            resolver.set_registered_hosts(registered_hosts(&config));
+        }) as Arc<dyn Fn() + Send + Sync>
+    });
     let notifier = Arc::new(systemd::Notifier::from_env());
-    signals.forward(handle.clone(), notifier.clone(), relaunch.clone(), handover.clone());
+    signals.forward(signals::SignalTargets {
+        app: handle.clone(),
+        notifier: notifier.clone(),
+        relaunch: relaunch.clone(),
+        listeners: handover.clone(),
+        on_hup,
+    });
     systemd::follow(handle.clone(), notifier.clone(), upgrading_from.is_none());
     if let Some(old) = upgrading_from {
         tokio::spawn(upgrade::take_over(
@@ -192,37 +245,134 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             told.stopping();
         }
     });
+    // Kept for as long as the server runs: dropping it stops the watch.
+    let _watch = match &certificates {
+        Some(certificates) => certificates.watch().map_err(|e| format!("rip-server: https: {e}"))?,
+        None => None,
+    };
+    if let Some(resolver) = &resolver {
+        resolver.set_registered_hosts(registered_hosts(&config));
+    }
 
-    let front_door = Arc::new(FrontDoor::with_routes(
-        listener_config(&config),
-        Routes::every_host(handle.proxy()),
-        wall_micros() ^ u64::from(std::process::id()),
-    ));
-    // Stopping: the listener closes at once; its open connections finish
+    let id_seed = wall_micros() ^ u64::from(std::process::id());
+    let mut lines = Vec::new();
+    let host = display_host(config.bind);
+    // Stopping: the listeners close at once; their open connections finish
     // (an idle one lingers for one more request); then, or after the
     // linger at most, the app finishes queued and in-flight requests and
     // stops its workers.
     handle.hold_drain();
-    let front = tokio::spawn(crate::frontdoor::run(listener, front_door, handle.stopping()));
+    let mut fronts = Vec::new();
+    if let (Some(listener), Some(resolver)) = (https_listener, &resolver) {
+        let https_port = port_of("https").unwrap_or_default();
+        let front_door = Arc::new(FrontDoor::with_routes(
+            https_listener_config(&config),
+            Routes::every_host(handle.proxy()),
+            id_seed,
+        ));
+        front_door.set_tls(Some(resolver.clone()));
+        let server_config = crate::tls::server_config(resolver.clone()).map_err(|e| format!("rip-server: {e}"))?;
+        let tls = TlsListener::new(server_config, config.tls_handshake_timeout, https_port);
+        fronts.push(tokio::spawn(run_tls(listener, front_door, tls, handle.stopping())));
+        lines.push(format!("https://{host}:{https_port}"));
+    }
+    if let Some(listener) = http_listener {
+        let http_port = port_of("http").unwrap_or_default();
+        match (config.protocol, port_of("https")) {
+            (Protocol::Https, Some(https_port)) => {
+                fronts.push(tokio::spawn(run_redirect(
+                    listener,
+                    https_port,
+                    config.header_timeout,
+                    handle.stopping(),
+                )));
+                tracing::info!("http:{http_port} redirects every request to HTTPS (--no-redirect-http turns it off)");
+                lines.push(format!("http://{host}:{http_port}"));
+            }
+            _ => {
+                let front_door = Arc::new(FrontDoor::with_routes(
+                    listener_config(&config),
+                    Routes::every_host(handle.proxy()),
+                    id_seed.rotate_left(17),
+                ));
+                front_door.set_tls(resolver.clone());
+                fronts.push(tokio::spawn(crate::frontdoor::run(
+                    listener,
+                    front_door,
+                    handle.stopping(),
+                )));
+                lines.push(format!("http://{host}:{http_port}"));
+            }
+        }
+    }
     let draining = handle.clone();
     tokio::spawn(async move {
         draining.stopping().await;
-        let _ = tokio::time::timeout(crate::frontdoor::idle::STOP_LINGER, front).await;
+        let closed = async {
+            for front in fronts {
+                let _ = front.await;
+            }
+        };
+        let _ = tokio::time::timeout(crate::frontdoor::idle::STOP_LINGER, closed).await;
         draining.begin_drain();
     });
     tokio::spawn(release_memory_of_idle_connections());
 
     println!(
-        "rip-server: app {} with {} worker{} on http://{}:{port}",
+        "rip-server: app {} with {} worker{} on {}",
         config.app_name,
         config.workers,
         if config.workers == 1 { "" } else { "s" },
-        display_host(config.bind),
+        lines.join(" and "),
     );
     app.wait().await;
     drop(run_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A TCP listener for `kind` (`http`, `https`) on `config.bind`.
+/// The listener named `kind`: the one handed over (systemd, an upgrade),
+/// else a new one bound on `config.bind`.
+fn take_or_bind(
+    inherited: &mut Inherited,
+    config: &ServeConfig,
+    kind: &str,
+    port: u16,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    if let Some(listener) = inherited
+        .take(kind)
+        .map_err(|e| ServeError::Failed(format!("rip-server: {e}")))?
+    {
+        return Ok(listener);
+    }
+    bind_tcp(config.bind, port).map_err(|e| {
+        ServeError::Failed(format!(
+            "rip-server: {kind}:{port} on {}: cannot listen: {e}",
+            config.bind
+        ))
+    })
+}
+
+/// The host names that may get a certificate of their own: every
+/// `hosts.json` entry naming this app's directory (read at start and on
+/// `SIGHUP`). An unreadable registry only loses those names (logged): the
+/// default certificate still serves.
+fn registered_hosts(config: &ServeConfig) -> Vec<crate::config::hosts::HostName> {
+    let Some(home) = &config.home else {
+        return Vec::new();
+    };
+    match crate::config::hosts::read_registry(home) {
+        Ok(registry) => registry
+            .iter()
+            .filter(|(_, dir)| *dir == config.app_dir.as_path())
+            .map(|(host, _)| host.clone())
+            .collect(),
+        Err(e) => {
+            tracing::warn!("https: {e}: registered hosts get the default certificate");
+            Vec::new()
+        }
+    }
 }
 
 /// The settings of an HTTP listener serving `config`'s app (or, for the
@@ -235,6 +385,16 @@ pub fn listener_config(config: &ServeConfig) -> FrontDoorConfig {
         header_timeout: config.header_timeout,
         response_buffer: config.response_buffer,
         ..FrontDoorConfig::default()
+    }
+}
+
+/// [`listener_config`] for the HTTPS listener: scheme `https` (for
+/// `X-Forwarded-Proto`) and `--hsts`.
+pub fn https_listener_config(config: &ServeConfig) -> FrontDoorConfig {
+    FrontDoorConfig {
+        scheme: "https",
+        hsts: config.hsts,
+        ..listener_config(config)
     }
 }
 

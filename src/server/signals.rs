@@ -1,7 +1,9 @@
-//! Signals, after unicorn and nginx: `SIGHUP` rolling restart, `SIGTERM` /
-//! `SIGINT` graceful stop, `SIGTTIN` / `SIGTTOU` one worker more / fewer,
-//! `SIGUSR2` hitless upgrade to the binary now at the server's path,
-//! `SIGQUIT` graceful stop as the upgrade's old server (sent by the new one).
+//! Signals, after unicorn and nginx: `SIGHUP` rolling restart (and, with
+//! HTTPS, a reload of the `cert:`/`key:` files and of the registered host
+//! names that get certificates of their own), `SIGTERM` / `SIGINT` graceful
+//! stop, `SIGTTIN` / `SIGTTOU` one worker more / fewer, `SIGUSR2` hitless
+//! upgrade to the binary now at the server's path, `SIGQUIT` graceful stop
+//! as the upgrade's old server (sent by the new one).
 
 use std::sync::Arc;
 
@@ -11,6 +13,20 @@ use super::AppHandle;
 use super::systemd::{Notifier, ready_after_roll};
 use super::upgrade::{Listeners, Relaunch};
 use crate::runtime::Admin;
+
+/// What the signals drive.
+pub(super) struct SignalTargets {
+    /// The app.
+    pub app: AppHandle,
+    /// systemd's notifications.
+    pub notifier: Arc<Notifier>,
+    /// How to start the binary at the path (`SIGUSR2`).
+    pub relaunch: Relaunch,
+    /// The listening sockets an upgrade hands over.
+    pub listeners: Listeners,
+    /// Run on `SIGHUP` before the rolling restart (certificate files).
+    pub on_hup: Option<Arc<dyn Fn() + Send + Sync>>,
+}
 
 /// The signals, taken from their default action (registered before any
 /// worker starts, so none is lost or kills the server meanwhile).
@@ -37,9 +53,18 @@ impl Signals {
         })
     }
 
-    /// From now on, each signal drives `app`; systemd hears of a rolling
-    /// restart `SIGHUP` begins (`RELOADING=1`, then `READY=1` at its end).
-    pub(super) fn forward(self, app: AppHandle, notifier: Arc<Notifier>, relaunch: Relaunch, listeners: Listeners) {
+    /// From now on, each signal drives `app` (and `SIGHUP` also runs
+    /// `on_hup`, off the event loop: it reads files); systemd hears of a
+    /// rolling restart `SIGHUP` begins (`RELOADING=1`, then `READY=1` at
+    /// its end).
+    pub(super) fn forward(self, targets: SignalTargets) {
+        let SignalTargets {
+            app,
+            notifier,
+            relaunch,
+            listeners,
+            on_hup,
+        } = targets;
         let Signals {
             mut hup,
             mut term,
@@ -78,6 +103,10 @@ impl Signals {
                     }
                     Some(command) => {
                         tracing::info!(?command, "signal received");
+                        if let (Admin::RollingRestart, Some(on_hup)) = (&command, &on_hup) {
+                            let on_hup = on_hup.clone();
+                            let _ = tokio::task::spawn_blocking(move || on_hup()).await;
+                        }
                         let rolling = matches!(command, Admin::RollingRestart);
                         if rolling {
                             notifier.reloading();

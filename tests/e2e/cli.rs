@@ -307,27 +307,10 @@ async fn bind_limits_the_listening_address() {
     .await;
 }
 
-/// The subcommands of later versions exit 1 with one line saying so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reserved_subcommands_exit_1_with_one_line() {
-    within(BUDGET, async {
-        let home = home();
-        let ca = "it will manage the development certificate authority (init, trust, export, info, list, clean)";
-        let cases: &[(&[&str], &str, &str)] = &[(&["ca", "init"], "ca", ca), (&["ca:init"], "ca:init", ca)];
-        for (args, word, future) in cases {
-            let out = cli_in(home.path(), args, &[]).await;
-            let line = format!("rip-server: {word}: not available in this version; {future}");
-            assert_one_line(&out, 1, &line, &format!("{args:?}"));
-        }
-        assert!(run_files(home.path()).is_empty());
-    })
-    .await;
-}
-
 /// A malformed variable stops the start with exit status 2 and one line
-/// naming it; HTTPS words stop it with exit status 1.
+/// naming it; so does a missing certificate file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn malformed_variables_exit_2_and_https_exits_1() {
+async fn malformed_variables_and_missing_certificates_exit_2() {
     within(BUDGET, async {
         let start = ["builtin:hello", "http:0"];
         for (name, value) in [
@@ -349,17 +332,22 @@ async fn malformed_variables_exit_2_and_https_exits_1() {
             "rip-server: RIP_THREADS=abc: expected a thread count in 1..=1024",
             "RIP_THREADS=abc",
         );
-        for word in [
-            "cert:/etc/app.pem",
-            "key:/etc/app.key",
-            "--cert=/a.pem",
-            "https:5700",
-            "5700",
+        // HTTPS words whose files are missing: exit 2, naming the file.
+        for (words, file) in [
+            (
+                &["cert:/nonexistent/app.pem", "key:/nonexistent/app.key"][..],
+                "/nonexistent/app.pem",
+            ),
+            (
+                &["--cert=/nonexistent/a.pem", "--key=/nonexistent/a.key", "https:0"][..],
+                "/nonexistent/a.pem",
+            ),
         ] {
-            refused(1, &["builtin:hello", "http:0", word], &[], word).await;
-            let out = cli_in(home.path(), &["builtin:hello", "http:0", word], &[]).await;
-            let line = format!("rip-server: {word}: HTTPS is not available in this version; use http:<port>");
-            assert_one_line(&out, 1, &line, word);
+            let mut args = vec!["builtin:hello", "http:0"];
+            args.extend(words);
+            let out = cli_in(home.path(), &args, &[]).await;
+            assert_eq!(out.code, Some(2), "{out:?}");
+            assert!(out.stderr.contains(file) && out.stderr.lines().count() == 1, "{out:?}");
         }
         // Valid values start the server.
         let server = server_in(home.path())

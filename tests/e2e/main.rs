@@ -6,11 +6,13 @@ mod common;
 
 mod basics;
 mod bun_apps;
+mod ca;
 mod cli;
 mod control;
 mod fast_path;
 mod faults;
 mod hot_reload;
+mod https;
 mod keepalive;
 mod lifecycle;
 mod limits;
