@@ -10,13 +10,14 @@
 //! The top of the adapters: may import every other folder but `cli` and
 //! `worker`; nothing but `main`, the CLI and the platform imports this.
 
+pub mod admin_port;
 pub mod app;
 mod signals;
 mod sockets;
 
 pub use app::{AppHandle, AppServer};
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::config::{EntryKind, Protocol, ServeConfig};
@@ -138,6 +139,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         )
     })?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let admin_listener = bind_admin_port(&config)?;
     let exe = std::env::current_exe().map_err(|e| format!("rip-server: cannot find own executable: {e}"))?;
     // Before any worker starts: a signal from then on is ours.
     let signals = signals::Signals::register().map_err(|e| format!("rip-server: signals: {e}"))?;
@@ -145,7 +147,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // `$RIP_HOME/run/<app>.json`, removed when this guard drops (any return).
     let run_file = crate::config::run_file::Announcement::announce(&config, port);
     let handle = app.handle();
-    signals.forward(handle.clone());
+    let drain = signals::Drain {
+        delay: config.drain_delay,
+        ..signals::Drain::default()
+    };
+    let mut admin_line = String::new();
+    if let Some((listener, address)) = admin_listener {
+        let source = Arc::new(admin_port::AppSource {
+            app: handle.clone(),
+            draining: drain.flag.clone(),
+        });
+        tokio::spawn(admin_port::run(listener, source, handle.stopped()));
+        admin_line = format!("; metrics, /ready and /live on http://{address}");
+    }
+    signals.forward(handle.clone(), drain);
 
     let front_door = Arc::new(FrontDoor::with_routes(
         listener_config(&config),
@@ -158,7 +173,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tokio::spawn(release_memory_of_idle_connections());
 
     println!(
-        "rip-server: app {} with {} worker{} on http://{}:{port}",
+        "rip-server: app {} with {} worker{} on http://{}:{port}{admin_line}",
         config.app_name,
         config.workers,
         if config.workers == 1 { "" } else { "s" },
@@ -168,6 +183,27 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     drop(run_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin port's listener (`--metrics-port` on `--admin-bind`) and its
+/// real address, if one was asked for; bound before any worker starts, so
+/// a port in use fails the start.
+fn bind_admin_port(config: &ServeConfig) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, ServeError> {
+    let Some(port) = config.metrics_port else {
+        return Ok(None);
+    };
+    let cannot = |e: std::io::Error| {
+        ServeError::Failed(format!(
+            "rip-server: --metrics-port={port} on {}: cannot listen: {e}",
+            config.admin_bind
+        ))
+    };
+    let listener = bind_tcp(config.admin_bind, port).map_err(cannot)?;
+    let address = listener.local_addr().map_err(cannot)?;
+    if !config.admin_bind.is_loopback() {
+        tracing::warn!("the metrics port listens on {address}: /metrics and /ready answer anyone who can reach it");
+    }
+    Ok(Some((listener, address)))
 }
 
 /// The settings of an HTTP listener serving `config`'s app (or, for the

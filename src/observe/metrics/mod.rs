@@ -23,6 +23,8 @@ mod series;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod tests_support;
 
 pub use series::{AppSeries, SLOT_STATES, SlotSeries, WORKER_STATES};
 
