@@ -613,3 +613,88 @@ async fn json_logging_makes_every_server_line_of_stderr_json() {
     })
     .await;
 }
+
+/// Runs the built-in app on a pseudo-terminal (util-linux `script`) until
+/// its worker joined, stops it, and returns everything the terminal showed.
+async fn on_a_terminal(no_color: Option<&str>) -> String {
+    let script = "/usr/bin/script";
+    if !std::path::Path::new(script).exists() {
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "bsdutils"])
+            .status()
+            .expect("`script` (bsdutils) is missing and apt-get cannot run to install it");
+        assert!(status.success(), "apt-get install bsdutils failed");
+    }
+    let dir = short_dir();
+    let home = fresh_home();
+    let command = format!(
+        "exec {} builtin:hello w:1 http:0 --socket-prefix={}",
+        bin(),
+        dir.path().join("s").display()
+    );
+    let mut terminal = Command::new(script);
+    terminal
+        .args(["-qefc", &command, "/dev/null"])
+        .env("RIP_HOME", home.path())
+        .env_remove("RIP_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(value) = no_color {
+        terminal.env("NO_COLOR", value);
+    }
+    let mut child = terminal.spawn().expect("spawn script");
+    let script_pid = child.id();
+    let mut out = child.stdout.take().expect("stdout");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let joined = within(STEP, async {
+        while let Some(chunk) = rx.recv().await {
+            seen.extend(chunk);
+            if String::from_utf8_lossy(&seen).contains("worker joined") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        joined,
+        "no `worker joined` on the terminal: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    let server = children_of(script_pid);
+    assert_eq!(server.len(), 1, "the server under script: {server:?}");
+    send_signal(server[0], "TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    while let Some(chunk) = rx.recv().await {
+        seen.extend(chunk);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn colour_on_a_terminal_unless_no_color_says_otherwise() {
+    within(BUDGET, async {
+        let coloured = on_a_terminal(None).await;
+        assert!(coloured.contains("\x1b["), "a terminal gets colour: {coloured:?}");
+        let plain = on_a_terminal(Some("1")).await;
+        assert!(plain.contains("worker joined"), "{plain:?}");
+        assert!(!plain.contains("\x1b["), "NO_COLOR=1 turns it off: {plain:?}");
+    })
+    .await;
+}
