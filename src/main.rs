@@ -79,7 +79,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: ServeConfig) -> ExitCode {
-    init_tracing(&config.log_filter);
+    let json = config.json_logging;
+    init_tracing(&config.log_filter, json);
     let runtime = match front_door_runtime(config.threads) {
         Ok(rt) => rt,
         Err(e) => {
@@ -87,11 +88,21 @@ fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    exit_code(runtime.block_on(rip_server::server::serve(config)))
+    let result = runtime.block_on(rip_server::server::serve(config));
+    if json && let Err(error) = &result {
+        // Under --json-logging every line of stderr is one JSON object, the
+        // reason the server did not run included.
+        tracing::error!("{}", error.message());
+        return ExitCode::from(match error {
+            rip_server::server::ServeError::Usage(_) => EXIT_USAGE,
+            rip_server::server::ServeError::Failed(_) => EXIT_FAILED,
+        });
+    }
+    exit_code(result)
 }
 
 fn platform(config: rip_server::platform::command::PlatformConfig) -> ExitCode {
-    init_tracing(&config.apps.log_filter);
+    init_tracing(&config.apps.log_filter, config.apps.json_logging);
     let runtime = match front_door_runtime(config.apps.threads) {
         Ok(rt) => rt,
         Err(e) => {
@@ -131,16 +142,12 @@ fn front_door_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime
     }
 }
 
-/// `filter` was checked when the command line was parsed.
-fn init_tracing(filter: &str) {
+/// The server's own lines on stderr (see `os::log_style`). `filter` was
+/// checked when the command line was parsed.
+fn init_tracing(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(rip_server::config::defaults::DEFAULT_LOG_FILTER));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    rip_server::os::log_style::init(filter, json);
 }
 
 /// Sends one control request to the server `target` names; `table` renders

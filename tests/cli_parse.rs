@@ -160,6 +160,9 @@ fn defaults() {
             response_buffer: 1024 * 1024,
             stuck_grace: Duration::from_millis(5000),
             stop_timeout: Duration::from_millis(10_000),
+            admin_bind: "127.0.0.1".parse().unwrap(),
+            metrics_port: None,
+            drain_delay: Duration::ZERO,
             retry_sent: false,
             threads: 1,
             log_filter: "info".into(),
@@ -417,6 +420,9 @@ fn every_value_flag_both_forms() {
         ("--stuck-grace-ms", "0"),
         ("--stop-timeout-ms", "99"),
         ("--bind", "127.0.0.1"),
+        ("--metrics-port", "9100"),
+        ("--admin-bind", "0.0.0.0"),
+        ("--drain-delay-ms", "5000"),
     ];
     for (flag, value) in cases {
         let joined = format!("{flag}={value}");
@@ -470,6 +476,32 @@ fn every_value_flag_both_forms() {
     let c = serve(&["--https-port", "8443", d, "--no-redirect-http", "--protocol", "https"]);
     assert_eq!(c.https_port, Some(8443));
     assert!(!c.redirect_http);
+}
+
+#[test]
+fn metrics_port_admin_bind_and_drain_delay() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let c = serve(&[d, "--metrics-port=0", "--admin-bind=::", "--drain-delay-ms=1500"]);
+    assert_eq!(c.metrics_port, Some(0), "0 = any free port");
+    assert_eq!(c.admin_bind, "::".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(c.drain_delay, Duration::from_millis(1500));
+    let c = serve(&[d]);
+    assert_eq!(c.metrics_port, None, "no metrics port unless asked");
+    assert_eq!(c.admin_bind, DEFAULT_ADMIN_BIND);
+    assert_eq!(c.drain_delay, DEFAULT_DRAIN_DELAY);
+    assert_eq!(serve(&[d, "--drain-delay-ms=0"]).drain_delay, Duration::ZERO);
+    // The seeds' --json is the same switch as --json-logging.
+    assert_eq!(serve(&[d, "--json"]), serve(&[d, "--json-logging"]));
+    assert!(serve(&[d, "--json"]).json_logging);
+    fails(&[d, "--metrics-port=65536"], "--metrics-port=65536");
+    fails(&[d, "--metrics-port", "x"], "--metrics-port x");
+    fails(&[d, "--admin-bind=localhost"], "--admin-bind=localhost");
+    fails(&[d, "--drain-delay-ms=-1"], "--drain-delay-ms=-1");
+    fails(&[d, "--json=yes"], "--json=yes");
+    // Never on the app's port (0 is any free port, so two 0s are fine).
+    fails(&[d, "http:9000", "--metrics-port=9000"], "--metrics-port=9000");
+    assert_eq!(serve(&[d, "http:0", "--metrics-port=0"]).metrics_port, Some(0));
 }
 
 #[test]
@@ -1439,6 +1471,10 @@ fn help_lists_everything() {
         "--response-buffer-kb",
         "--stuck-grace-ms",
         "--stop-timeout-ms",
+        "--metrics-port",
+        "--admin-bind",
+        "--drain-delay-ms",
+        "--json",
         "--bind",
         "RIP_BIND",
         "--help",

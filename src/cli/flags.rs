@@ -217,7 +217,13 @@ pub(super) const FLAGS: &[Flag] = &[
         "--json-logging",
         |s| s.json_logging = true,
         "off",
-        "JSON access log (t, app, method, path, status, totalSeconds, workerSeconds, length)",
+        "JSON logs: the access log (t, app, method, path, status, totalSeconds, workerSeconds, length) and the server's own lines, one object a line",
+    ),
+    switch(
+        "--json",
+        |s| s.json_logging = true,
+        "off",
+        "same as --json-logging",
     ),
     switch(
         "--no-access-log",
@@ -225,6 +231,37 @@ pub(super) const FLAGS: &[Flag] = &[
         "access log on",
         "turn the access log off",
     ),
+    value(
+        "--metrics-port",
+        "PORT",
+        |s, v, _| {
+            s.metrics_port = Some(parse_port(v)?);
+            Ok(())
+        },
+        "off",
+        "serve GET /metrics (Prometheus; OpenMetrics when asked), /ready and /live on this port of --admin-bind, never on the app's port (0 = any free port)",
+    ),
+    value(
+        "--admin-bind",
+        "ADDR",
+        |s, v, _| {
+            s.admin_bind = Some(parse_bind(v)?);
+            Ok(())
+        },
+        "127.0.0.1",
+        "the address of the metrics port (0.0.0.0 to let a kubelet or Prometheus on another host reach it)",
+    ),
+    value(
+        "--drain-delay-ms",
+        "MS",
+        |s, v, _| {
+            s.drain_delay = Some(parse_ms_or_zero(v)?);
+            Ok(())
+        },
+        "0",
+        "after SIGTERM, /ready answers 503 at once and the server keeps serving this long before the graceful stop (a second SIGTERM or SIGINT stops at once)",
+    )
+    .with_range(0, MAX_DURATION_MS),
     value(
         "--variant",
         "NAME",

@@ -47,6 +47,9 @@ pub(super) struct Seen {
     pub(super) response_buffer_kb: Option<u32>,
     pub(super) stuck_grace: Option<Duration>,
     pub(super) stop_timeout: Option<Duration>,
+    pub(super) admin_bind: Option<IpAddr>,
+    pub(super) metrics_port: Option<u16>,
+    pub(super) drain_delay: Option<Duration>,
 }
 
 impl Seen {

@@ -24,6 +24,7 @@ use super::words::{
     parse_variant, parse_workers, split_flag,
 };
 use crate::config::bun::find_bun;
+use crate::config::defaults::{DEFAULT_ADMIN_BIND, DEFAULT_DRAIN_DELAY};
 use crate::config::defaults::{
     DEFAULT_BIND, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOT_RELOAD, DEFAULT_HTTP_PORT,
     DEFAULT_HTTPS_MODE, DEFAULT_HTTPS_PORT, DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE,
@@ -294,6 +295,18 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
     };
     let https_mode = seen.https_mode.map_or(DEFAULT_HTTPS_MODE, |(mode, _)| mode);
 
+    if let Some(port) = seen.metrics_port
+        && port != 0
+        && port == http_port
+    {
+        return Err(CliError::new(
+            format!("--metrics-port={port}"),
+            format!(
+                "expected a port other than the app's HTTP port {http_port}: metrics are never served on the app's port"
+            ),
+        ));
+    }
+
     // The app and its sockets.
     let app = resolve_app(&app_word)?;
     let socket_prefix = match seen.socket_prefix {
@@ -344,6 +357,9 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         response_buffer: seen.response_buffer_kb.unwrap_or(DEFAULT_RESPONSE_BUFFER_KB) as usize * 1024,
         stuck_grace: seen.stuck_grace.unwrap_or(DEFAULT_STUCK_GRACE),
         stop_timeout: seen.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        admin_bind: seen.admin_bind.unwrap_or(DEFAULT_ADMIN_BIND),
+        metrics_port: seen.metrics_port,
+        drain_delay: seen.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
         retry_sent,
         threads,
         log_filter,

@@ -122,6 +122,9 @@ fn every_flag_sets_something() {
         ("--response-buffer-kb", "3"),
         ("--stuck-grace-ms", "3"),
         ("--stop-timeout-ms", "3"),
+        ("--metrics-port", "9100"),
+        ("--admin-bind", "0.0.0.0"),
+        ("--drain-delay-ms", "3"),
     ];
     let base = config(&["builtin:hello"], &[]);
     for f in FLAGS {

@@ -61,6 +61,12 @@ pub const DEFAULT_STUCK_GRACE: Duration = Duration::from_millis(5000);
 /// `--stop-timeout-ms` (our extension): how long a graceful stop may take
 /// before the remaining workers are killed.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_millis(10_000);
+/// `--admin-bind`: where the metrics port (and the platform's API) listens:
+/// loopback, so nothing is reachable from outside unless asked for.
+pub const DEFAULT_ADMIN_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// `--drain-delay-ms`: after SIGTERM, how long `/ready` answers 503 while
+/// the server still serves, before the graceful stop begins.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
 /// `--response-buffer-kb` (our extension): how much of a worker's response
 /// the front door reads ahead of a slow client, in KiB, so that the worker
 /// is free once its answer fits; 0 paces the worker by the client.

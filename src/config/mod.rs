@@ -226,6 +226,14 @@ pub struct ServeConfig {
     pub stuck_grace: Duration,
     /// A graceful stop kills what is left after this.
     pub stop_timeout: Duration,
+    /// The address of the metrics port (`--admin-bind`, loopback by default).
+    pub admin_bind: IpAddr,
+    /// `--metrics-port`: `GET /metrics`, `/ready` and `/live` on this port
+    /// of `admin_bind` (0 = any free port); `None`: no metrics port.
+    pub metrics_port: Option<u16>,
+    /// `--drain-delay-ms`: after SIGTERM, `/ready` answers 503 at once and
+    /// the server keeps serving this long before the graceful stop begins.
+    pub drain_delay: Duration,
     /// Also retry once an idempotent request with a replayable body whose
     /// worker failed after receiving it. Off by default, because a request
     /// that crashed its worker would crash a second one.

@@ -13,10 +13,14 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// Upper bounds of the latency buckets, in microseconds: 1 ms, 5 ms, 10 ms,
-/// 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s, 2.5 s, 5 s, 10 s.
-pub const LATENCY_BOUNDS_MICROS: [u64; 12] = [
-    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+/// Upper bounds of the latency buckets, in microseconds: 100 µs, 250 µs,
+/// 500 µs, 1 ms, 2.5 ms, 5 ms, 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms,
+/// 1 s, 2.5 s, 5 s, 10 s, 30 s. One set for a sub-millisecond proxy hop and
+/// a handler that takes seconds alike (1-2.5-5 steps, so every decade has
+/// three buckets); 30 s is past every default timeout.
+pub const LATENCY_BOUNDS_MICROS: [u64; 17] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
 ];
 
 /// A histogram with fixed buckets over values in microseconds.
@@ -69,6 +73,13 @@ impl Histogram {
                 *cumulative += n;
                 Some((bound, *cumulative))
             })
+    }
+
+    /// `(upper bound in µs, observations in that bucket alone)` for every
+    /// bucket, ascending, without `+Inf`: what an encoder that accumulates
+    /// on its own wants (see `observe::metrics`).
+    pub fn per_bucket(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.bounds_micros.iter().copied().zip(self.counts.iter().copied())
     }
 
     /// Observations in all, including those above the last bound.
@@ -145,17 +156,36 @@ mod tests {
     #[test]
     fn buckets_are_inclusive_upper_bounds_and_cumulative() {
         let mut h = Histogram::default();
-        for v in [0, 1_000, 1_001, 5_000, 7_000, 10_000_000, 10_000_001] {
+        for v in [0, 100, 101, 1_000, 7_000, 30_000_000, 30_000_001] {
             h.observe(v);
         }
         let b: Vec<(u64, u64)> = h.buckets().collect();
         assert_eq!(b.len(), LATENCY_BOUNDS_MICROS.len());
-        assert_eq!(b[0], (1_000, 2), "0 and 1 ms are ≤ 1 ms");
-        assert_eq!(b[1], (5_000, 4), "1.001 ms and 5 ms join them");
-        assert_eq!(b[2], (10_000, 5));
-        assert_eq!(b[11], (10_000_000, 6), "everything but the value above 10 s");
+        assert_eq!(b[0], (100, 2), "0 and 100 µs are ≤ 100 µs");
+        assert_eq!(b[1], (250, 3), "101 µs joins them");
+        assert_eq!(b[3], (1_000, 4));
+        assert_eq!(b[6], (10_000, 5), "7 ms is ≤ 10 ms");
+        assert_eq!(b[16], (30_000_000, 6), "everything but the value above 30 s");
         assert_eq!(h.count(), 7, "+Inf counts all");
-        assert_eq!(h.sum_micros(), 20_014_002);
+        assert_eq!(h.sum_micros(), 60_008_202);
+        let alone: Vec<u64> = h.per_bucket().map(|(_, n)| n).collect();
+        assert_eq!(alone.iter().sum::<u64>(), 6, "per bucket, the one above 30 s in none");
+        assert_eq!(&alone[..2], &[2, 1]);
+        assert_eq!(
+            h.per_bucket().map(|(bound, _)| bound).collect::<Vec<_>>(),
+            LATENCY_BOUNDS_MICROS
+        );
+    }
+
+    #[test]
+    fn the_default_buckets_cover_a_proxy_hop_and_a_slow_handler() {
+        assert_eq!(LATENCY_BOUNDS_MICROS[0], 100, "100 µs: a proxied hello");
+        assert_eq!(
+            LATENCY_BOUNDS_MICROS[LATENCY_BOUNDS_MICROS.len() - 1],
+            30_000_000,
+            "30 s"
+        );
+        assert!(LATENCY_BOUNDS_MICROS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct WorkerSetup {
     pub max_age: Option<std::time::Duration>,
     pub max_reloads: u32,
     pub hot_reload: &'static str,
+    /// `--json-logging`: the workers' own log lines are JSON too
+    /// (`RIP_LOG_FORMAT=json`, else `text`).
+    pub json_logs: bool,
 }
 
 /// Environment variables every worker of an app gets on top of the
@@ -266,6 +269,10 @@ impl Spawner for ProcessSpawner {
             .env("RIP_MAX_AGE_S", s.max_age.map_or(0, |d| d.as_secs().max(1)).to_string())
             .env("RIP_MAX_RELOADS", s.max_reloads.to_string())
             .env("RIP_HOT_RELOAD", s.hot_reload)
+            .env(
+                crate::os::log_style::LOG_FORMAT_VAR,
+                if s.json_logs { "json" } else { "text" },
+            )
             .env("RIP_MANAGER_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .process_group(0)

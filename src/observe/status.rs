@@ -1,7 +1,8 @@
 //! The status snapshot: one typed picture of an app's server, taken by the
 //! driver (the only owner of the state it shows) and rendered by every
 //! reader: `GET /status` and the control socket's `/status` as JSON today,
-//! `rip-server status` as a table, `/metrics` and the dashboard later. They
+//! `rip-server status` as a table, `/metrics` (see `observe::metrics`) and
+//! the dashboard. They
 //! all read the same counters, so no reader counts on its own.
 
 use std::collections::BTreeMap;
@@ -140,6 +141,12 @@ pub struct StatusSnapshot {
     pub worker_exits: BTreeMap<&'static str, u64>,
     /// Time from arrival to first dispatch (microsecond buckets).
     pub queue_wait: Histogram,
+    /// Time from arrival to the end of the worker's response, for every
+    /// request whose client got the worker's answer (microsecond buckets).
+    pub request_duration: Histogram,
+    /// Exchanges completed by each slot's workers (index = slot,
+    /// `RIP_WORKER_ID`), across replacements.
+    pub served_by_slot: Vec<u64>,
     /// State transitions the core's own rules forbid (refused, or a
     /// dispatch to a worker that was not routable): each one is a bug,
     /// counted instead of dropped silently (0 in a healthy server).

@@ -649,6 +649,8 @@ impl<S: Spawner> Driver<S> {
                 .map(|(cause, n)| (cause.as_str(), *n))
                 .collect(),
             queue_wait: self.node.balancer.stats().queue_wait.clone(),
+            request_duration: self.node.balancer.stats().request_duration.clone(),
+            served_by_slot: self.node.balancer.stats().served_by_slot.clone(),
             illegal_transitions: self.node.illegal_transitions(),
             counters: lb.counters,
             responses: self.responses,

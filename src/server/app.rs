@@ -114,6 +114,7 @@ impl AppServer {
                 max_age: config.max_age,
                 max_reloads: config.max_reloads,
                 hot_reload: config.hot_reload.as_str(),
+                json_logs: config.json_logging,
             },
             exe.to_path_buf(),
         )

@@ -10,6 +10,7 @@
 //! The top of the adapters: may import every other folder but `cli` and
 //! `worker`; nothing but `main`, the CLI and the platform imports this.
 
+pub mod admin_port;
 pub mod app;
 mod signals;
 mod sockets;
@@ -18,7 +19,7 @@ pub mod upgrade;
 
 pub use app::{AppHandle, AppServer};
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::config::{EntryKind, Protocol, ServeConfig};
@@ -192,6 +193,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .filter_map(|(name, listener)| listener.as_ref().map(|l| (name, l)))
         .collect();
     let handover = upgrade::Listeners::keep(&named).map_err(|e| format!("rip-server: {e}"))?;
+    let admin_listener = bind_admin_port(&config)?;
     // Before any worker starts: a signal from then on is ours.
     let signals = signals::Signals::register().map_err(|e| format!("rip-server: signals: {e}"))?;
     let app = AppServer::start(
@@ -218,9 +220,23 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             resolver.set_registered_hosts(registered_hosts(&config));
         }) as Arc<dyn Fn() + Send + Sync>
     });
+    let drain = signals::Drain {
+        delay: config.drain_delay,
+        ..signals::Drain::default()
+    };
+    let mut admin_line = String::new();
+    if let Some((listener, address)) = admin_listener {
+        let source = Arc::new(admin_port::AppSource {
+            app: handle.clone(),
+            draining: drain.flag.clone(),
+        });
+        tokio::spawn(admin_port::run(listener, source, handle.stopped()));
+        admin_line = format!("; metrics, /ready and /live on http://{address}");
+    }
     let notifier = Arc::new(systemd::Notifier::from_env());
     signals.forward(signals::SignalTargets {
         app: handle.clone(),
+        drain,
         notifier: notifier.clone(),
         relaunch: relaunch.clone(),
         listeners: handover.clone(),
@@ -319,7 +335,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tokio::spawn(release_memory_of_idle_connections());
 
     println!(
-        "rip-server: app {} with {} worker{} on {}",
+        "rip-server: app {} with {} worker{} on {}{admin_line}",
         config.app_name,
         config.workers,
         if config.workers == 1 { "" } else { "s" },
@@ -331,7 +347,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// A TCP listener for `kind` (`http`, `https`) on `config.bind`.
 /// The listener named `kind`: the one handed over (systemd, an upgrade),
 /// else a new one bound on `config.bind`.
 fn take_or_bind(
@@ -373,6 +388,27 @@ fn registered_hosts(config: &ServeConfig) -> Vec<crate::config::hosts::HostName>
             Vec::new()
         }
     }
+}
+
+/// The admin port's listener (`--metrics-port` on `--admin-bind`) and its
+/// real address, if one was asked for; bound before any worker starts, so
+/// a port in use fails the start.
+fn bind_admin_port(config: &ServeConfig) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, ServeError> {
+    let Some(port) = config.metrics_port else {
+        return Ok(None);
+    };
+    let cannot = |e: std::io::Error| {
+        ServeError::Failed(format!(
+            "rip-server: --metrics-port={port} on {}: cannot listen: {e}",
+            config.admin_bind
+        ))
+    };
+    let listener = bind_tcp(config.admin_bind, port).map_err(cannot)?;
+    let address = listener.local_addr().map_err(cannot)?;
+    if !config.admin_bind.is_loopback() {
+        tracing::warn!("the metrics port listens on {address}: /metrics and /ready answer anyone who can reach it");
+    }
+    Ok(Some((listener, address)))
 }
 
 /// The settings of an HTTP listener serving `config`'s app (or, for the

@@ -162,13 +162,13 @@ impl Handler for Builtin {
 /// Runs the built-in app as a worker process: from the `RIP_*` environment,
 /// or standalone on `socket_override` (slot 0, app `hello`, no control socket).
 pub fn main(socket_override: Option<PathBuf>) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    // The server's stderr, so the server's style: JSON under its
+    // --json-logging, colour only on a terminal.
+    crate::os::log_style::init(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        std::env::var(crate::os::log_style::LOG_FORMAT_VAR).is_ok_and(|v| v == "json"),
+    );
     if std::env::var_os("RIP_EXAMPLE_FAIL_BOOT").is_some_and(|v| v == "1") {
         eprintln!("rip-server worker: RIP_EXAMPLE_FAIL_BOOT=1, failing boot on purpose");
         return ExitCode::from(1);

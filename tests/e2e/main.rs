@@ -17,6 +17,7 @@ mod keepalive;
 mod lifecycle;
 mod limits;
 mod logging;
+mod metrics;
 mod overload;
 mod platform;
 mod python;

@@ -54,13 +54,25 @@ impl Balancer {
                 // A complete without a head: treat the head as received.
                 self.read_deadlines.remove(&(deadline, id));
                 self.stats.responses += 1;
+                self.observe_duration(request.arrived, now);
                 pid
             }
-            Phase::Streaming { pid } | Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } => pid,
+            Phase::Streaming { pid } => {
+                self.observe_duration(request.arrived, now);
+                pid
+            }
+            Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } => pid,
         };
         self.requests.remove(&id);
         let quarantine = (!clean).then(|| now + self.config.quarantine);
         self.worker_done(pid, id, quarantine, now);
+    }
+
+    /// One bucket increment: the request's time from arrival to the end of
+    /// its worker's response.
+    fn observe_duration(&mut self, arrived: Time, now: Time) {
+        let micros = now.as_micros().saturating_sub(arrived.as_micros());
+        self.stats.request_duration.observe(micros);
     }
 
     /// The worker answered `503 Rip-Worker-Busy`: it did not take the request.
@@ -242,6 +254,7 @@ impl Balancer {
         if self.illegal.count(worker.on_complete(id, quarantine)).is_none() {
             return;
         }
+        self.stats.count_served(worker.slot);
         self.events.push_back(WorkerEvent::Served {
             pid,
             count: worker.completed,

@@ -33,6 +33,16 @@ pub struct BalancerStats {
     /// Time from arrival to first dispatch, in microseconds (0 for a request
     /// dispatched at once); one observation per dispatched request.
     pub queue_wait: Histogram,
+    /// Time from arrival to the end of the worker's response, in
+    /// microseconds, for every request whose client got the worker's
+    /// answer (not for synthesized answers, which [`BalancerStats::answers`]
+    /// counts, nor for a client that left first).
+    pub request_duration: Histogram,
+    /// Exchanges completed by the workers of each slot (index = slot,
+    /// `RIP_WORKER_ID`), across the processes that held it: unlike a
+    /// worker's own `served`, it does not start again when the worker is
+    /// replaced.
+    pub served_by_slot: Vec<u64>,
 }
 
 impl Default for BalancerStats {
@@ -46,6 +56,8 @@ impl Default for BalancerStats {
             client_gone: 0,
             answers: Answer::ALL.iter().map(|a| (a.reason(), 0)).collect(),
             queue_wait: Histogram::default(),
+            request_duration: Histogram::default(),
+            served_by_slot: Vec::new(),
         }
     }
 }
@@ -53,6 +65,16 @@ impl Default for BalancerStats {
 impl BalancerStats {
     pub(super) fn count_answer(&mut self, answer: Answer) {
         *self.answers.entry(answer.reason()).or_default() += 1;
+    }
+
+    /// One more exchange completed by the worker in `slot`.
+    pub(super) fn count_served(&mut self, slot: Slot) {
+        let index = slot.0 as usize;
+        if index >= self.served_by_slot.len() {
+            // Slots are `0..N-1`, so this grows once per new slot.
+            self.served_by_slot.resize(index + 1, 0);
+        }
+        self.served_by_slot[index] += 1;
     }
 
     /// Synthesized answers with this reason so far.

@@ -539,13 +539,13 @@ fn queue_wait_is_observed_once_per_request_at_its_first_dispatch() {
     assert_eq!((stats.dispatches, stats.retries), (4, 1));
     assert_eq!(stats.queue_wait.count(), 3, "one per request");
     assert_eq!(stats.queue_wait.sum_micros(), 30_000);
-    let buckets: Vec<(u64, u64)> = stats.queue_wait.buckets().take(4).collect();
+    let le = |bound: u64| stats.queue_wait.buckets().find(|&(b, _)| b == bound).map(|(_, n)| n);
     assert_eq!(
-        buckets,
-        [(1_000, 2), (5_000, 2), (10_000, 2), (25_000, 2)],
+        [le(100), le(1_000), le(10_000), le(25_000)],
+        [Some(2); 4],
         "two at once, one of 30 ms"
     );
-    assert_eq!(stats.queue_wait.buckets().nth(4), Some((50_000, 3)));
+    assert_eq!(le(50_000), Some(3));
     let c = b.counters();
     assert_eq!((c.dispatched, c.retries, c.requests, c.queued), (4, 1, 3, 1));
     let v = serde_json::to_value(stats).unwrap();
@@ -589,4 +589,47 @@ fn responses_and_departed_clients_are_counted_once_where_they_are_decided() {
     );
     let answered = c.queue_full + c.no_capacity + c.queue_timeout + c.upstream_timeout + c.upstream_error;
     assert_eq!(c.requests, c.responses + answered + c.client_gone);
+}
+
+#[test]
+fn request_duration_is_observed_once_per_worker_answer_and_slots_keep_their_count() {
+    let mut b = lb(10);
+    b.handle_join(info(1, 1), ms(0)).unwrap();
+    // Request 1: arrives at 10, head at 11, complete at 13 ms: 3 ms.
+    b.handle_request(RequestId(1), RequestMeta::GET, ms(10));
+    b.handle_response_head(RequestId(1), ms(11));
+    b.handle_complete(RequestId(1), true, ms(13));
+    // Request 2: complete without a head (treated as one): 200 µs.
+    b.handle_request(RequestId(2), RequestMeta::GET, Time::from_micros(20_000));
+    b.handle_complete(RequestId(2), true, Time::from_micros(20_200));
+    // Request 3: its client leaves first; the worker's late end is not a duration.
+    b.handle_request(RequestId(3), RequestMeta::GET, ms(30));
+    b.handle_client_gone(RequestId(3), ms(31));
+    b.handle_complete(RequestId(3), true, ms(40));
+    drain(&mut b);
+    let d = &b.stats().request_duration;
+    assert_eq!(d.count(), 2, "one per answer a client got from a worker");
+    assert_eq!(d.sum_micros(), 3_200);
+    let le = |bound: u64| d.buckets().find(|&(b, _)| b == bound).map(|(_, n)| n);
+    assert_eq!((le(250), le(2_500), le(5_000)), (Some(1), Some(1), Some(2)));
+
+    // Slot 1's worker leaves and another process takes slot 1: the slot's
+    // count goes on from 3, where the new worker's own `served` starts at 0.
+    assert_eq!(b.stats().served_by_slot, [0, 3]);
+    b.handle_exit(Pid(1), ms(50));
+    b.handle_join(
+        WorkerInfo {
+            pid: Pid(7),
+            slot: Slot(1),
+            version: Version(1),
+            socket: "/tmp/w7.sock".into(),
+        },
+        ms(51),
+    )
+    .unwrap();
+    b.handle_request(RequestId(4), RequestMeta::GET, ms(52));
+    b.handle_complete(RequestId(4), true, ms(53));
+    drain(&mut b);
+    assert_eq!(b.stats().served_by_slot, [0, 4]);
+    assert_eq!(b.status().workers[0].served, 1, "the process's own count");
 }

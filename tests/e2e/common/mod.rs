@@ -383,10 +383,12 @@ impl ServerBuilder {
             }
             Err(_) => panic!("no start line within {STEP:?}; stderr:\n{}", server.stderr_text()),
         };
+        // The port's digits: more may follow (`; metrics ... on http://...`).
         let port = first
             .split("http://localhost:")
             .nth(1)
-            .and_then(|p| p.trim().parse::<u16>().ok())
+            .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse::<u16>().ok())
             .unwrap_or_else(|| panic!("unexpected start line {first:?}"));
         server.port = port;
         server.start_line = first;
