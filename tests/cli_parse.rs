@@ -61,22 +61,6 @@ fn fails_env(list: &[&str], vars: &[(&str, &str)], word: &str) -> CliError {
     err
 }
 
-/// Asserts a refusal with exit status 1 (not in this version) whose one line is `line`.
-fn not_available_env(list: &[&str], vars: &[(&str, &str)], line: &str) {
-    match run_env(list, vars) {
-        Err(e) => {
-            assert_eq!(e.to_string(), line, "{list:?}");
-            assert_eq!((e.kind, e.exit_code()), (ErrorKind::NotAvailable, 1), "{list:?}");
-        }
-        Ok(c) => panic!("{list:?}: expected {line:?}, got {c:?}"),
-    }
-}
-
-/// The line an HTTPS word is refused with.
-fn https_refused(word: &str) -> String {
-    format!("rip-server: {word}: HTTPS is not available in this version; use http:<port>")
-}
-
 /// A temporary directory holding an app directory named `api`.
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -1208,7 +1192,24 @@ fn platform_words() {
     fails_env(&["platform", "--admin-bind=localhost"], &home, "--admin-bind=localhost");
     fails_env(&["platform", "--api-port"], &home, "--api-port");
     fails_env(&["platform", "--nope"], &home, "--nope");
-    not_available_env(&["platform", "https:0"], &home, &https_refused("https:0"));
+    // HTTPS words set the apps' HTTPS listener, as for a server.
+    let p = platform_env(
+        &[
+            "platform",
+            "http:0",
+            "https:0",
+            "--metrics-port=0",
+            "--admin-bind=0.0.0.0",
+        ],
+        &home,
+    );
+    assert_eq!((p.apps.https_port, p.apps.metrics_port), (Some(0), Some(0)));
+    assert_eq!(
+        p.apps.admin_bind, p.admin_bind,
+        "the metrics port listens where the API does"
+    );
+    let p = platform_env(&["platform", "8443"], &home);
+    assert_eq!(p.apps.https_port, Some(8443));
 }
 
 // ---------------------------------------------------------------------------

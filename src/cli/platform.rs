@@ -10,7 +10,7 @@
 
 use super::env::Env;
 use super::flags::{self, Takes};
-use super::serve::{self, HTTPS_NOT_AVAILABLE, SERVE_TOKENS};
+use super::serve::{self, SERVE_TOKENS};
 use super::words::{Words, parse_bind, parse_port, split_flag};
 use super::{CliError, Command};
 use crate::platform::command::{DEFAULT_ADMIN_BIND, DEFAULT_API_PORT, PlatformConfig};
@@ -47,6 +47,8 @@ pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<Command, CliError>
             {
                 forward.push(word.to_owned());
             }
+            // A bare port is the HTTPS port, as for a server.
+            _ if word.parse::<u16>().is_ok() => forward.push(word.to_owned()),
             _ => {
                 return Err(CliError::new(
                     word,
@@ -55,10 +57,10 @@ pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<Command, CliError>
             }
         }
     }
-    let (apps, https_word) = serve::parse_config(&forward, env)?;
-    if let Some(word) = https_word {
-        return Err(CliError::not_available(word, HTTPS_NOT_AVAILABLE));
-    }
+    let mut apps = serve::parse_config(&forward, env)?;
+    let admin_bind = admin_bind.unwrap_or(DEFAULT_ADMIN_BIND);
+    // The metrics port listens where the API does.
+    apps.admin_bind = admin_bind;
     let home = env.home()?.ok_or_else(|| {
         CliError::new(
             "platform",
@@ -68,7 +70,7 @@ pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<Command, CliError>
     Ok(Command::Platform(Box::new(PlatformConfig {
         home,
         api_port: api_port.unwrap_or(DEFAULT_API_PORT),
-        admin_bind: admin_bind.unwrap_or(DEFAULT_ADMIN_BIND),
+        admin_bind,
         apps,
     })))
 }

@@ -39,18 +39,15 @@ pub(super) const SERVE_TOKENS: &[&str] = &["w", "r", "http", "https", "cert", "k
 
 const TOKEN_LIST: &str = "w:, r:, http:, https:, cert:, key:, protocol:";
 
-/// Why the platform refuses HTTPS words (until it serves HTTPS itself).
-pub(super) const HTTPS_NOT_AVAILABLE: &str = "HTTPS is not available in this version; use http:<port>";
-
 /// The serve command's config as written.
 pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<ServeConfig, CliError> {
-    parse_config(args, env).map(|(config, _)| config)
+    parse_config(args, env)
 }
 
 /// The config as written, and the first word asking for HTTPS if any (an
 /// HTTPS word, or `protocol:` naming https), for callers that do not serve
 /// HTTPS yet (the platform).
-pub(super) fn parse_config(args: &[String], env: &Env<'_>) -> Result<(ServeConfig, Option<String>), CliError> {
+pub(super) fn parse_config(args: &[String], env: &Env<'_>) -> Result<ServeConfig, CliError> {
     let mut seen = Seen::default();
     let mut words = Words::new(args);
     while let Some(word) = words.next_word() {
@@ -90,12 +87,7 @@ pub(super) fn parse_config(args: &[String], env: &Env<'_>) -> Result<(ServeConfi
         }
         set_app(&mut seen, word)?;
     }
-    let https_word = match (&seen.https_word, &seen.protocol) {
-        (Some(word), _) => Some(word.clone()),
-        (None, Some((protocol, word))) if *protocol != Protocol::Http => Some(word.clone()),
-        (None, _) => None,
-    };
-    Ok((finish(seen, env)?, https_word))
+    finish(seen, env)
 }
 
 fn set_app(seen: &mut Seen, word: &str) -> Result<(), CliError> {

@@ -295,7 +295,7 @@ fn variant_names() {
 // dev CA exist is the server's check at start.
 // ---------------------------------------------------------------------------
 
-fn parsed(args: &[&str], vars: &[(&str, &str)]) -> Result<(ServeConfig, Option<String>), CliError> {
+fn parsed(args: &[&str], vars: &[(&str, &str)]) -> Result<ServeConfig, CliError> {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -303,7 +303,7 @@ fn parsed(args: &[&str], vars: &[(&str, &str)]) -> Result<(ServeConfig, Option<S
 }
 
 fn config(args: &[&str], vars: &[(&str, &str)]) -> ServeConfig {
-    parsed(args, vars).unwrap_or_else(|e| panic!("{args:?}: {e}")).0
+    parsed(args, vars).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 fn cfg(args: &[&str]) -> ServeConfig {
@@ -315,10 +315,6 @@ fn mistake(args: &[&str], word: &str) -> CliError {
     assert_eq!(e.word, word, "{e}");
     assert_eq!(e.exit_code(), 2, "{e}");
     e
-}
-
-fn https_word(args: &[&str]) -> Option<String> {
-    parsed(args, &[]).unwrap_or_else(|e| panic!("{args:?}: {e}")).1
 }
 
 #[test]
@@ -345,14 +341,6 @@ fn https_words_parse() {
     let c = cfg(&[h, "5700"]);
     assert!(c.redirect_http && !c.hsts);
     assert_eq!(c.tls_handshake_timeout, DEFAULT_TLS_HANDSHAKE_TIMEOUT);
-    // The first HTTPS word is remembered (the platform refuses it).
-    assert_eq!(https_word(&[h, "w:2"]), None);
-    assert_eq!(https_word(&[h, "protocol:http"]), None);
-    assert_eq!(https_word(&[h, "5700", "https:quick"]).as_deref(), Some("5700"));
-    assert_eq!(
-        https_word(&[h, "--protocol=https"]).as_deref(),
-        Some("--protocol=https")
-    );
 }
 
 #[test]

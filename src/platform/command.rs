@@ -19,8 +19,10 @@
 //! when the watcher cannot start it is re-read every [`POLL`] instead.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,16 +30,17 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
 use super::api::{self, Api, ApiConfig};
+use super::listeners::{self, FrontDoors};
 use super::live::{LiveSettings, RealControl};
 use super::logs::AppLogs;
 use super::{socket, token};
 use crate::config::ServeConfig;
 use crate::config::hosts::HOSTS_FILE;
 use crate::config::run_file::{Announcement, RunFile};
-use crate::frontdoor::{FrontDoor, Routes};
 use crate::net::listen::bind_tcp;
 use crate::os::clock::{rfc3339_millis, wall_micros};
-use crate::server::{ServeError, listener_config, release_memory_of_idle_connections};
+use crate::server::admin_port::{self, DrainFlag, MetricsSource, Sample};
+use crate::server::{ServeError, release_memory_of_idle_connections};
 
 /// The API's port by default.
 pub const DEFAULT_API_PORT: u16 = 3000;
@@ -86,22 +89,46 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
             config.api_port, config.admin_bind
         ))
     })?;
-    let http_listener = bind_tcp(config.apps.bind, config.apps.http_port).map_err(|e| {
-        failed(format!(
-            "http:{} on {}: cannot listen: {e}",
-            config.apps.http_port, config.apps.bind
-        ))
-    })?;
+    // The apps' listeners (and the certificates, a missing CA: exit 2).
+    let bound = listeners::bind(&config.apps, config.admin_bind)?;
     let admin = api_listener.local_addr().map_err(|e| failed(e.to_string()))?;
-    let http_port = http_listener.local_addr().map_err(|e| failed(e.to_string()))?.port();
+    let http_port = bound
+        .http
+        .as_ref()
+        .or(bound.https.as_ref())
+        .map(|(_, port)| *port)
+        .unwrap_or_default();
     let exe = std::env::current_exe().map_err(|e| failed(format!("cannot find own executable: {e}")))?;
 
     let logs = Arc::new(AppLogs::default());
-    let front_door = Arc::new(FrontDoor::with_routes(
-        listener_config(&config.apps),
-        Routes::new(),
-        wall_micros() ^ u64::from(std::process::id()),
-    ));
+    let listeners::Bound {
+        http,
+        https,
+        certificates,
+        metrics,
+    } = bound;
+    let mut ports = BTreeMap::from([("api".to_owned(), admin.port())]);
+    for (kind, listener) in [("http", &http), ("https", &https)] {
+        if let Some((_, port)) = listener {
+            ports.insert(kind.to_owned(), *port);
+        }
+    }
+    // Kept for as long as the platform runs: dropping it stops the watch.
+    let _certificate_watch = match &certificates {
+        Some(c) => c.watch().map_err(|e| failed(format!("https: {e}")))?,
+        None => None,
+    };
+    let doors = FrontDoors::new(&config.apps, http.is_some(), https.is_some(), certificates);
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let closing = move || {
+        let mut rx = closing_rx.clone();
+        async move {
+            let _ = rx.wait_for(|set| *set).await;
+        }
+    };
+    // Served from now on; every host is `404 Host not found` until the
+    // apps are restored.
+    let app_addresses = listeners::serve(&config.apps, http, https, &doors, &closing)?;
     let control = RealControl::new(
         LiveSettings {
             template: config.apps.clone(),
@@ -110,7 +137,7 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
             http_port,
         },
         logs.clone(),
-        front_door.clone(),
+        doors,
     );
     let api_config = ApiConfig {
         home: config.home.clone(),
@@ -132,16 +159,18 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| failed(format!("signals: {e}")))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| failed(format!("signals: {e}")))?;
     let stop_asked = Arc::new(Notify::new());
-    let (closing_tx, closing_rx) = watch::channel(false);
-    let closing = move || {
-        let mut rx = closing_rx.clone();
-        async move {
-            let _ = rx.wait_for(|set| *set).await;
-        }
-    };
+    let draining = DrainFlag::default();
     tokio::spawn(api::run(api_listener, api.clone(), closing()));
-    tokio::spawn(crate::frontdoor::run(http_listener, front_door, closing()));
-    let ports = BTreeMap::from([("http".to_owned(), http_port), ("api".to_owned(), admin.port())]);
+    let mut metrics_line = String::new();
+    if let Some((listener, address)) = metrics {
+        ports.insert("metrics".to_owned(), address.port());
+        let source = Arc::new(PlatformMetrics {
+            api: api.clone(),
+            draining: draining.clone(),
+        });
+        tokio::spawn(admin_port::run(listener, source, closing()));
+        metrics_line = format!("; metrics, /ready and /live on http://{address}");
+    }
     let identity = socket::Identity {
         ports: ports.clone(),
         dashboard: format!("http://{admin}/"),
@@ -175,18 +204,30 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
     );
     let running = api.control().running().len();
     println!(
-        "rip-server: platform API and dashboard on http://{admin} ({} apps, {running} running)",
+        "rip-server: platform API and dashboard on http://{admin} ({} apps, {running} running){metrics_line}",
         api.apps().len()
     );
     println!("rip-server: platform login: {}", token.login_url(admin));
-    println!(
-        "rip-server: platform apps on http://{}:{http_port} (routed by host)",
-        display_host(config.apps.bind)
-    );
+    for address in app_addresses {
+        println!("rip-server: platform apps on {address} (routed by host)");
+    }
 
     loop {
         tokio::select! {
-            _ = terminate.recv() => break,
+            _ = terminate.recv() => {
+                // `--drain-delay-ms`: `/ready` answers 503 at once, the apps
+                // keep serving for the delay (a second SIGTERM cuts it).
+                draining.raise();
+                if !config.apps.drain_delay.is_zero() {
+                    tracing::info!("platform: draining for {} ms before the stop", config.apps.drain_delay.as_millis());
+                    tokio::select! {
+                        _ = tokio::time::sleep(config.apps.drain_delay) => {}
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                break;
+            }
             _ = interrupt.recv() => break,
             _ = stop_asked.notified() => break,
             _ = hangup.recv() => {
@@ -202,6 +243,7 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
         }
     }
     tracing::info!("platform: stopping every app");
+    draining.raise();
     let _ = closing_tx.send(true);
     api.control().stop_all().await;
     let _ = std::fs::remove_file(&control_path);
@@ -251,12 +293,20 @@ fn follow_registry(api: Arc<Api<RealControl>>) -> Option<crate::manager::watch::
     watcher
 }
 
-/// The host of the start line's URL (`localhost` for every interface or
-/// loopback).
-fn display_host(bind: IpAddr) -> String {
-    match bind {
-        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_owned(),
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
+/// The metrics port's view of the platform: every running app under its
+/// own `app` label; ready while not draining and some app has a worker.
+struct PlatformMetrics {
+    api: Arc<Api<RealControl>>,
+    draining: DrainFlag,
+}
+
+impl MetricsSource for PlatformMetrics {
+    fn sample(&self) -> Pin<Box<dyn Future<Output = Sample> + Send + '_>> {
+        Box::pin(async move {
+            Sample {
+                apps: self.api.control().snapshots().await,
+                draining: self.draining.is_raised(),
+            }
+        })
     }
 }

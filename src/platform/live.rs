@@ -29,13 +29,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::apps::AppRecord;
 use super::control::{AppControl, AppStatus, ControlError, LiveApp, LiveCounters, LiveQueue, LiveWorker};
+use super::listeners::FrontDoors;
 use super::logs::AppLogs;
 use crate::config::defaults::DEFAULT_VARIANT;
 use crate::config::hosts::{HostName, HostRegistry, read_registry};
 use crate::config::{HotReload, ServeConfig, default_socket_prefix, resolve_app};
-use crate::frontdoor::{FrontDoor, Routes};
+use crate::frontdoor::Routes;
 use crate::manager::{WorkerEnv, WorkerOutput};
-use crate::net::transport::UnixTransport;
 use crate::observe::status::StatusSnapshot;
 use crate::os::clock::{rfc3339_millis, wall_micros};
 use crate::runtime::Admin;
@@ -59,7 +59,7 @@ pub struct LiveSettings {
 pub struct RealControl {
     settings: LiveSettings,
     logs: Arc<AppLogs>,
-    front_door: Arc<FrontDoor<UnixTransport>>,
+    doors: FrontDoors,
     state: Mutex<State>,
 }
 
@@ -86,12 +86,12 @@ struct Running {
 }
 
 impl RealControl {
-    /// A control that runs no app yet; routes go to `front_door`.
-    pub fn new(settings: LiveSettings, logs: Arc<AppLogs>, front_door: Arc<FrontDoor<UnixTransport>>) -> RealControl {
+    /// A control that runs no app yet; routes go to `doors`.
+    pub fn new(settings: LiveSettings, logs: Arc<AppLogs>, doors: FrontDoors) -> RealControl {
         RealControl {
             settings,
             logs,
-            front_door,
+            doors,
             state: Mutex::new(State::default()),
         }
     }
@@ -167,7 +167,24 @@ impl RealControl {
                 }
             }
         }
-        self.front_door.set_routes(routes);
+        self.doors.set_routes(&routes, owner.into_keys().collect());
+    }
+
+    /// Every running app's status, by name (the metrics port's sample).
+    pub async fn snapshots(&self) -> Vec<(String, StatusSnapshot)> {
+        let handles: Vec<(String, AppHandle)> = self
+            .lock()
+            .apps
+            .iter()
+            .map(|(name, app)| (name.clone(), app.handle.clone()))
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for (name, handle) in handles {
+            if let Some(status) = handle.status().await {
+                out.push((name, status));
+            }
+        }
+        out
     }
 
     /// The app's configuration: the template with the record's own settings.

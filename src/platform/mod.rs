@@ -48,6 +48,9 @@
 //!   naming its directory); restart is rolling, a changed environment is
 //!   applied to the new generation; the workers' output feeds the log
 //!   rings.
+//! - [`listeners`]: the apps' HTTP and HTTPS listeners (certificates by
+//!   SNI for the hosts it routes) and the metrics port, and the front
+//!   doors that share one route table.
 //! - [`socket`]: the platform's own control socket (`/status`, `/restart`,
 //!   `/stop`), named in its run file so `rip-server status|restart|stop`
 //!   find the platform as they find a server.
@@ -67,6 +70,7 @@ pub mod auth;
 pub mod command;
 pub mod control;
 pub mod dashboard;
+pub mod listeners;
 pub mod live;
 pub mod logs;
 pub mod socket;

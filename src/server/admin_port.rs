@@ -48,10 +48,11 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// `/ready`: not draining, at least one app, and every app has a
-    /// registered worker and no stop under way.
+    /// `/ready` (the contract's rule): not draining, and a worker is
+    /// registered in an app that is not stopping. (A platform with one app
+    /// in error still serves its other apps.)
     pub fn ready(&self) -> bool {
-        !self.draining && !self.apps.is_empty() && self.apps.iter().all(|(_, s)| s.workers > 0 && !s.stopping)
+        !self.draining && self.apps.iter().any(|(_, s)| s.workers > 0 && !s.stopping)
     }
 
     /// Why `/ready` answers 503 (`None` when it answers 200).
@@ -59,18 +60,21 @@ impl Sample {
         if self.draining {
             return Some("draining".to_owned());
         }
+        if self.ready() {
+            return None;
+        }
         if self.apps.is_empty() {
             return Some("no app is running".to_owned());
         }
-        self.apps.iter().find_map(|(app, s)| {
-            if s.stopping {
-                Some(format!("{app}: stopping"))
-            } else if s.workers == 0 {
-                Some(format!("{app}: no worker registered"))
-            } else {
-                None
-            }
-        })
+        let why: Vec<String> = self
+            .apps
+            .iter()
+            .map(|(app, s)| match s.stopping {
+                true => format!("{app}: stopping"),
+                false => format!("{app}: no worker registered"),
+            })
+            .collect();
+        Some(why.join("; "))
     }
 
     /// The `/metrics` text in `format`.

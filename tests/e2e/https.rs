@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::common::*;
 
 /// `name` on PATH, installed from Debian's `package` when missing (root only).
-fn tool(name: &str, package: &str) -> PathBuf {
+pub(crate) fn tool(name: &str, package: &str) -> PathBuf {
     let find = || {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .map(|dir| dir.join(name))
@@ -65,7 +65,7 @@ async fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// `curl -s -D - <args>`: (exit code, head and body as text).
-async fn curl(args: &[&str]) -> Output {
+pub(crate) async fn curl(args: &[&str]) -> Output {
     let mut all = vec!["-s", "-S", "-D", "-", "--max-time", "10"];
     all.extend_from_slice(args);
     run(&tool("curl", "curl"), &all, None).await
@@ -83,7 +83,7 @@ fn https_port(server: &Server) -> u16 {
 }
 
 /// A home with a dev CA made by `rip-server ca init`.
-async fn home_with_ca() -> tempfile::TempDir {
+pub(crate) async fn home_with_ca() -> tempfile::TempDir {
     let home = fresh_home();
     let path = home.path().to_string_lossy().into_owned();
     let out = run_cli(&["ca", "init"], &[("RIP_HOME", &path)], STEP).await;

@@ -63,6 +63,10 @@ struct Platform {
     pid: u32,
     api: u16,
     http: u16,
+    /// The apps' HTTPS port (0: none).
+    https: u16,
+    /// The metrics port (0: none).
+    metrics: u16,
     token: String,
     home: PathBuf,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -109,6 +113,8 @@ impl Platform {
             pid,
             api: 0,
             http: 0,
+            https: 0,
+            metrics: 0,
             token: String::new(),
             home: home.to_path_buf(),
             stderr,
@@ -132,6 +138,16 @@ impl Platform {
                     .unwrap_or_else(|| panic!("login line {line:?}"));
                 platform.api = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("API port");
                 platform.token = token.to_owned();
+            }
+            if let Some(rest) = line.split("apps on https://localhost:").nth(1) {
+                platform.https = rest.split(' ').next().and_then(|p| p.parse().ok()).expect("HTTPS port");
+            }
+            if let Some(rest) = line.split("/live on http://").nth(1) {
+                platform.metrics = rest
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim().parse().ok())
+                    .expect("metrics port");
             }
             if let Some(rest) = line.split("apps on http://localhost:").nth(1) {
                 platform.http = rest.split(' ').next().and_then(|p| p.parse().ok()).expect("apps port");
@@ -701,6 +717,92 @@ async fn status_restart_and_stop_find_the_platform_and_hosts_json_directories_ar
         assert!(!run_file.exists(), "the run file outlived the platform");
         let out = run_cli(&["status"], &envs, STEP).await;
         assert_eq!(out.code, Some(1), "status with nothing running: {out:?}");
+    })
+    .await;
+}
+
+/// The platform over HTTPS with the dev CA: each app's host gets its own
+/// leaf by SNI (verified by curl against the root alone), a `Host` that
+/// routes to another app than the SNI gets 421, and the metrics port
+/// labels every app's series with its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn https_by_sni_for_each_app_and_metrics_by_app() {
+    within(PLATFORM_BUDGET, async {
+        let place = crate::https::home_with_ca().await;
+        let home = place.path().to_path_buf();
+        let variant = fresh_variant();
+        let a = app_dir(place.path(), "site-a");
+        let b = app_dir(place.path(), "site-b");
+        let platform = Platform::start(&home, &variant, &["protocol:http+https", "https:0", "--metrics-port=0"]).await;
+        assert!(platform.https != 0 && platform.metrics != 0, "start lines");
+        platform.deploy("a", &a, &["a.test"], 1).await;
+        platform.deploy("b", &b, &["b.test"], 1).await;
+        platform.wait_running("a", 1).await;
+        platform.wait_running("b", 1).await;
+
+        let root = home.join("ca/root.crt").to_string_lossy().into_owned();
+        let port = platform.https;
+        for app in ["a", "b"] {
+            let host = format!("{app}.test");
+            let out = crate::https::curl(&[
+                "--cacert",
+                &root,
+                "--resolve",
+                &format!("{host}:{port}:127.0.0.1"),
+                &format!("https://{host}:{port}/whoami"),
+            ])
+            .await;
+            assert_eq!(out.code, Some(0), "curl {host}: {out:?}");
+            assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
+            assert!(out.stdout.contains(&format!("\"app\": \"{app}\"")), "{}", out.stdout);
+            assert!(
+                home.join(format!("certs/{host}.crt")).is_file(),
+                "a leaf of its own for {host}"
+            );
+        }
+        // SNI a.test, Host b.test: another app → 421.
+        let out = crate::https::curl(&[
+            "--cacert",
+            &root,
+            "--resolve",
+            &format!("a.test:{port}:127.0.0.1"),
+            "-H",
+            "Host: b.test",
+            &format!("https://a.test:{port}/whoami"),
+        ])
+        .await;
+        assert!(out.stdout.starts_with("HTTP/1.1 421"), "{out:?}");
+        // The apps' HTTP port serves too (http+https).
+        let who = platform.to_host("b.test", "/whoami").await.expect("GET b.test");
+        assert_eq!(who.status, 200);
+
+        // Metrics: every app under its own label; ready.
+        let metrics = send(
+            platform.metrics,
+            Method::GET,
+            "/metrics",
+            &[("host", "localhost".to_owned())],
+            Bytes::new(),
+        )
+        .await
+        .expect("GET /metrics");
+        assert_eq!(metrics.status, 200);
+        let text = metrics.text();
+        for app in ["a", "b"] {
+            let series = format!("rip_http_responses_total{{app=\"{app}\",code=\"2xx\"}}");
+            assert!(text.lines().any(|l| l.starts_with(&series)), "{series} in:\n{text}");
+        }
+        let ready = send(
+            platform.metrics,
+            Method::GET,
+            "/ready",
+            &[("host", "localhost".to_owned())],
+            Bytes::new(),
+        )
+        .await
+        .expect("GET /ready");
+        assert_eq!(ready.status, 200, "{}", ready.text());
+        platform.stop().await;
     })
     .await;
 }
