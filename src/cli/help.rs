@@ -23,7 +23,7 @@ USAGE:
     rip-server add <host> <app-path>           register a host name for an app
     rip-server remove <host>
     rip-server list [--json]
-    rip-server platform [http:<port>] [--api-port=N] [--admin-bind=ADDR] [--bind=ADDR]
+    rip-server platform [http:<port>] [--api-port=N] [--admin-bind=ADDR] [--bind=ADDR] [https words] [--metrics-port=N]
     rip-server ca init|trust|untrust|export|info|list|clean   the development CA
     rip-server help | -h | --help
     rip-server -V | --version
@@ -139,8 +139,11 @@ PLATFORM (rip-server platform; needs RIP_HOME or HOME):
     deployed without one). A hosts.json directory no app serves gets an
     app of its own (named after the directory). rip-server status,
     restart (every running app, rolling) and stop find the platform
-    through $RIP_HOME/run/platform.json. SIGHUP restarts every running app;
-    SIGTERM or SIGINT stops every app gracefully.
+    through $RIP_HOME/run/platform.json. HTTPS words serve the apps over
+    HTTPS as for a server, a certificate of its own for every routed host
+    (by SNI). --metrics-port serves /metrics (every app by its label),
+    /ready and /live on --admin-bind. SIGHUP restarts every running app;
+    SIGTERM (after --drain-delay-ms) or SIGINT stops every app gracefully.
     --api-port=<port>                   the API and dashboard port (0 = any free port) [default: 3000]
     --admin-bind=<addr>                 the API's address; a non-loopback one is warned about [default: 127.0.0.1]
 
@@ -188,7 +191,13 @@ its --max-reloads-th reload, or one that cannot reload, is replaced instead
 
 SIGNALS:
     SIGHUP rolling restart (and reload of the cert:/key: files); SIGTERM, SIGINT graceful stop; SIGTTIN one worker
-    more; SIGTTOU one worker fewer.
+    more; SIGTTOU one worker fewer; SIGUSR2 hitless upgrade: the binary now at the server's path starts with the
+    listening sockets, and this one drains and exits once the new one serves.
+
+SYSTEMD:
+    with LISTEN_FDS (socket activation) the sockets handed over are used instead of binding (the one named https
+    for HTTPS, any other for HTTP); with NOTIFY_SOCKET: READY=1 once a worker has joined, RELOADING=1 / READY=1
+    around a SIGHUP restart, STOPPING=1, WATCHDOG=1 when WATCHDOG_USEC asks. Units: deploy/systemd/.
 
 EXIT STATUS:
     0    success
