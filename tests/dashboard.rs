@@ -299,6 +299,23 @@ struct Cdp {
 }
 
 impl Cdp {
+    /// A new blank page, attached, with the page, runtime and log events on.
+    async fn open_page(devtools: &str) -> Cdp {
+        let mut cdp = Cdp::connect(devtools).await;
+        let target = cdp.send("Target.createTarget", json!({"url": "about:blank"})).await;
+        let attached = cdp
+            .send(
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await;
+        cdp.session = Some(attached["sessionId"].as_str().expect("a session").to_owned());
+        for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
+            cdp.send(domain, json!({})).await;
+        }
+        cdp
+    }
+
     async fn connect(url: &str) -> Cdp {
         let (socket, _) = timeout(LIMIT, tokio_tungstenite::connect_async(url))
             .await
@@ -534,18 +551,7 @@ async fn the_dashboard_in_a_real_browser() {
         .ring("alpha")
         .push(&format!("listening on alpha.sock\n{PAYLOAD}\n"));
 
-    let mut cdp = Cdp::connect(&browser.devtools).await;
-    let target = cdp.send("Target.createTarget", json!({"url": "about:blank"})).await;
-    let attached = cdp
-        .send(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        )
-        .await;
-    cdp.session = Some(attached["sessionId"].as_str().expect("a session").to_owned());
-    for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
-        cdp.send(domain, json!({})).await;
-    }
+    let mut cdp = Cdp::open_page(&browser.devtools).await;
     cdp.send(
         "Emulation.setDeviceMetricsOverride",
         json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
@@ -867,18 +873,7 @@ async fn the_dashboard_drives_a_real_platform() {
         })
         .await;
 
-    let mut cdp = Cdp::connect(&browser.devtools).await;
-    let target = cdp.send("Target.createTarget", json!({"url": "about:blank"})).await;
-    let attached = cdp
-        .send(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        )
-        .await;
-    cdp.session = Some(attached["sessionId"].as_str().expect("a session").to_owned());
-    for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
-        cdp.send(domain, json!({})).await;
-    }
+    let mut cdp = Cdp::open_page(&browser.devtools).await;
     let origin = format!("http://127.0.0.1:{}", platform.api);
     cdp.navigate(&format!("{origin}/?token={}", platform.token)).await;
     cdp.navigate(&format!("{origin}/?poll=300")).await;

@@ -152,36 +152,6 @@ fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
 }
 
-/// A Debian tool the test needs: found on PATH, else installed with
-/// apt-get when running as root, else the test fails saying so.
-fn debian_tool(program: &str, package: &str) -> PathBuf {
-    let on_path = || {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|dir| dir.join(program))
-            .find(|p| {
-                p.metadata()
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
-    };
-    if let Some(found) = on_path() {
-        return found;
-    }
-    if rustix::process::geteuid().is_root() {
-        let installed = std::process::Command::new("sh")
-            .args(["-c", &format!("apt-get update -qq && apt-get install -y -qq {package}")])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status();
-        if let Some(found) = on_path() {
-            return found;
-        }
-        panic!("installing {package} with apt-get failed ({installed:?}); the test needs {program}");
-    }
-    panic!(
-        "the test needs {program} (Debian: apt-get install -y {package}; the test installs it itself when run as root)"
-    );
-}
-
 /// Runs a tool to completion; its stdout, or a panic with what it said.
 fn tool(program: &Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(program)

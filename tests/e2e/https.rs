@@ -12,33 +12,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// `name` on PATH, installed from Debian's `package` when missing (root only).
-pub(crate) fn tool(name: &str, package: &str) -> PathBuf {
-    let find = || {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|dir| dir.join(name))
-            .find(|p| {
-                p.metadata()
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
-    };
-    if let Some(found) = find() {
-        return found;
-    }
-    if rustix::process::geteuid().is_root() {
-        let installed = std::process::Command::new("sh")
-            .args(["-c", &format!("apt-get update -qq && apt-get install -y -qq {package}")])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status();
-        if let Some(found) = find() {
-            return found;
-        }
-        panic!("installing {package} with apt-get failed ({installed:?})");
-    }
-    panic!("the HTTPS tests need {name}: install Debian's {package} (the tests do it themselves as root)");
-}
-
 /// A finished command's status and output.
 async fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = tokio::process::Command::new(program);
@@ -68,7 +41,7 @@ async fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 pub(crate) async fn curl(args: &[&str]) -> Output {
     let mut all = vec!["-s", "-S", "-D", "-", "--max-time", "10"];
     all.extend_from_slice(args);
-    run(&tool("curl", "curl"), &all, None).await
+    run(&debian_tool("curl", "curl"), &all, None).await
 }
 
 /// The HTTPS port from the start line.
@@ -143,7 +116,7 @@ async fn dev_ca_certificates_verify_with_curl_and_openssl() {
         // openssl, refusing any verification error.
         let connect = format!("127.0.0.1:{port}");
         let out = run(
-            &tool("openssl", "openssl"),
+            &debian_tool("openssl", "openssl"),
             &[
                 "s_client",
                 "-connect",
@@ -429,13 +402,18 @@ async fn cert_files_replaced_on_disk_are_served_without_a_restart() {
         let port = https_port(&server);
         let served_serial = || async {
             let out = run(
-                &tool("openssl", "openssl"),
+                &debian_tool("openssl", "openssl"),
                 &["s_client", "-connect", &format!("127.0.0.1:{port}")],
                 Some("Q\n"),
             )
             .await;
             let pem = out.stdout;
-            let out = run(&tool("openssl", "openssl"), &["x509", "-noout", "-serial"], Some(&pem)).await;
+            let out = run(
+                &debian_tool("openssl", "openssl"),
+                &["x509", "-noout", "-serial"],
+                Some(&pem),
+            )
+            .await;
             out.stdout.trim().to_ascii_lowercase()
         };
         assert_eq!(served_serial().await, "serial=1111");

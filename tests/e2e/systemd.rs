@@ -20,28 +20,6 @@ use http::Method;
 
 use crate::common::*;
 
-/// A systemd tool, installed with Debian's `systemd` package when missing
-/// and the tests run as root.
-fn systemd_tool(name: &str) -> PathBuf {
-    let path = PathBuf::from("/usr/bin").join(name);
-    if path.exists() {
-        return path;
-    }
-    let root = rustix::process::geteuid().is_root();
-    assert!(root, "{name} is missing: apt-get install systemd (as root)");
-    let status = std::process::Command::new("apt-get")
-        .args(["install", "-y", "-qq", "systemd"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .expect("run apt-get");
-    assert!(
-        status.success() && path.exists(),
-        "apt-get install systemd did not give {name}"
-    );
-    path
-}
-
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,7 +31,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_activation_serves_on_the_handed_socket_and_binds_nothing() {
     within(BUDGET, async {
-        let activate = systemd_tool("systemd-socket-activate");
+        let activate = debian_tool("systemd-socket-activate", "systemd");
         let port = free_port();
         let home = fresh_home();
         let dir = short_dir();
@@ -247,7 +225,7 @@ fn units_with_this_binary(dir: &Path) -> (PathBuf, PathBuf) {
 
 #[tokio::test]
 async fn the_shipped_unit_files_verify_and_match_the_binary() {
-    let analyze = systemd_tool("systemd-analyze");
+    let analyze = debian_tool("systemd-analyze", "systemd");
     let dir = tempfile::tempdir().unwrap();
     let (service, socket) = units_with_this_binary(dir.path());
     let out = std::process::Command::new(&analyze)

@@ -1111,3 +1111,43 @@ impl Load {
         report
     }
 }
+
+/// A Debian tool a test needs: found on `PATH`, else installed with
+/// apt-get (Debian's `package`) when the tests run as root, else the test
+/// fails saying what to install. Installs are one at a time (dpkg takes a
+/// lock, and tests run in parallel).
+pub fn debian_tool(program: &str, package: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let on_path = || {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+            .map(|dir| dir.join(program))
+            .find(|p| {
+                p.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+    };
+    if let Some(found) = on_path() {
+        return found;
+    }
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = on_path() {
+        return found;
+    }
+    if rustix::process::geteuid().is_root() {
+        let installed = Command::new("sh")
+            .args(["-c", &format!("apt-get update -qq && apt-get install -y -qq {package}")])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        if let Some(found) = on_path() {
+            return found;
+        }
+        panic!("installing {package} with apt-get failed ({installed:?}); the test needs {program}");
+    }
+    panic!(
+        "the test needs {program} (Debian: apt-get install -y {package}; the test installs it itself when run as root)"
+    );
+}
