@@ -7,6 +7,8 @@
 #   DURATION=10 ROUNDS=5 benches/compare.sh
 #   CONTENDERS="rip nginx" SHAPES="/ping:4:16" benches/compare.sh
 #   APP=bun benches/compare.sh         # the TypeScript app in Bun workers
+#   PROTO=https benches/compare.sh     # TLS at the front door (rip, HAProxy, nginx)
+#   METRICS=1 benches/compare.sh       # rip-server with and without --metrics-port
 #
 # Knobs (environment):
 #   APP         builtin (default): the built-in worker (`rip-server worker
@@ -17,12 +19,33 @@
 #               /ping:2:128 /ping:4:16 /ping:4:128", CONTENDERS "rip haproxy",
 #               MEMORY 0. No "direct": the Bun runtime listens on Unix sockets
 #               only. Bun is $RIP_BUN, else bun on PATH
+#   PROTO       http (default) or https: every front door terminates TLS with
+#               the same certificate, one P-256 self-signed leaf for localhost
+#               and 127.0.0.1 made by openssl here (rip-server: https:PORT
+#               cert: key: --no-redirect-http; HAProxy: bind ... ssl crt
+#               alpn http/1.1; nginx: listen ... ssl), wrk against
+#               https://127.0.0.1:PORT. Defaults then become SHAPES "/ping:2:16
+#               /ping:2:128 /ping:4:16 /ping:4:128 /ping:2:16:close
+#               /ping:4:16:close", CONTENDERS "rip haproxy haproxy-reuse
+#               nginx", MEMORY 0; no "direct" (the workers speak plain HTTP).
+#               Results in results-https.csv, table-https.txt, raw-https/
+#   METRICS     1: add the contender rip-metrics (rip-server with
+#               --metrics-port=PORT on 127.0.0.1, /metrics scraped once a
+#               second during each of its measured runs) next to rip; the
+#               default CONTENDERS become "rip rip-metrics" and MEMORY 0, and
+#               the results go to results-metrics.csv, table-metrics.txt,
+#               raw-metrics/. 0 (default): rip-metrics runs only when named in
+#               CONTENDERS
 #   DURATION    seconds per wrk run (default 5; QUICK=1: 2)
 #   ROUNDS      measurements per contender and shape (default 3; QUICK=1: 1)
 #   WARMUP      seconds of unrecorded load per front door when it starts (default 1)
 #   THREADS     wrk threads (default 2; never more than the connections)
-#   CONTENDERS  subset of: rip haproxy haproxy-reuse nginx direct (direct: builtin only)
-#   SHAPES      space-separated PATH:WORKERS:CONNECTIONS
+#   CONTENDERS  subset of: rip rip-metrics haproxy haproxy-reuse nginx direct
+#               (direct: builtin app and PROTO=http only)
+#   SHAPES      space-separated PATH:WORKERS:CONNECTIONS[:close]; ":close"
+#               sends every request with "Connection: close", so each one is a
+#               new connection (with PROTO=https a new TLS handshake): its
+#               label is "ping-close w4 c16" and its req/s is connections/s
 #   DIAGNOSE    1 (default): re-run rip-server shapes that had non-2xx answers
 #               with a Lua script that tallies status and Rip-Reason
 #   RIP_ARGS    extra rip-server tokens/flags (default "r:0": the standalone
@@ -45,11 +68,15 @@
 #               as it would in production
 #
 #   benches/compare.sh --table [results.csv]   re-prints the table of a run
-#                                              (APP=bun: results-bun.csv)
+#                                              (APP=bun: results-bun.csv,
+#                                              PROTO=https: results-https.csv,
+#                                              METRICS=1: results-metrics.csv)
 #
 # Writes target/compare/results.csv (one row per run), target/compare/table.txt
 # (the printed table) and target/compare/raw/ (every wrk output); with APP=bun
-# results-bun.csv, table-bun.txt and raw-bun/, so the apps never mix. Everything
+# results-bun.csv, table-bun.txt and raw-bun/, so the apps never mix; PROTO=https
+# adds -https and METRICS=1 -metrics to the names the same way (APP=bun
+# PROTO=https: results-bun-https.csv). Everything
 # listens on 127.0.0.1 (rip-server with --bind=127.0.0.1). Every process this
 # script starts is stopped by PID on
 # exit; nothing else is touched. See docs/benchmarking.md.
@@ -64,6 +91,24 @@ builtin) SUFFIX="" ;;
 bun) SUFFIX=-bun ;;
 *)
     echo "compare.sh: APP=$APP: expected builtin or bun" >&2
+    exit 2
+    ;;
+esac
+PROTO=${PROTO:-http}
+case $PROTO in
+http) ;;
+https) SUFFIX+=-https ;;
+*)
+    echo "compare.sh: PROTO=$PROTO: expected http or https" >&2
+    exit 2
+    ;;
+esac
+METRICS=${METRICS:-0}
+case $METRICS in
+0) ;;
+1) SUFFIX+=-metrics ;;
+*)
+    echo "compare.sh: METRICS=$METRICS: expected 0 or 1" >&2
     exit 2
     ;;
 esac
@@ -111,6 +156,8 @@ print_table() { # csv
             rk = "rip" SUBSEP shape_now
             rip_ok = ((rk) in seen) ? median(vals[rk, "ok"]) : 0
             if ((rk) in seen) row("rip-server", rk, rip_ok)
+            mk = "rip-metrics" SUBSEP shape_now
+            if ((mk) in seen) row("rip-server + metrics", mk, rip_ok)
             h1 = "haproxy" SUBSEP shape_now; h2 = "haproxy-reuse" SUBSEP shape_now
             best = ""
             if ((h1) in seen) best = h1
@@ -151,7 +198,13 @@ print_table() { # csv
     echo "req/s counts every answer; 2xx/s only successes; 'vs rip' = 2xx/s / rip-server's 2xx/s."
     echo "CPU s/10k = front-door CPU seconds (utime+stime) per 10k requests; '-' for workers hit directly."
     echo "haproxy: the better (by 2xx/s) of http-reuse safe (default) and http-reuse always; both in results.csv."
-    awk -F, 'NR > 1 && $2 == "rip" { runs++; if ($21 != "0") { bad++; shapes[$3] = shapes[$3] " " $21 } }
+    if awk -F, '$3 ~ /-close / { found = 1 } END { exit !found }' "$1"; then
+        echo "*-close shapes: every request with Connection: close, so req/s = new connections (with TLS: handshakes) per second."
+    fi
+    if awk -F, '$2 == "rip-metrics" { found = 1 } END { exit !found }' "$1"; then
+        echo "rip-server + metrics: --metrics-port on 127.0.0.1, GET /metrics once a second during each run; its CPU includes the scrapes."
+    fi
+    awk -F, 'NR > 1 && ($2 == "rip" || $2 == "rip-metrics") { runs++; k = ($2 == "rip") ? $3 : $3 " (+metrics)"; if ($21 != "0") { bad++; shapes[k] = shapes[k] " " $21 } }
         END {
             if (bad) {
                 printf "\nrip-server kept requests in flight after the load stopped in %d of %d runs (a worker stays busy\n", bad, runs
@@ -183,6 +236,17 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 THREADS=${THREADS:-2}
+if ((METRICS)); then
+    # The point is rip-server with and without metrics; others only if asked.
+    CONTENDERS=${CONTENDERS:-"rip rip-metrics"}
+    if [[ " $CONTENDERS " != *" rip-metrics "* ]]; then CONTENDERS+=" rip-metrics"; fi
+    MEMORY=${MEMORY:-0}
+fi
+if [[ $PROTO == https ]]; then
+    CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx"}
+    SHAPES=${SHAPES:-"/ping:2:16 /ping:2:128 /ping:4:16 /ping:4:128 /ping:2:16:close /ping:4:16:close"}
+    MEMORY=${MEMORY:-0}
+fi
 if [[ $APP == bun ]]; then
     CONTENDERS=${CONTENDERS:-"rip haproxy"}
     SHAPES=${SHAPES:-"/ping:2:16 /ping:2:128 /ping:4:16 /ping:4:128"}
@@ -219,6 +283,19 @@ if [[ $APP == bun ]]; then
     fi
 fi
 
+if [[ $PROTO == https ]]; then
+    if [[ " $CONTENDERS " == *" direct "* ]]; then
+        # The workers speak plain HTTP: hitting them directly measures no TLS.
+        echo "compare.sh: PROTO=https: no \"direct\" contender (the workers speak plain HTTP); leaving it out" >&2
+        CONTENDERS=" $CONTENDERS "
+        CONTENDERS=${CONTENDERS// direct / }
+    fi
+    if [[ $MEMORY == 1 ]]; then
+        echo "compare.sh: PROTO=https: MEMORY=1 measures the plain HTTP front door; run it with PROTO=http" >&2
+        exit 2
+    fi
+fi
+
 if [[ $PIN != 0 && $PIN != 1 ]]; then
     echo "compare.sh: PIN=$PIN: expected 0 or 1" >&2
     exit 2
@@ -250,6 +327,7 @@ missing=()
 [[ -n $(find_tool nginx) ]] || missing+=(nginx-light)
 [[ -n $(find_tool curl) ]] || missing+=(curl)
 [[ -n $(find_tool python3) ]] || missing+=(python3)
+if [[ $PROTO == https && -z $(find_tool openssl) ]]; then missing+=(openssl); fi
 if ((${#missing[@]})); then
     log "installing ${missing[*]} (apt-get; note: Debian starts the haproxy/nginx system services on install)"
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get; install them yourself"
@@ -302,6 +380,24 @@ hard_fds=$(ulimit -Hn)
 [[ $hard_fds == unlimited ]] && hard_fds=65536
 ulimit -n "$hard_fds" 2>/dev/null || true
 
+# PROTO=https: one certificate for every front door, so none gets a cheaper
+# key: a P-256 (ECDSA) self-signed leaf for localhost and 127.0.0.1, made
+# here. rip-server reads tls.crt and tls.key, nginx the same two files,
+# HAProxy tls.pem (the certificate followed by its key). wrk does not verify
+# it; curl (rip-server's /status) is told not to (-k).
+SCHEME=$PROTO
+CURL_TLS=()
+TLS_LINE=""
+if [[ $PROTO == https ]]; then
+    CURL_TLS=(-k)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$DIR/tls.key" -out "$DIR/tls.crt" >"$DIR/openssl.log" 2>&1 ||
+        die "openssl could not make the certificate: $(tail -n 3 "$DIR/openssl.log")"
+    cat "$DIR/tls.crt" "$DIR/tls.key" >"$DIR/tls.pem"
+    TLS_LINE="certificate: $(openssl x509 -in "$DIR/tls.crt" -noout -subject | sed 's/^subject=//'), P-256 ECDSA, self-signed, the same file for every front door"
+fi
+
 # ---------------------------------------------------------------- processes
 
 # pid -> what it is; only processes started here, removed once reaped.
@@ -317,7 +413,7 @@ alive() { # pid: running (not a zombie)?
 stop_pids() { # pid...: SIGTERM, up to 5 s grace, SIGKILL, reap
     local pid i any
     for pid in "$@"; do
-        [[ -n ${LIVE[$pid]+x} ]] && kill -TERM "$pid" 2>/dev/null || true
+        if [[ -n ${LIVE[$pid]+x} ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
     done
     for ((i = 0; i < 50; i++)); do
         any=0
@@ -487,21 +583,42 @@ RIP_STARTS=0
 RIP_RESTARTS=0
 RIP_APP_ARG=builtin:hello
 if [[ $APP == bun ]]; then RIP_APP_ARG=$BUN_APP_DIR; fi
-start_rip() { # n
-    local pid i child
+# rip (and rip-metrics: the same with --metrics-port, for METRICS=1).
+start_rip() { # n [rip|rip-metrics]
+    local pid i child who=${2:-rip} mport="" status_ok
+    local -a listen=() extra=()
     pick_port
+    listen=("http:$PORT")
+    if [[ $PROTO == https ]]; then
+        # Its HTTPS front door alone: no HTTP port (and so no redirect).
+        listen=("https:$PORT" "cert:$DIR/tls.crt" "key:$DIR/tls.key" --no-redirect-http)
+    fi
+    local port=$PORT
+    if [[ $who == rip-metrics ]]; then
+        pick_port
+        mport=$PORT
+        extra=("--metrics-port=$mport")
+        PORT=$port
+    fi
     RIP_STARTS=$((RIP_STARTS + 1))
     # shellcheck disable=SC2086 # RIP_ARGS is a list of words
-    RUST_LOG=warn "$BIN" "$RIP_APP_ARG" "w:$1" "http:$PORT" --bind=127.0.0.1 --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" $RIP_ARGS \
-        >"$DIR/rip.log" 2>&1 &
+    RUST_LOG=warn "$BIN" "$RIP_APP_ARG" "w:$1" "${listen[@]}" --bind=127.0.0.1 --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" \
+        "${extra[@]}" $RIP_ARGS >"$DIR/$who.log" 2>&1 &
     pid=$!
-    LIVE[$pid]="rip-server"
+    LIVE[$pid]=$who
     GROUP_PIDS+=("$pid")
-    wait_port "$PORT" "$pid" rip-server "$DIR/rip.log"
+    wait_port "$PORT" "$pid" "$who" "$DIR/$who.log"
     for ((i = 0; i < 200; i++)); do
-        if curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q "\"workers\":$1[,}]"; then
-            FD_PORT[rip]=$PORT
-            FD_PID[rip]=$pid
+        status_ok=0
+        if curl -fsS "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:$PORT/status" 2>/dev/null | grep -q "\"workers\":$1[,}]"; then
+            status_ok=1
+            # rip-metrics: its metrics port answers too before it counts as started.
+            if [[ -n $mport ]] && ! curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$mport/metrics" 2>/dev/null; then status_ok=0; fi
+        fi
+        if ((status_ok)); then
+            FD_PORT[$who]=$PORT
+            FD_PID[$who]=$pid
+            if [[ -n $mport ]]; then METRICS_PORT=$mport; fi
             if ((PIN)); then
                 # Its workers started on the front door's CPUs; spread them.
                 pin_front_door "$pid"
@@ -514,13 +631,13 @@ start_rip() { # n
             return 0
         fi
         if ! alive "$pid"; then
-            tail -n 5 "$DIR/rip.log" >&2
-            die "rip-server exited during start"
+            tail -n 5 "$DIR/$who.log" >&2
+            die "$who exited during start"
         fi
         sleep 0.05
     done
-    tail -n 5 "$DIR/rip.log" >&2
-    die "rip-server did not register $1 workers within 10 s"
+    tail -n 5 "$DIR/$who.log" >&2
+    die "$who did not register $1 workers within 10 s"
 }
 
 start_haproxy() { # name n reuse(0|1)
@@ -539,12 +656,16 @@ start_haproxy() { # name n reuse(0|1)
         echo "    timeout queue 2s"
         echo "    timeout http-keep-alive 10s"
         echo "frontend fe"
-        echo "    bind 127.0.0.1:$PORT"
+        if [[ $PROTO == https ]]; then
+            echo "    bind 127.0.0.1:$PORT ssl crt $DIR/tls.pem alpn http/1.1"
+        else
+            echo "    bind 127.0.0.1:$PORT"
+        fi
         if ((PEER_HEADERS)); then
             echo "    option forwardfor"
             echo "    unique-id-format %{+X}o\\ %ci%cp%Ts%rt"
             echo "    unique-id-header X-Request-Id"
-            echo "    http-request set-header X-Forwarded-Proto http"
+            echo "    http-request set-header X-Forwarded-Proto $PROTO"
             echo "    http-request set-header X-Request-Start t=%[date(0,us)]"
         fi
         echo "    default_backend workers"
@@ -593,7 +714,15 @@ start_nginx() { # n
         echo "        keepalive 16;"
         echo "    }"
         echo "    server {"
-        echo "        listen 127.0.0.1:$PORT;"
+        if [[ $PROTO == https ]]; then
+            echo "        listen 127.0.0.1:$PORT ssl;"
+            # nginx 1.22's default leaves TLS 1.3 out; the others offer 1.2 and 1.3.
+            echo "        ssl_protocols TLSv1.2 TLSv1.3;"
+            echo "        ssl_certificate $DIR/tls.crt;"
+            echo "        ssl_certificate_key $DIR/tls.key;"
+        else
+            echo "        listen 127.0.0.1:$PORT;"
+        fi
         echo "        location / {"
         echo "            proxy_pass http://workers;"
         echo "            proxy_http_version 1.1;"
@@ -700,42 +829,77 @@ record() { # round contender shape path workers conns requests duration_us p50_u
         }' >>"$CSV"
 }
 
-run_frontdoor() { # round contender shape path workers conns
-    local round=$1 who=$2 shape=$3 path=$4 w=$5 c=$6 out t pid before after
+# METRICS: GET /metrics once a second while rip-metrics is measured, as a
+# Prometheus server would (a bounded loop: at most DURATION + 2 scrapes, each
+# at most 1 s; it ends early when $DIR/scrape.stop exists). Sets SCRAPER_PID.
+start_scraper() { # output file
+    local n=$((DURATION + 2))
+    rm -f "$DIR/scrape.stop"
+    (
+        for ((k = 0; k < n; k++)); do
+            [[ -e $DIR/scrape.stop ]] && break
+            curl -sS -m 1 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$METRICS_PORT/metrics" 2>&1 || true
+            sleep 1
+        done
+    ) >"$1" &
+    SCRAPER_PID=$!
+    LIVE[$SCRAPER_PID]="metrics scraper"
+}
+
+stop_scraper() { # output file: stops the loop (by its pid) and logs its tally
+    local i ok all
+    : >"$DIR/scrape.stop"
+    for ((i = 0; i < 30; i++)); do
+        alive "$SCRAPER_PID" || break
+        sleep 0.1
+    done
+    stop_pids "$SCRAPER_PID"
+    all=$(grep -c . "$1" || true)
+    ok=$(grep -c '^200$' "$1" || true)
+    log "  /metrics scraped $all time(s), $ok answered 200"
+    if ((ok == 0 || ok != all)); then log "  warning: not every scrape of /metrics succeeded; see $1"; fi
+}
+
+run_frontdoor() { # round contender shape path workers conns [close(0|1)]
+    local round=$1 who=$2 shape=$3 path=$4 w=$5 c=$6 close=${7:-0} out t pid before after
     local port=${FD_PORT[$who]}
+    local -a hdr=()
+    if ((close)); then hdr=(-H "Connection: close"); fi
     pid=${FD_PID[$who]}
     t=$((THREADS < c ? THREADS : c))
     RUN_SEQ=$((RUN_SEQ + 1))
     out=$RAW/$(printf '%03d' "$RUN_SEQ")-$who-${shape// /_}-r$round.txt
+    if [[ $who == rip-metrics ]]; then start_scraper "${out%.txt}.scrapes"; fi
     before=$(cpu_ticks "$pid")
-    "${WRK_RUN[@]}" -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$DIR/report.lua" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
+    "${WRK_RUN[@]}" -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$DIR/report.lua" "${hdr[@]}" "$SCHEME://127.0.0.1:$port$path" >"$out" 2>&1 || true
     after=$(cpu_ticks "$pid")
+    if [[ $who == rip-metrics ]]; then stop_scraper "${out%.txt}.scrapes"; fi
     alive "$pid" || die "$who (pid $pid) died during $shape; see $out"
     if ! parse_result "$out"; then
         log "no result from wrk for $who $shape; see $out"
         return 0
     fi
     local stuck=""
-    if [[ $who == rip ]]; then
-        rip_settled "$w"
+    if [[ $who == rip || $who == rip-metrics ]]; then
+        rip_settled "$w" "$who"
         stuck=$STUCK
     fi
     record "$round" "$who" "$shape" "$path" "$w" "$c" "$R_REQ" "$R_DUR_US" "$R_P50_US" "$R_P99_US" \
         "$R_NON2XX" "$R_EC" "$R_ER" "$R_EW" "$R_ET" $((after - before)) "$stuck"
     log "  $(tail -n1 "$CSV" | cut -d, -f2,3,9,11,12,13,19 | tr ',' ' ')"
     if [[ -n $stuck && $stuck != 0 ]]; then
-        log "  rip-server still shows $stuck request(s) in flight with no client left; restarting it"
-        restart_rip "$w"
+        log "  ${who/rip/rip-server} still shows $stuck request(s) in flight with no client left; restarting it"
+        restart_rip "$w" "$who"
     fi
 }
 
 # After a run every request has ended, so rip-server's /status should show
 # nothing in flight. Sets STUCK to what it still shows after 2 s (0 = fine).
-rip_settled() { # workers
-    local i body
+rip_settled() { # workers [rip|rip-metrics]
+    local i body who=${2:-rip}
     STUCK=unknown
     for ((i = 0; i < 40; i++)); do
-        body=$(curl -fsS -m 2 "http://127.0.0.1:${FD_PORT[rip]}/status" 2>/dev/null) || body=""
+        body=$(curl -fsS -m 2 "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:${FD_PORT[$who]}/status" 2>/dev/null) || body=""
         STUCK=$(grep -o '"inflight":[0-9]*' <<<"$body" | head -n1 | cut -d: -f2)
         STUCK=${STUCK:-unknown}
         [[ $STUCK == 0 ]] && return 0
@@ -744,19 +908,19 @@ rip_settled() { # workers
     echo "$body" >"$RAW/stuck-$RUN_SEQ.status.json"
 }
 
-restart_rip() { # workers: a fresh rip-server, warmed up, with nothing stuck
-    local pid attempt
+restart_rip() { # workers [rip|rip-metrics]: a fresh rip-server, warmed up, with nothing stuck
+    local pid attempt who=${2:-rip}
     for ((attempt = 1; attempt <= 3; attempt++)); do
-        pid=${FD_PID[rip]}
+        pid=${FD_PID[$who]}
         # SIGKILL: a graceful stop would wait --stop-timeout-ms for the stuck
         # requests; the workers die with it (parent-death signal).
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         unset "LIVE[$pid]"
         RIP_RESTARTS=$((RIP_RESTARTS + 1))
-        start_rip "$1"
-        warm rip "$first_path" "$1"
-        rip_settled "$1"
+        start_rip "$1" "$who"
+        warm "$who" "$first_path" "$1"
+        rip_settled "$1" "$who"
         [[ $STUCK == 0 ]] && return 0
         log "  the warm-up left $STUCK request(s) in flight too; restarting again"
     done
@@ -808,25 +972,75 @@ run_direct() { # round shape path workers
 
 warm() { # contender path conns
     ((WARMUP > 0)) || return 0
-    "${WRK_RUN[@]}" -t1 -c"$3" -d"${WARMUP}s" "http://127.0.0.1:${FD_PORT[$1]}$2" >/dev/null 2>&1 || true
+    "${WRK_RUN[@]}" -t1 -c"$3" -d"${WARMUP}s" "$SCHEME://127.0.0.1:${FD_PORT[$1]}$2" >/dev/null 2>&1 || true
 }
 
-diagnose_rip() { # shape path workers conns
+diagnose_rip() { # shape path workers conns [close(0|1)]
     local out=$RAW/diagnose-${1// /_}.txt t=$((THREADS < $4 ? THREADS : $4))
+    local -a hdr=()
+    if ((${5:-0})); then hdr=(-H "Connection: close"); fi
     log "diagnosing rip-server non-2xx on $1"
-    "${WRK_RUN[@]}" -t"$t" -c"$4" -d"${DURATION}s" -s "$DIR/reasons.lua" "http://127.0.0.1:${FD_PORT[rip]}$2" >"$out" 2>&1 || true
-    curl -fsS "http://127.0.0.1:${FD_PORT[rip]}/status" >"$out.status.json" 2>/dev/null || true
+    "${WRK_RUN[@]}" -t"$t" -c"$4" -d"${DURATION}s" -s "$DIR/reasons.lua" "${hdr[@]}" "$SCHEME://127.0.0.1:${FD_PORT[rip]}$2" >"$out" 2>&1 || true
+    curl -fsS "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:${FD_PORT[rip]}/status" >"$out.status.json" 2>/dev/null || true
     grep -E '^(REASONS|FIRST)' "$out" | sed "s|^|  [$1] |" | tee -a "$DIAGNOSIS" >&2 || true
     grep -o '"counters":{[^}]*}' "$out.status.json" | sed "s|^|  [$1] rip /status |" | tee -a "$DIAGNOSIS" >&2 || true
 }
 
+# PROTO=https: what a front door negotiates with OpenSSL's client (wrk's
+# library; no SNI name, as wrk's host is 127.0.0.1), whether it resumes a
+# session (a second connection offering the first one's TLS 1.3 ticket: wrk
+# keeps its session across reconnects, so the *-close shapes resume wherever
+# the server allows it), and its full-handshake rate for one client, one
+# connection at a time (openssl s_time -new, 2 s). Once per contender (first
+# worker group), into TLS_NEGOTIATED, printed above the table; raw/tls-*.txt.
+declare -A TLS_NEGOTIATED=()
+tls_probe() { # contender
+    local who=$1 out proto cipher group reused t0 t1 n rate
+    [[ $PROTO == https && -z ${TLS_NEGOTIATED[$who]+x} ]] || return 0
+    local addr=127.0.0.1:${FD_PORT[$who]} raw=$RAW/tls-$who.txt
+    # 1 s of silence on stdin lets the client read the server's tickets.
+    out=$(sleep 1 | timeout 10 openssl s_client -connect "$addr" -sess_out "$DIR/tls-$who.sess" 2>&1) || true
+    printf '%s\n' "$out" >"$raw"
+    proto=$(grep -m1 -oE '^(New|Reused), TLSv[0-9.]+' <<<"$out" | sed 's/.*, //') || true
+    cipher=$(grep -m1 -oE 'Cipher is [A-Z0-9_-]+' <<<"$out" | sed 's/Cipher is //') || true
+    group=$(grep -m1 -E '^(Server|Peer) Temp Key' <<<"$out" | sed 's/^[^:]*: *//; s/,.*//') || true
+    reused=no
+    if [[ -s $DIR/tls-$who.sess ]]; then
+        out=$(timeout 10 openssl s_client -connect "$addr" -sess_in "$DIR/tls-$who.sess" </dev/null 2>&1) || true
+        printf '%s\n' "$out" >>"$raw"
+        if grep -q '^Reused, ' <<<"$out"; then reused=yes; fi
+    fi
+    t0=$(date +%s%N)
+    out=$(timeout 10 openssl s_time -connect "$addr" -new -time 2 2>&1) || true
+    t1=$(date +%s%N)
+    printf '%s\n' "$out" | tr -d '*' >>"$raw"
+    n=$(grep -m1 -oE '^[0-9]+ connections in [0-9.]+s' <<<"$out" | cut -d' ' -f1) || true
+    rate=$(awk -v n="${n:-0}" -v ns="$((t1 - t0))" 'BEGIN { printf "%.0f", (ns > 0) ? n / (ns / 1e9) : 0 }')
+    TLS_NEGOTIATED[$who]="${proto:-?} ${cipher:-?} ${group:-?}; resumes sessions: $reused; full handshakes, one client one at a time: $rate/s"
+}
+
 # ---------------------------------------------------------------- main loop
 
-label() { # path workers conns -> "ping w4 c16"
+label() { # path workers conns [close] -> "ping w4 c16" ("ping-close w4 c16")
     local p=${1#/}
     p=${p//\?ms=/}
     p=${p//[^a-zA-Z0-9]/_}
+    if ((${4:-0})); then p+=-close; fi
     echo "$p w$2 c$3"
+}
+
+# One shape, PATH:WORKERS:CONNECTIONS[:close] -> S_PATH S_W S_C S_CLOSE.
+parse_shape() {
+    local s=$1 rest
+    S_CLOSE=0
+    if [[ $s == *:close ]]; then
+        S_CLOSE=1
+        s=${s%:close}
+    fi
+    S_C=${s##*:}
+    rest=${s%:*}
+    S_W=${rest##*:}
+    S_PATH=${rest%:*}
 }
 
 has() { [[ " $CONTENDERS " == *" $1 "* ]]; }
@@ -834,11 +1048,11 @@ has() { [[ " $CONTENDERS " == *" $1 "* ]]; }
 declare -A GROUP_SHAPES=()
 GROUP_ORDER=()
 for s in $SHAPES; do
-    c=${s##*:}
-    rest=${s%:*}
-    w=${rest##*:}
-    path=${rest%:*}
-    [[ $c =~ ^[0-9]+$ && $w =~ ^[0-9]+$ && $path == /* ]] || die "shape $s: expected PATH:WORKERS:CONNECTIONS"
+    parse_shape "$s"
+    c=$S_C
+    w=$S_W
+    path=$S_PATH
+    [[ $c =~ ^[0-9]+$ && $w =~ ^[0-9]+$ && $path == /* ]] || die "shape $s: expected PATH:WORKERS:CONNECTIONS[:close]"
     if [[ -z ${GROUP_SHAPES[$w]+x} ]]; then
         GROUP_ORDER+=("$w")
         GROUP_SHAPES[$w]=""
@@ -849,12 +1063,11 @@ done
 # Estimate: one run per contender and shape, plus direct where conns == workers.
 runs=0
 front=0
-for who in rip haproxy haproxy-reuse nginx; do if has "$who"; then front=$((front + 1)); fi; done
+for who in rip rip-metrics haproxy haproxy-reuse nginx; do if has "$who"; then front=$((front + 1)); fi; done
 for s in $SHAPES; do
     runs=$((runs + front))
-    c=${s##*:}
-    rest=${s%:*}
-    if has direct && [[ $c == "${rest##*:}" ]]; then runs=$((runs + 1)); fi
+    parse_shape "$s"
+    if has direct && ((!S_CLOSE)) && [[ $S_C == "$S_W" ]]; then runs=$((runs + 1)); fi
 done
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -872,42 +1085,47 @@ for w in "${GROUP_ORDER[@]}"; do
     if has haproxy || has haproxy-reuse || has nginx; then start_workers "$w"; fi
     if has direct; then start_direct "$w"; fi
     if has rip; then start_rip "$w"; fi
+    if has rip-metrics; then start_rip "$w" rip-metrics; fi
     if has haproxy; then start_haproxy haproxy "$w" 0; fi
     if has haproxy-reuse; then start_haproxy haproxy-reuse "$w" 1; fi
     if has nginx; then start_nginx "$w"; fi
     first_path=${GROUP_SHAPES[$w]%%:*}
-    for who in rip haproxy haproxy-reuse nginx; do
-        if has "$who"; then warm "$who" "$first_path" "$w"; fi
-    done
-    if has rip; then
-        rip_settled "$w"
-        if [[ $STUCK != 0 ]]; then
-            log "rip-server shows $STUCK request(s) in flight after the warm-up; restarting it"
-            restart_rip "$w"
+    for who in rip rip-metrics haproxy haproxy-reuse nginx; do
+        if has "$who"; then
+            tls_probe "$who"
+            warm "$who" "$first_path" "$w"
         fi
-    fi
+    done
+    for who in rip rip-metrics; do
+        has "$who" || continue
+        rip_settled "$w" "$who"
+        if [[ $STUCK != 0 ]]; then
+            log "${who/rip/rip-server} shows $STUCK request(s) in flight after the warm-up; restarting it"
+            restart_rip "$w" "$who"
+        fi
+    done
     for ((round = 1; round <= ROUNDS; round++)); do
         log "round $round/$ROUNDS ($w workers, load average $(cut -d' ' -f1 /proc/loadavg))"
         for s in ${GROUP_SHAPES[$w]}; do
-            c=${s##*:}
-            rest=${s%:*}
-            path=${rest%:*}
-            shape=$(label "$path" "$w" "$c")
-            for who in rip haproxy haproxy-reuse nginx; do
-                if has "$who"; then run_frontdoor "$round" "$who" "$shape" "$path" "$w" "$c"; fi
+            parse_shape "$s"
+            c=$S_C
+            path=$S_PATH
+            shape=$(label "$path" "$w" "$c" "$S_CLOSE")
+            for who in rip rip-metrics haproxy haproxy-reuse nginx; do
+                if has "$who"; then run_frontdoor "$round" "$who" "$shape" "$path" "$w" "$c" "$S_CLOSE"; fi
             done
-            if has direct && ((c == w)); then run_direct "$round" "$shape" "$path" "$w"; fi
+            if has direct && ((!S_CLOSE && c == w)); then run_direct "$round" "$shape" "$path" "$w"; fi
         done
     done
     if has rip && ((DIAGNOSE)); then
         for s in ${GROUP_SHAPES[$w]}; do
-            c=${s##*:}
-            rest=${s%:*}
-            path=${rest%:*}
-            shape=$(label "$path" "$w" "$c")
+            parse_shape "$s"
+            c=$S_C
+            path=$S_PATH
+            shape=$(label "$path" "$w" "$c" "$S_CLOSE")
             if awk -F, -v s="$shape" '$2 == "rip" && $3 == s && $13 > 0 { found = 1 } END { exit !found }' "$CSV"; then
                 DIAG_SHAPES+=("$shape")
-                diagnose_rip "$shape" "$path" "$w" "$c"
+                diagnose_rip "$shape" "$path" "$w" "$c" "$S_CLOSE"
             fi
         done
     fi
@@ -969,6 +1187,16 @@ ELAPSED=$(($(date +%s) - START_TIME))
         echo "app: examples/hello-ts in Bun $BUN_VERSION workers (rip-server's own; standalone ones of the same runtime behind HAProxy and nginx)"
     fi
     echo "rip-server vs HAProxy vs nginx: median of $ROUNDS round(s) x ${DURATION}s, wrk -t$THREADS --latency, loopback"
+    if [[ $PROTO == https ]]; then
+        echo "over HTTPS (PROTO=https): TLS ends at the front door, plain HTTP to the workers"
+        echo "$TLS_LINE"
+        for who in rip rip-metrics haproxy haproxy-reuse nginx; do
+            if [[ -n ${TLS_NEGOTIATED[$who]+x} ]]; then printf 'TLS %-14s %s\n' "$who:" "${TLS_NEGOTIATED[$who]}"; fi
+        done
+    fi
+    if ((METRICS)); then
+        echo "METRICS=1: rip-metrics = rip-server with --metrics-port, /metrics scraped once a second during its runs"
+    fi
     echo "rip-server extra arguments: ${RIP_ARGS:-none}"
     if ((PEER_HEADERS)); then
         echo "HAProxy and nginx add the forwarding headers rip-server adds (PEER_HEADERS=1)"
