@@ -35,6 +35,23 @@ pub fn render(status: &Value) -> String {
         "Ports".into(),
         status.get("ports").map(ports).unwrap_or_else(|| "-".into()),
     ]);
+    if let Some(tls) = status.get("tls").filter(|t| t.is_object()) {
+        let field = |k: &str| tls.get(k).map(scalar).unwrap_or_else(|| "-".into());
+        let renews = match tls.get("nextRenewal") {
+            Some(Value::String(when)) => format!(", renews {}", super::one_line(when)),
+            _ => String::new(),
+        };
+        summary.push([
+            "TLS".into(),
+            format!(
+                "{} certificate for {} (issuer {}), expires {}{renews}",
+                field("source"),
+                field("sans"),
+                field("issuer"),
+                field("notAfter")
+            ),
+        ]);
+    }
     let desired = status.pointer("/supervisor/desired").map(scalar);
     summary.push([
         "Workers".into(),

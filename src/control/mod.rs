@@ -36,6 +36,10 @@ use crate::runtime::{Admin, DriverHandle};
 /// Called when a stop is requested through the control socket.
 pub type OnStop = Arc<dyn Fn() + Send + Sync>;
 
+/// What `/status` shows as `tls` (the certificate the server's HTTPS
+/// listener serves now), once the server has one; empty for plain HTTP.
+pub type TlsView = Arc<arc_swap::ArcSwapOption<Box<dyn Fn() -> status::TlsStatus + Send + Sync>>>;
+
 /// Binds the control socket with mode 0600, replacing a stale socket file.
 pub fn bind(path: &Path) -> io::Result<UnixAccept> {
     crate::net::unix_socket::bind_private(path).map(UnixAccept)
@@ -68,7 +72,12 @@ struct ScaleRequest {
     to: Option<u32>,
 }
 
-async fn handle(driver: DriverHandle, on_stop: OnStop, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    driver: DriverHandle,
+    on_stop: OnStop,
+    tls: TlsView,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, proto::MAX_CONTROL_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -92,7 +101,14 @@ async fn handle(driver: DriverHandle, on_stop: OnStop, request: Request<Incoming
                 reply(status, &answer)
             }
         },
-        (&Method::GET, "/status") => json_response(StatusCode::OK, status::to_json(driver.status().await.as_ref())),
+        (&Method::GET, "/status") => {
+            let snapshot = driver.status().await;
+            let tls = tls.load().as_ref().map(|view| view());
+            json_response(
+                StatusCode::OK,
+                status::to_json_with_tls(snapshot.as_ref(), tls.as_ref()),
+            )
+        }
         (&Method::POST, "/restart") => admin(&driver, Admin::RollingRestart).await,
         (&Method::POST, "/stop") => {
             on_stop();
@@ -129,18 +145,31 @@ async fn admin(driver: &DriverHandle, command: Admin) -> Response<Full<Bytes>> {
 /// Serves the control endpoint until `shutdown` resolves. Production passes
 /// a [`UnixAccept`]; the simulation passes a simulated TCP listener.
 pub async fn run<L: Accept>(listener: L, driver: DriverHandle, on_stop: OnStop, shutdown: impl Future<Output = ()>) {
+    run_with_tls(listener, driver, on_stop, TlsView::default(), shutdown).await;
+}
+
+/// [`run`], with `/status` showing `tls` from `tls` once it holds a view.
+pub async fn run_with_tls<L: Accept>(
+    listener: L,
+    driver: DriverHandle,
+    on_stop: OnStop,
+    tls: TlsView,
+    shutdown: impl Future<Output = ()>,
+) {
     accept_until(listener, "control socket", shutdown, |stream, peer| {
         let driver = driver.clone();
         let on_stop = on_stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let driver = driver.clone();
                 let on_stop = on_stop.clone();
+                let tls = tls.clone();
                 async move {
                     if !peer.trusted {
                         return Ok::<_, Infallible>(error(StatusCode::FORBIDDEN, "peer is not the server's user"));
                     }
-                    Ok::<_, Infallible>(handle(driver, on_stop, request).await)
+                    Ok::<_, Infallible>(handle(driver, on_stop, tls, request).await)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -261,8 +261,13 @@ impl RealControl {
         )
         .await
         .map_err(control_error)?;
+        let handle = server.handle();
+        if let Some(certificates) = &self.doors.certificates {
+            let resolver = certificates.resolver.clone();
+            handle.show_tls(move || crate::frontdoor::https::tls_status(&resolver.info()));
+        }
         Ok(Running {
-            handle: server.handle(),
+            handle,
             record: record.clone(),
             app_dir: config.app_dir,
             env,

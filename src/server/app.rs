@@ -61,6 +61,8 @@ struct Shared {
     /// Set by [`AppHandle::hold_drain`]: the core's drain waits for
     /// [`AppHandle::begin_drain`] (the listener's connections first).
     drain_held: std::sync::atomic::AtomicBool,
+    /// What the control socket's `/status` shows as `tls`.
+    tls_view: crate::control::TlsView,
 }
 
 impl AppServer {
@@ -171,6 +173,7 @@ impl AppServer {
 
         let (stopping, _) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
+        let tls_view = crate::control::TlsView::default();
         let handle = AppHandle {
             inner: Arc::new(Shared {
                 name: config.app_name.clone(),
@@ -179,6 +182,7 @@ impl AppServer {
                 stopping,
                 stopped,
                 drain_held: std::sync::atomic::AtomicBool::new(false),
+                tls_view: tls_view.clone(),
             }),
         };
         let on_stop: crate::control::OnStop = {
@@ -188,10 +192,11 @@ impl AppServer {
         let driver_task = tokio::spawn(driver.run());
         // The control socket outlives the driver's stop: workers quit through it while stopping.
         let (done_tx, done_rx) = watch::channel(false);
-        let control_task = tokio::spawn(crate::control::run(
+        let control_task = tokio::spawn(crate::control::run_with_tls(
             control_listener,
             driver_handle,
             on_stop,
+            tls_view.clone(),
             became_true(done_rx),
         ));
         let lifecycle = tokio::spawn(async move {
@@ -274,6 +279,12 @@ impl AppHandle {
     /// are served rather than refused.
     pub fn hold_drain(&self) {
         self.inner.drain_held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// From now on the control socket's `/status` shows `view()` as `tls`
+    /// (the certificate the app's HTTPS listener serves).
+    pub fn show_tls(&self, view: impl Fn() -> crate::observe::status::TlsStatus + Send + Sync + 'static) {
+        self.inner.tls_view.store(Some(Arc::new(Box::new(view))));
     }
 
     /// The core's drain: see [`AppHandle::stop`] and [`AppHandle::hold_drain`].

@@ -268,6 +268,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     if let Some(resolver) = &resolver {
         resolver.set_registered_hosts(registered_hosts(&config));
+        let shown = resolver.clone();
+        handle.show_tls(move || crate::frontdoor::https::tls_status(&shown.info()));
     }
 
     let id_seed = wall_micros() ^ u64::from(std::process::id());

@@ -160,6 +160,17 @@ async fn dev_ca_certificates_verify_with_curl_and_openssl() {
         );
         assert!(status["tls"]["nextRenewal"].is_string() && status["tls"]["notAfter"].is_string());
         assert!(!status.to_string().contains("PRIVATE KEY"));
+        // The CLI's status (through the control socket) says the same.
+        let out = run_cli(&["status", "--json", &server.prefix_arg()], &[], STEP).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let via_cli: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        assert_eq!(via_cli["tls"], status["tls"], "{}", out.stdout);
+        let out = run_cli(&["status", &server.prefix_arg()], &[], STEP).await;
+        assert!(
+            out.stdout.contains("TLS:      ca certificate for localhost"),
+            "{}",
+            out.stdout
+        );
     })
     .await;
 }
