@@ -40,6 +40,42 @@ impl LogStyle {
     }
 }
 
+/// stderr for log lines, losing a line it cannot write instead of failing.
+///
+/// tracing-subscriber reports a failed write by printing to stderr with
+/// `eprintln!`, which panics when stderr is a pipe nobody reads any more
+/// (the terminal or the log collector that started the server is gone):
+/// the task logging at that moment dies, and when that was the signal
+/// loop, `SIGTERM` no longer stopped the server. A log line is not worth
+/// that.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(std::io::stderr().write(buf).unwrap_or(buf.len()))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Writes `line` and a newline to stderr, or nothing if it cannot (see
+/// [`QuietStderr`]): for lines a long-running process prints outside the
+/// log (a platform's apps' output), where `eprintln!` would panic.
+pub fn stderr_line(line: &str) {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(line.as_bytes());
+    let _ = stderr.write_all(b"\n");
+}
+
 /// Starts writing this process's log lines to stderr, filtered by
 /// `filter`: JSON if `json`, else text, coloured only on a terminal without
 /// `NO_COLOR`. Does nothing if logging was already set up.
@@ -51,7 +87,7 @@ pub fn init(filter: EnvFilter, json: bool) {
     );
     let text = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| QuietStderr);
     let _ = match style {
         LogStyle::Json => text
             .json()

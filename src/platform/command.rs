@@ -235,7 +235,10 @@ pub async fn run(config: PlatformConfig) -> Result<(), ServeError> {
                 tokio::spawn(async move {
                     for (name, answer) in api.restart_running().await {
                         if !answer.status().is_success() {
-                            eprintln!("rip-server: platform: app {name}: not restarted ({})", answer.status());
+                            crate::os::log_style::stderr_line(&format!(
+                                "rip-server: platform: app {name}: not restarted ({})",
+                                answer.status()
+                            ));
                         }
                     }
                 });
@@ -286,7 +289,7 @@ fn follow_registry(api: Arc<Api<RealControl>>) -> Option<crate::manager::watch::
                 tracing::warn!("platform: {e}; keeping the hosts read before");
             }
             for line in api.adopt_registry().await {
-                eprintln!("rip-server: platform: {line}");
+                crate::os::log_style::stderr_line(&format!("rip-server: platform: {line}"));
             }
         }
     });

@@ -248,7 +248,7 @@ impl RealControl {
         let ring = self.logs.ring(&record.name);
         let name = record.name.clone();
         let output = WorkerOutput::Lines(Arc::new(move |line: &str| {
-            eprintln!("{name}: {line}");
+            crate::os::log_style::stderr_line(&format!("{name}: {line}"));
             ring.push(line);
         }));
         let server = AppServer::start_with(

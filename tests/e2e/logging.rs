@@ -154,3 +154,58 @@ async fn no_access_log_leaves_only_the_start_line() {
     })
     .await;
 }
+
+/// A server whose stdout and stderr readers are gone (the terminal or the
+/// log collector that started it exited) still logs without failing and
+/// stops on SIGTERM: a failed log write must not kill the task that was
+/// logging (it once was the signal loop, and SIGTERM then did nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_log_readers_are_gone_still_stops_on_sigterm() {
+    within(BUDGET, async {
+        use std::io::BufRead as _;
+        let home = fresh_home();
+        let dir = short_dir();
+        let mut child = std::process::Command::new(bin())
+            .args(["builtin:hello", "w:1", "http:0"])
+            .arg(format!("--socket-prefix={}", dir.path().join("s").display()))
+            .env("RIP_HOME", home.path())
+            .env_remove("RIP_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn rip-server");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout");
+        let start = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let mut reader = std::io::BufReader::new(stdout);
+            let _ = reader.read_line(&mut line);
+            (line, reader)
+        });
+        let (line, reader) = tokio::time::timeout(STEP, start)
+            .await
+            .expect("a start line")
+            .expect("reader");
+        let port: u16 = line
+            .split("http://localhost:")
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("start line {line:?}"));
+        // Both readers go away; the server goes on logging into the void.
+        drop(reader);
+        drop(child.stderr.take());
+        let r = request(port, Method::GET, "/ping", &[], Bytes::new())
+            .await
+            .expect("a request");
+        assert_eq!(r.status, 200);
+        send_signal(pid, "TERM");
+        let status = eventually("the server to exit after SIGTERM", STEP, || {
+            let exited = child.try_wait().ok().flatten();
+            async move { exited.ok_or_else(|| "still running".to_owned()) }
+        })
+        .await;
+        assert_eq!(status.code(), Some(0));
+    })
+    .await;
+}

@@ -59,6 +59,20 @@ fn socket_files(prefix: &std::path::Path) -> Vec<String> {
     files
 }
 
+/// The new server and its workers, SIGKILLed if the test ends early (it
+/// is not the harness's child: the harness's `Server` only knows the old).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if pid_alive(self.0) {
+            for pid in children_of(self.0).into_iter().chain([self.0]) {
+                send_signal(pid, "KILL");
+            }
+        }
+    }
+}
+
 fn build_id(status: &Value) -> String {
     status["build"]["id"].as_str().expect("build.id in /status").to_owned()
 }
@@ -107,6 +121,15 @@ async fn sigusr2_hands_the_port_to_the_new_binary_without_a_failed_request() {
         server.wait_for_traffic(200).await;
 
         server.signal("USR2");
+        // The new server: the old one's child with a run file of its own.
+        let new_pid = eventually("the new server's run file", STEP, || async {
+            run_file_pids(server.home.path())
+                .into_iter()
+                .find(|&p| p != old_pid)
+                .ok_or_else(|| "none yet".to_owned())
+        })
+        .await;
+        let _new_server = KillOnDrop(new_pid);
         // The new build answers /status, and the old process is gone.
         let after = eventually("the new build serving", Duration::from_secs(30), || async {
             let status = request(port, Method::GET, "/status", &[], Bytes::new()).await?.json();
@@ -123,10 +146,6 @@ async fn sigusr2_hands_the_port_to_the_new_binary_without_a_failed_request() {
             .expect("the old server exits");
         assert_eq!(exit.code(), Some(0), "the old server's exit");
         // Traffic goes on against the new one for a while.
-        let new_pid = *run_file_pids(server.home.path())
-            .iter()
-            .find(|&&p| p != old_pid)
-            .expect("the new server's run file");
         let served = after["counters"]["dispatched"].as_u64().unwrap_or(0);
         eventually("traffic on the new server", STEP, || async {
             let status = request(port, Method::GET, "/status", &[], Bytes::new()).await?.json();
