@@ -287,11 +287,16 @@ impl IndexedHeap {
         self.positions[entry.1 as usize] = at as u32;
     }
 
-    fn sift_down(&mut self, mut at: usize) {
+    /// Floyd's bottom-up sift: the entry moved here came from the bottom and
+    /// usually belongs near it, so walk the smaller children down to a leaf
+    /// (one comparison a level instead of two) and sift the entry up from
+    /// there.
+    fn sift_down(&mut self, at: usize) {
         let entry = self.entries[at];
         let len = self.entries.len();
+        let mut hole = at;
         loop {
-            let left = 2 * at + 1;
+            let left = 2 * hole + 1;
             if left >= len {
                 break;
             }
@@ -302,15 +307,22 @@ impl IndexedHeap {
                 left
             };
             let below = self.entries[child];
-            if entry.0 <= below.0 {
+            self.entries[hole] = below;
+            self.positions[below.1 as usize] = hole as u32;
+            hole = child;
+        }
+        while hole > at {
+            let parent = (hole - 1) / 2;
+            let above = self.entries[parent];
+            if above.0 <= entry.0 {
                 break;
             }
-            self.entries[at] = below;
-            self.positions[below.1 as usize] = at as u32;
-            at = child;
+            self.entries[hole] = above;
+            self.positions[above.1 as usize] = hole as u32;
+            hole = parent;
         }
-        self.entries[at] = entry;
-        self.positions[entry.1 as usize] = at as u32;
+        self.entries[hole] = entry;
+        self.positions[entry.1 as usize] = hole as u32;
     }
 }
 
