@@ -60,13 +60,14 @@
 //! consistency check) and `tests`.
 //! The balancer imports only `crate::core`'s value types ([`Answer`],
 //! [`Pid`], [`Time`], ...), `crate::core::stats` and the containers
-//! `crate::core::slab` and `crate::core::id_hash`, never
+//! `crate::core::slab` and `crate::core::id_map`, never
 //! `core::invariants`, `core::node` or the supervisor.
 //!
 //! # Cost
 //!
-//! A dispatch and its completion touch no tree: requests are in a hash map
-//! (by the caller's id), workers in a slab found by a hash of their pid,
+//! A dispatch and its completion touch no tree: requests are in an
+//! [`IdMap`] (by the caller's id), workers in a slab found by their pid in
+//! another,
 //! the idle set names workers by slab index (LIFO O(1), round-robin and
 //! least-connections O(log n) heaps), and a read deadline is removed through
 //! the handle its request keeps. Nothing allocates once the tables have
@@ -90,7 +91,7 @@ mod table;
 mod timeouts;
 mod worker;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use deadlines::Deadlines;
@@ -101,7 +102,7 @@ use worker::Worker;
 
 pub use status::{BalancerStats, BalancerStatus, Counters, WorkerStatus};
 
-use super::id_hash::BuildIdHasher;
+use super::id_map::IdMap;
 use super::slab::Key;
 use super::stats::IllegalTransitions;
 use super::{Answer, Pid, RequestId, Slot, Time, Version};
@@ -270,9 +271,9 @@ pub struct Balancer {
     config: BalancerConfig,
     workers: WorkerTable,
     idle: IdleSet,
-    /// Hashed, not ordered: nothing walks the requests in id order, and
+    /// By id, not ordered: nothing walks the requests in id order, and
     /// every outcome of a dispatch looks one up.
-    requests: HashMap<RequestId, Request, BuildIdHasher>,
+    requests: IdMap<RequestId, Request>,
     /// FIFO by arrival order (`seq`), so a retried request keeps its place.
     queue: BTreeMap<u64, RequestId>,
     next_seq: u64,
@@ -301,7 +302,7 @@ impl Balancer {
             idle: IdleSet::new(config.policy),
             config,
             workers: WorkerTable::default(),
-            requests: HashMap::default(),
+            requests: IdMap::default(),
             queue: BTreeMap::new(),
             // Sequence numbers start mid-range so a retry can re-enter in
             // front of the first queued request.

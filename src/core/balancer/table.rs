@@ -1,23 +1,23 @@
 //! The registered workers: a [`Slab`] of [`Worker`]s, found by pid through
-//! a hash map, with a pid-ordered index for what walks them all (version
+//! an [`IdMap`], with a pid-ordered index for what walks them all (version
 //! routing, `/status`, the invariant checks) and must keep its order.
 //!
-//! On the request path a worker is found by a hash of its pid and an
+//! On the request path a worker is found by its pid in the `IdMap` and an
 //! index (the old `BTreeMap<Pid, Worker>` walked a tree), and the idle set
 //! names workers by slab index; the ordered index is touched only at the
 //! edges (join, removal).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::worker::Worker;
 use crate::core::Pid;
-use crate::core::id_hash::BuildIdHasher;
+use crate::core::id_map::IdMap;
 use crate::core::slab::{Key, Slab};
 
 #[derive(Debug, Default)]
 pub(crate) struct WorkerTable {
     slab: Slab<Worker>,
-    by_pid: HashMap<Pid, Key, BuildIdHasher>,
+    by_pid: IdMap<Pid, Key>,
     in_pid_order: BTreeMap<Pid, Key>,
 }
 
