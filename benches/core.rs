@@ -14,6 +14,10 @@
 //!   completes, takes the queue head, and a new request enqueues at the tail.
 //! - `queue_churn/client_gone_mid/8192`: same state; the client of the
 //!   request in the middle of the queue goes away and a new request enqueues.
+//! - `slab/churn/<n>`: a [`Slab`] holding `n` values; one is removed and
+//!   another inserted (the freed place is reused). `slab/get/<n>`: a lookup
+//!   by key, cycling over the `n` keys; `slab/btreemap_get/<n>`: the same
+//!   lookups in the `BTreeMap` the balancer used before the slab.
 //!
 //! Run with `cargo bench --bench core` (add `-- --quick` for a shorter run);
 //! `cargo test --benches` runs every benchmark once as a smoke test.
@@ -23,6 +27,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rip_server::core::balancer::{Action, Balancer, BalancerConfig, Policy, RequestMeta, WorkerInfo};
+use rip_server::core::slab::{Key, Slab};
 use rip_server::core::{Pid, RequestId, Slot, Time, Version};
 
 const WORKER_COUNTS: [u32; 3] = [8, 64, 1024];
@@ -261,6 +266,47 @@ fn queue_churn(c: &mut Criterion) {
     group.finish();
 }
 
+fn slab(c: &mut Criterion) {
+    let mut group = c.benchmark_group("slab");
+    group.throughput(Throughput::Elements(1));
+    for n in WORKER_COUNTS {
+        let mut slab = Slab::new();
+        let mut keys: Vec<Key> = (0..n).map(|i| slab.insert(u64::from(i))).collect();
+        let mut next = 0usize;
+        group.bench_function(BenchmarkId::new("churn", n), |b| {
+            b.iter(|| {
+                let at = next % keys.len();
+                next = next.wrapping_add(7);
+                let value = slab.remove(keys[at]).expect("live key");
+                keys[at] = slab.insert(black_box(value));
+            });
+        });
+        assert_eq!(
+            (slab.len(), slab.index_bound()),
+            (n as usize, n as usize),
+            "places reused"
+        );
+
+        let mut next = 0usize;
+        group.bench_function(BenchmarkId::new("get", n), |b| {
+            b.iter(|| {
+                next = next.wrapping_add(7);
+                black_box(slab.get(black_box(keys[next % keys.len()])))
+            });
+        });
+
+        let map: std::collections::BTreeMap<Pid, u64> = (0..n).map(|i| (Pid(10_000 + i), u64::from(i))).collect();
+        let mut next = 0u32;
+        group.bench_function(BenchmarkId::new("btreemap_get", n), |b| {
+            b.iter(|| {
+                next = next.wrapping_add(7);
+                black_box(map.get(&black_box(Pid(10_000 + next % n))))
+            });
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -271,6 +317,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = dispatch_complete, queue_churn
+    targets = dispatch_complete, queue_churn, slab
 }
 criterion_main!(benches);

@@ -14,13 +14,17 @@
 //!   that turns a burst of file changes into one reload.
 //! - [`stats`]: the histogram and counters the two keep for `/status`,
 //!   `/metrics` and the dashboard.
+//! - [`slab`] and [`id_map`]: the containers behind the balancer's hot
+//!   path (values by index with generation-checked keys; a map by id).
 
 pub mod answer;
 pub mod balancer;
+pub mod id_map;
 pub mod ids;
 pub mod invariants;
 pub mod node;
 pub mod reload;
+pub mod slab;
 pub mod stats;
 pub mod supervisor;
 pub mod time;

@@ -124,7 +124,7 @@ impl Balancer {
             pid: w.pid,
             version: w.version,
             in_flight: w.in_flight(),
-            in_idle_set: w.idle_key.is_some(),
+            in_idle_set: w.in_idle_set,
             routable: self.is_routable(w),
             draining: w.draining,
             leaving: w.leaving,

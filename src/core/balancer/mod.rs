@@ -54,11 +54,24 @@
 //! the queries and dispatching. Beside it: `outcome` (what became of a
 //! dispatch, retries), `timeouts` (deadlines), `pool` (the idle set, draining
 //! and leaving workers, version routing), `select` (the selection policies),
-//! `worker` (one worker's state machine), `status` (counters and the
-//! `/status` snapshot), `invariants` (the consistency check) and `tests`.
+//! `worker` (one worker's state machine), `table` (the registered workers,
+//! in a slab), `deadlines` (the read deadlines, a list with O(1) removal),
+//! `status` (counters and the `/status` snapshot), `invariants` (the
+//! consistency check) and `tests`.
 //! The balancer imports only `crate::core`'s value types ([`Answer`],
-//! [`Pid`], [`Time`], ...) and `crate::core::stats`, never
+//! [`Pid`], [`Time`], ...), `crate::core::stats` and the containers
+//! `crate::core::slab` and `crate::core::id_map`, never
 //! `core::invariants`, `core::node` or the supervisor.
+//!
+//! # Cost
+//!
+//! A dispatch and its completion touch no tree: requests are in an
+//! [`IdMap`] (by the caller's id), workers in a slab found by their pid in
+//! another,
+//! the idle set names workers by slab index (LIFO O(1), round-robin and
+//! least-connections O(log n) heaps), and a read deadline is removed through
+//! the handle its request keeps. Nothing allocates once the tables have
+//! grown to the pool's size (`benches/core.rs`, `docs/benchmarking.md`).
 //!
 //! # Counters
 //!
@@ -68,23 +81,29 @@
 //! worker transitions the balancer chose and the worker refused (0 unless it
 //! has a bug).
 
+mod deadlines;
 mod invariants;
 mod outcome;
 mod pool;
 mod select;
 mod status;
+mod table;
 mod timeouts;
 mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use deadlines::Deadlines;
 use select::IdleSet;
 pub use select::Policy;
+use table::WorkerTable;
 use worker::Worker;
 
 pub use status::{BalancerStats, BalancerStatus, Counters, WorkerStatus};
 
+use super::id_map::IdMap;
+use super::slab::Key;
 use super::stats::IllegalTransitions;
 use super::{Answer, Pid, RequestId, Slot, Time, Version};
 
@@ -215,8 +234,9 @@ pub enum WorkerEvent {
 enum Phase {
     /// Waiting in the queue; `seq` is its place, `deadline` its queue timeout.
     Queued { seq: u64 },
-    /// Sent to `pid`; no response head yet.
-    Dispatched { pid: Pid, deadline: Time },
+    /// Sent to `pid`; no response head yet. `entry` is the deadline's
+    /// place in `read_deadlines`.
+    Dispatched { pid: Pid, deadline: Time, entry: Key },
     /// The worker's response is streaming; the request has ended for the
     /// balancer but the worker is busy until `handle_complete`.
     Streaming { pid: Pid },
@@ -228,6 +248,8 @@ enum Phase {
         /// The read deadline still runs (until a response head): a worker
         /// that never answers is stuck whether or not its client waits.
         deadline: Option<Time>,
+        /// The deadline's place in `read_deadlines` (stale once it is None).
+        entry: Key,
     },
 }
 
@@ -247,14 +269,16 @@ struct Request {
 #[derive(Debug)]
 pub struct Balancer {
     config: BalancerConfig,
-    workers: BTreeMap<Pid, Worker>,
+    workers: WorkerTable,
     idle: IdleSet,
-    requests: BTreeMap<RequestId, Request>,
+    /// By id, not ordered: nothing walks the requests in id order, and
+    /// every outcome of a dispatch looks one up.
+    requests: IdMap<RequestId, Request>,
     /// FIFO by arrival order (`seq`), so a retried request keeps its place.
     queue: BTreeMap<u64, RequestId>,
     next_seq: u64,
     /// (deadline, request) of every dispatched request awaiting its head.
-    read_deadlines: BTreeSet<(Time, RequestId)>,
+    read_deadlines: Deadlines,
     /// (end, pid) of every quarantined worker.
     quarantines: BTreeSet<(Time, Pid)>,
     active: Option<Version>,
@@ -277,13 +301,13 @@ impl Balancer {
         Balancer {
             idle: IdleSet::new(config.policy),
             config,
-            workers: BTreeMap::new(),
-            requests: BTreeMap::new(),
+            workers: WorkerTable::default(),
+            requests: IdMap::default(),
             queue: BTreeMap::new(),
             // Sequence numbers start mid-range so a retry can re-enter in
             // front of the first queued request.
             next_seq: 1 << 62,
-            read_deadlines: BTreeSet::new(),
+            read_deadlines: Deadlines::default(),
             quarantines: BTreeSet::new(),
             active: None,
             stopping: false,
@@ -359,7 +383,7 @@ impl Balancer {
             return Err(JoinError::Conflict(info.pid));
         }
         let worker = Worker::new(info.pid, info.slot, info.version, info.socket);
-        self.workers.insert(info.pid, worker);
+        self.workers.insert(worker);
         self.update_active_version();
         self.refresh(info.pid);
         self.pump(now);
@@ -532,11 +556,11 @@ impl Balancer {
     }
 
     fn idle_pick(&mut self) -> Option<Pid> {
-        let pid = self.idle.pick()?;
-        if let Some(worker) = self.workers.get_mut(&pid) {
-            worker.idle_key = None;
-        }
-        Some(pid)
+        let index = self.idle.pick()?;
+        // The idle set holds only registered workers (removal takes them out).
+        let worker = self.workers.at_index_mut(index)?;
+        worker.in_idle_set = false;
+        Some(worker.pid)
     }
 
     fn dispatch(&mut self, id: RequestId, pid: Pid, now: Time) {
@@ -550,8 +574,8 @@ impl Balancer {
             self.stats.queue_wait.observe(waited);
         }
         request.dispatches += 1;
-        request.phase = Phase::Dispatched { pid, deadline };
-        self.read_deadlines.insert((deadline, id));
+        let entry = self.read_deadlines.insert(deadline, id);
+        request.phase = Phase::Dispatched { pid, deadline, entry };
         // The idle set holds only routable workers; check it at the moment
         // of dispatch, where the invariant checker cannot look.
         let (active, max) = (self.active, self.config.max_requests_per_worker);

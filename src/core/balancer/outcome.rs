@@ -14,15 +14,20 @@ impl Balancer {
         let Some(request) = self.requests.get_mut(&id) else {
             return;
         };
-        let (pid, deadline) = match request.phase {
-            Phase::Dispatched { pid, deadline } => (pid, deadline),
+        let (pid, entry) = match request.phase {
+            Phase::Dispatched { pid, entry, .. } => (pid, entry),
             Phase::Abandoned {
                 pid,
-                deadline: Some(deadline),
+                deadline: Some(_),
+                entry,
             } => {
                 // Nobody waits for it, but the worker answered: not stuck.
-                request.phase = Phase::Abandoned { pid, deadline: None };
-                self.read_deadlines.remove(&(deadline, id));
+                request.phase = Phase::Abandoned {
+                    pid,
+                    deadline: None,
+                    entry,
+                };
+                self.read_deadlines.remove(entry);
                 if let Some(worker) = self.workers.get_mut(&pid) {
                     self.illegal.count(worker.on_head(id));
                 }
@@ -33,7 +38,7 @@ impl Balancer {
             _ => return,
         };
         request.phase = Phase::Streaming { pid };
-        self.read_deadlines.remove(&(deadline, id));
+        self.read_deadlines.remove(entry);
         self.stats.responses += 1;
         if let Some(worker) = self.workers.get_mut(&pid) {
             self.illegal.count(worker.on_head(id));
@@ -50,9 +55,9 @@ impl Balancer {
         };
         let pid = match request.phase {
             Phase::Queued { .. } => return,
-            Phase::Dispatched { pid, deadline } => {
+            Phase::Dispatched { pid, entry, .. } => {
                 // A complete without a head: treat the head as received.
-                self.read_deadlines.remove(&(deadline, id));
+                self.read_deadlines.remove(entry);
                 self.stats.responses += 1;
                 self.observe_duration(request.arrived, now);
                 pid
@@ -96,8 +101,8 @@ impl Balancer {
             return;
         };
         let pid = match request.phase {
-            Phase::Dispatched { pid, deadline } => {
-                self.read_deadlines.remove(&(deadline, id));
+            Phase::Dispatched { pid, entry, .. } => {
+                self.read_deadlines.remove(entry);
                 pid
             }
             Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } | Phase::Streaming { pid } => {
@@ -139,10 +144,11 @@ impl Balancer {
                 self.requests.remove(&id);
                 self.stats.client_gone += 1;
             }
-            Phase::Dispatched { pid, deadline } => {
+            Phase::Dispatched { pid, deadline, entry } => {
                 request.phase = Phase::Abandoned {
                     pid,
                     deadline: Some(deadline),
+                    entry,
                 };
                 self.stats.client_gone += 1;
             }
@@ -158,8 +164,8 @@ impl Balancer {
             return;
         };
         let pid = match request.phase {
-            Phase::Dispatched { pid, deadline } => {
-                self.read_deadlines.remove(&(deadline, id));
+            Phase::Dispatched { pid, entry, .. } => {
+                self.read_deadlines.remove(entry);
                 self.stats.client_gone += 1;
                 pid
             }
@@ -180,7 +186,7 @@ impl Balancer {
         let Some(request) = self.requests.get(&id).copied() else {
             return;
         };
-        let Phase::Dispatched { pid, deadline } = request.phase else {
+        let Phase::Dispatched { pid, entry, .. } = request.phase else {
             if let Phase::TimedOut { pid } | Phase::Abandoned { pid, .. } = request.phase {
                 // Ended for the client already; free the worker.
                 self.requests.remove(&id);
@@ -188,7 +194,7 @@ impl Balancer {
             }
             return;
         };
-        self.read_deadlines.remove(&(deadline, id));
+        self.read_deadlines.remove(entry);
         let until = now + self.config.quarantine;
         if let Some(worker) = self.workers.get_mut(&pid) {
             self.illegal.count(worker.on_refused(id, Some(until)));
@@ -247,7 +253,7 @@ impl Balancer {
     /// Frees a worker after its exchange ended.
     pub(super) fn worker_done(&mut self, pid: Pid, id: RequestId, quarantine: Option<Time>, now: Time) {
         let (active, max) = (self.active, self.config.max_requests_per_worker);
-        let Some(worker) = self.workers.get_mut(&pid) else {
+        let Some((index, worker)) = self.workers.get_indexed_mut(&pid) else {
             return;
         };
         let was_stuck = worker.is_stuck();
@@ -269,8 +275,9 @@ impl Balancer {
         }
         if !was_stuck && !worker.draining && !worker.leaving {
             // The common case, with the borrow in hand: back into the idle set.
-            if worker.idle_key.is_none() && worker.routable(active, max) {
-                worker.idle_key = Some(self.idle.insert(pid, worker.dispatched));
+            if !worker.in_idle_set && worker.routable(active, max) {
+                worker.in_idle_set = true;
+                self.idle.insert(index, pid, worker.dispatched);
             }
         } else {
             if was_stuck {

@@ -34,8 +34,10 @@ impl Balancer {
             if let Some(until) = worker.quarantined_until() {
                 self.quarantines.remove(&(until, pid));
             }
-            if let Some(key) = worker.idle_key {
-                self.idle.remove(pid, key);
+            if worker.in_idle_set
+                && let Some((index, _)) = self.workers.get_indexed_mut(&pid)
+            {
+                self.idle.remove(index);
             }
             self.workers.remove(&pid);
             self.events.push_back(WorkerEvent::Removed { pid });
@@ -58,24 +60,18 @@ impl Balancer {
 
     /// Puts a worker into the idle set or takes it out, as its state says.
     pub(super) fn refresh(&mut self, pid: Pid) {
-        let Some(worker) = self.workers.get(&pid) else {
+        let (active, max) = (self.active, self.config.max_requests_per_worker);
+        let Some((index, worker)) = self.workers.get_indexed_mut(&pid) else {
             return;
         };
-        let should = self.is_routable(worker);
-        let key = worker.idle_key;
-        let dispatched = worker.dispatched;
-        match (should, key) {
-            (true, None) => {
-                let key = self.idle.insert(pid, dispatched);
-                if let Some(w) = self.workers.get_mut(&pid) {
-                    w.idle_key = Some(key);
-                }
+        match (worker.routable(active, max), worker.in_idle_set) {
+            (true, false) => {
+                worker.in_idle_set = true;
+                self.idle.insert(index, pid, worker.dispatched);
             }
-            (false, Some(key)) => {
-                self.idle.remove(pid, key);
-                if let Some(w) = self.workers.get_mut(&pid) {
-                    w.idle_key = None;
-                }
+            (false, true) => {
+                worker.in_idle_set = false;
+                self.idle.remove(index);
             }
             _ => {}
         }
@@ -102,8 +98,7 @@ impl Balancer {
         if let Some(version) = candidate {
             self.active = Some(version);
             self.events.push_back(WorkerEvent::VersionActivated { version });
-            let pids: Vec<Pid> = self.workers.keys().copied().collect();
-            for pid in pids {
+            for pid in self.workers.pids() {
                 self.refresh(pid);
             }
         }

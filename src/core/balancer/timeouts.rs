@@ -36,17 +36,19 @@ impl Balancer {
                 self.remove_if_gone(pid);
             }
         }
-        while let Some(&(deadline, id)) = self.read_deadlines.first() {
+        while let Some((deadline, id)) = self.read_deadlines.first() {
             if deadline > now {
                 break;
             }
-            self.read_deadlines.remove(&(deadline, id));
+            self.read_deadlines.pop_first();
             let Some(request) = self.requests.get_mut(&id) else {
                 continue;
             };
             let pid = match request.phase {
                 Phase::Dispatched { pid, .. } => pid,
-                Phase::Abandoned { pid, deadline: Some(d) } if d == deadline => {
+                Phase::Abandoned {
+                    pid, deadline: Some(d), ..
+                } if d == deadline => {
                     // Nobody to answer, but the worker is stuck all the same.
                     request.phase = Phase::TimedOut { pid };
                     if let Some(worker) = self.workers.get_mut(&pid) {
@@ -93,7 +95,7 @@ impl Balancer {
             .next()
             .and_then(|id| self.requests.get(id))
             .map(|r| r.queue_deadline);
-        let read = self.read_deadlines.first().map(|&(t, _)| t);
+        let read = self.read_deadlines.first().map(|(t, _)| t);
         let quarantine = self.quarantines.first().map(|&(t, _)| t);
         [queue, read, quarantine].into_iter().flatten().min()
     }

@@ -39,8 +39,8 @@ pub(crate) struct Worker {
     pub(crate) dispatched: u64,
     /// Exchanges finished (clean or not).
     pub(crate) completed: u64,
-    /// Position in the idle set, when it is there.
-    pub(crate) idle_key: Option<u64>,
+    /// Whether it is in the idle set.
+    pub(crate) in_idle_set: bool,
     /// Whether the supervisor was already told this draining worker is idle.
     pub(crate) idle_reported: bool,
     /// Connection refusals in a row (reset by a finished exchange).
@@ -84,7 +84,7 @@ impl Worker {
             leaving: false,
             dispatched: 0,
             completed: 0,
-            idle_key: None,
+            in_idle_set: false,
             idle_reported: false,
             refusals: 0,
             unhealthy: false,
