@@ -311,18 +311,10 @@ impl IndexedHeap {
             self.positions[below.1 as usize] = hole as u32;
             hole = child;
         }
-        while hole > at {
-            let parent = (hole - 1) / 2;
-            let above = self.entries[parent];
-            if above.0 <= entry.0 {
-                break;
-            }
-            self.entries[hole] = above;
-            self.positions[above.1 as usize] = hole as u32;
-            hole = parent;
-        }
+        // Called only when the entry is not below its parent (see `take`),
+        // so sifting up from the leaf never climbs past `at`.
         self.entries[hole] = entry;
-        self.positions[entry.1 as usize] = hole as u32;
+        self.sift_up(hole);
     }
 }
 
