@@ -14,7 +14,6 @@
 //! and a peer-credential check). Anything malformed gets a 4xx with
 //! `{"ok":false,"error":...}` and changes nothing.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::path::Path;
@@ -25,13 +24,15 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
-use crate::net::listen::{Accept, UnixAccept, accept_until};
+use crate::net::listen::{Accept, UnixAccept, serve_http1};
 use crate::observe::status;
 use crate::protocol::{self as proto, Reply};
 use crate::runtime::{Admin, DriverHandle};
+
+/// How long a client may take to send a request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Called when a stop is requested through the control socket.
 pub type OnStop = Arc<dyn Fn() + Send + Sync>;
@@ -156,29 +157,21 @@ pub async fn run_with_tls<L: Accept>(
     tls: TlsView,
     shutdown: impl Future<Output = ()>,
 ) {
-    accept_until(listener, "control socket", shutdown, |stream, peer| {
-        let driver = driver.clone();
-        let on_stop = on_stop.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let driver = driver.clone();
-                let on_stop = on_stop.clone();
-                let tls = tls.clone();
-                async move {
-                    if !peer.trusted {
-                        return Ok::<_, Infallible>(error(StatusCode::FORBIDDEN, "peer is not the server's user"));
-                    }
-                    Ok::<_, Infallible>(handle(driver, on_stop, tls, request).await)
+    serve_http1(
+        listener,
+        "control socket",
+        HEADER_TIMEOUT,
+        shutdown,
+        move |request, peer| {
+            let (driver, on_stop, tls) = (driver.clone(), on_stop.clone(), tls.clone());
+            async move {
+                if !peer.trusted {
+                    return error(StatusCode::FORBIDDEN, "peer is not the server's user");
                 }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    })
+                handle(driver, on_stop, tls, request).await
+            }
+        },
+    )
     .await;
 }
 

@@ -112,6 +112,39 @@ pub async fn accept_until<L: Accept>(
     }
 }
 
+/// Serves a small HTTP/1.1 endpoint (a control socket, the platform's API,
+/// the metrics port) on `listener` until `shutdown` resolves: each
+/// connection with hyper, its request heads bounded by `header_timeout`,
+/// each request answered by `answer` with the connection's [`Peer`].
+/// Connections under way finish on their own.
+pub async fn serve_http1<L, F, Fut>(
+    listener: L,
+    what: &'static str,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+    answer: F,
+) where
+    L: Accept,
+    F: Fn(http::Request<hyper::body::Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
+{
+    accept_until(listener, what, shutdown, |stream, peer| {
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let answered = answer(request, peer);
+                async move { Ok::<_, std::convert::Infallible>(answered.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    })
+    .await;
+}
+
 /// A TCP listener on `ip:port` (port 0: any free port) with a deep backlog.
 /// `::` listens on IPv4 too (dual stack), like `0.0.0.0` plus `[::]`.
 pub fn bind_tcp(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {

@@ -14,7 +14,6 @@
 //! the peer-credential check, as on a server's control socket).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,15 +23,13 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Notify;
 
 use super::api::Api;
 use super::live::RealControl;
 use crate::config::control_socket_path;
 use crate::config::defaults::{DEFAULT_VARIANT, SOCKET_DIR};
-use crate::net::listen::{Accept, accept_until};
+use crate::net::listen::{Accept, serve_http1};
 
 /// The platform's socket prefix for `variant`: `/tmp/rip_platform` by
 /// default (its apps' prefixes are `/tmp/rip_platform_<app>`).
@@ -110,6 +107,9 @@ pub async fn sweep_stale_app_sockets(variant: &str) -> (Vec<PathBuf>, Vec<String
     }
     (removed, problems)
 }
+
+/// How long a client may take to send a request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the socket's `/status` says besides the API's overview.
 #[derive(Debug, Clone)]
@@ -202,28 +202,20 @@ pub async fn run<L: Accept>(
     shutdown: impl Future<Output = ()>,
 ) {
     let identity = Arc::new(identity);
-    accept_until(listener, "platform control socket", shutdown, |stream, peer| {
-        let api = api.clone();
-        let identity = identity.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let api = api.clone();
-                let identity = identity.clone();
-                let stop = stop.clone();
-                async move {
-                    if !peer.trusted {
-                        return Ok::<_, Infallible>(refused(StatusCode::FORBIDDEN, "peer is not the platform's user"));
-                    }
-                    Ok::<_, Infallible>(handle(&api, &identity, &stop, request).await)
+    serve_http1(
+        listener,
+        "platform control socket",
+        HEADER_TIMEOUT,
+        shutdown,
+        move |request, peer| {
+            let (api, identity, stop) = (api.clone(), identity.clone(), stop.clone());
+            async move {
+                if !peer.trusted {
+                    return refused(StatusCode::FORBIDDEN, "peer is not the platform's user");
                 }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    })
+                handle(&api, &identity, &stop, request).await
+            }
+        },
+    )
     .await;
 }

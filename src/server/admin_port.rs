@@ -16,7 +16,6 @@
 //! [`AppSource`] (one app, and the drain flag of its signals); the
 //! platform passes one that lists every app it runs.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,12 +25,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::AppHandle;
-use crate::net::listen::{Accept, accept_until};
+use crate::net::listen::{Accept, serve_http1};
 use crate::observe::metrics::{self, BuildInfo, Format};
 use crate::observe::status::StatusSnapshot;
 
@@ -137,20 +133,16 @@ impl MetricsSource for AppSource {
 
 /// Serves the admin port on `listener` until `shutdown` resolves.
 pub async fn run<L: Accept>(listener: L, source: Arc<dyn MetricsSource>, shutdown: impl Future<Output = ()>) {
-    accept_until(listener, "metrics port", shutdown, |stream, _peer| {
-        let source = source.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let source = source.clone();
-                async move { Ok::<_, Infallible>(answer(source.as_ref(), &request).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    })
+    serve_http1(
+        listener,
+        "metrics port",
+        HEADER_TIMEOUT,
+        shutdown,
+        move |request, _peer| {
+            let source = source.clone();
+            async move { answer(source.as_ref(), &request).await }
+        },
+    )
     .await;
 }
 

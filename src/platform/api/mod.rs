@@ -38,7 +38,6 @@ pub mod respond;
 pub mod routes;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,9 +48,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
-use hyper::body::{Body, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Body;
 use serde::Serialize;
 
 pub use self::respond::AppJson;
@@ -63,7 +60,7 @@ use super::control::{AppControl, AppStatus, ControlError};
 use super::dashboard::Asset;
 use super::logs::AppLogs;
 use super::token::PlatformToken;
-use crate::net::listen::{Accept, accept_until};
+use crate::net::listen::{Accept, serve_http1};
 use crate::os::clock::Clock;
 
 /// The largest request body read (an app's environment fits many times).
@@ -367,20 +364,16 @@ impl<C: AppControl> Api<C> {
 /// Serves the API on `listener` until `shutdown` resolves (connections
 /// under way finish on their own).
 pub async fn run<L: Accept, C: AppControl>(listener: L, api: Arc<Api<C>>, shutdown: impl Future<Output = ()>) {
-    accept_until(listener, "platform API", shutdown, |stream, _peer| {
-        let api = api.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(api.handle(request).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    })
+    serve_http1(
+        listener,
+        "platform API",
+        HEADER_TIMEOUT,
+        shutdown,
+        move |request, _peer| {
+            let api = api.clone();
+            async move { api.handle(request).await }
+        },
+    )
     .await;
 }
 
