@@ -806,3 +806,46 @@ async fn https_by_sni_for_each_app_and_metrics_by_app() {
     })
     .await;
 }
+
+/// `--drain-delay-ms` on the platform: SIGTERM turns `/ready` to 503 at
+/// once while the apps keep serving, then the platform stops and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_a_drain_delay_turns_ready_off_while_the_apps_serve() {
+    within(PLATFORM_BUDGET, async {
+        let place = fresh_home();
+        let home = place.path().join("home");
+        let dir = app_dir(place.path(), "site");
+        let platform = Platform::start(&home, &fresh_variant(), &["--metrics-port=0", "--drain-delay-ms=3000"]).await;
+        platform.deploy("a", &dir, &["a.test"], 1).await;
+        platform.wait_running("a", 1).await;
+        let ready = || async {
+            send(
+                platform.metrics,
+                Method::GET,
+                "/ready",
+                &[("host", "localhost".to_owned())],
+                Bytes::new(),
+            )
+            .await
+            .map(|r| r.status)
+        };
+        assert_eq!(ready().await, Ok(200));
+
+        send_signal(platform.pid, "TERM");
+        eventually("/ready to answer 503", STEP, || async {
+            match ready().await {
+                Ok(503) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        // Still serving during the delay.
+        let who = platform
+            .to_host("a.test", "/whoami")
+            .await
+            .expect("GET a.test while draining");
+        assert_eq!(who.status, 200);
+        platform.wait_exit_0().await;
+    })
+    .await;
+}
