@@ -343,9 +343,11 @@ async fn a_body_over_100_mb_gets_413_at_the_front_door_and_at_the_worker() {
         // Straight at the worker: the Bun runtime's own limit.
         let (_, _, _, socket) = Server::pool(&server.status().await)[0].clone();
         let big = Bytes::from(vec![b'x'; 100 * 1024 * 1024 + 1]);
+        // Bun may also answer 413 and reset the connection before its
+        // body is read: the status still came.
         match unix_request(Path::new(&socket), Method::POST, "/echo", big).await {
             Ok(r) => assert_eq!(r.status, 413, "{}", r.text()),
-            Err(e) => assert!(e.starts_with("send:"), "{e}"),
+            Err(e) => assert!(e.starts_with("send:") || e.starts_with("body after status 413:"), "{e}"),
         }
         let exact = Bytes::from(vec![b'x'; 100 * 1024 * 1024]);
         let r = unix_request(Path::new(&socket), Method::POST, "/echo", exact)

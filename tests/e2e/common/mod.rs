@@ -740,7 +740,14 @@ async fn send_on(sender: &mut Sender, req: Request<Full<Bytes>>) -> Result<Resp,
     sender.ready().await.map_err(|e| format!("not ready: {e}"))?;
     let response = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+    // The status is part of the error: a peer may answer (413, say) and
+    // reset the connection before its body is read.
+    let status = parts.status.as_u16();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body after status {status}: {e}"))?
+        .to_bytes();
     Ok(Resp {
         status: parts.status.as_u16(),
         headers: parts.headers,
