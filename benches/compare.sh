@@ -2,8 +2,11 @@
 # Side-by-side load test: rip-server vs HAProxy vs nginx in front of the same
 # single-request workers, plus the workers hit directly (the ceiling).
 #
-#   benches/compare.sh                 # DURATION=5 ROUNDS=3, about 10 minutes
+#   benches/compare.sh                 # DURATION=5 ROUNDS=3, about 13 minutes,
+#                                      # then the acceptance run (ACCEPT below)
 #   QUICK=1 benches/compare.sh         # DURATION=2 ROUNDS=1, a smoke run
+#   ACCEPT=only benches/compare.sh     # the seeds' acceptance run alone, ~40 s
+#   RIP_BIN=/path/to/rip-server benches/compare.sh   # that binary, no build
 #   DURATION=10 ROUNDS=5 benches/compare.sh
 #   CONTENDERS="rip nginx" SHAPES="/ping:4:16" benches/compare.sh
 #   APP=bun benches/compare.sh         # the TypeScript app in Bun workers
@@ -40,14 +43,27 @@
 #   ROUNDS      measurements per contender and shape (default 3; QUICK=1: 1)
 #   WARMUP      seconds of unrecorded load per front door when it starts (default 1)
 #   THREADS     wrk threads (default 2; never more than the connections)
-#   CONTENDERS  subset of: rip rip-metrics haproxy haproxy-reuse nginx direct
-#               (direct: builtin app and PROTO=http only)
+#   CONTENDERS  subset of: rip rip-default rip-metrics haproxy haproxy-reuse
+#               nginx direct (direct: builtin app and PROTO=http only). Default
+#               (APP=builtin PROTO=http METRICS=0): "rip rip-default haproxy
+#               haproxy-reuse nginx direct". rip-default is rip-server in its
+#               default configuration: the same workers, --bind, log settings
+#               and PIN placement as rip, but none of RIP_ARGS (so the
+#               contract's r:10000 recycling, queue 8192, ...) and with the
+#               variables that tune it (RIP_MAX_QUEUE, RIP_QUEUE_TIMEOUT_MS,
+#               RIP_CONNECT_TIMEOUT_MS, RIP_READ_TIMEOUT_MS, RIP_HOT_RELOAD,
+#               RIP_RELOAD, RIP_MAX_RELOADS, RIP_RETRY_SENT, RIP_THREADS)
+#               removed from its environment. The table then adds, per shape,
+#               rip-default/rip (2xx/s) and both p99s next to rip/HAProxy:
+#               issue 18's target is the default within 3% of r:0 at w2 c16
+#               and w4 c16, p99 included
 #   SHAPES      space-separated PATH:WORKERS:CONNECTIONS[:close]; ":close"
 #               sends every request with "Connection: close", so each one is a
 #               new connection (with PROTO=https a new TLS handshake): its
 #               label is "ping-close w4 c16" and its req/s is connections/s
-#   DIAGNOSE    1 (default): re-run rip-server shapes that had non-2xx answers
-#               with a Lua script that tallies status and Rip-Reason
+#   DIAGNOSE    1 (default): re-run the rip and rip-default shapes that had
+#               non-2xx answers with a Lua script that tallies status and
+#               Rip-Reason (diagnosis.txt; raw/diagnose-[rip-default-]SHAPE.txt)
 #   RIP_ARGS    extra rip-server tokens/flags (default "r:0": the standalone
 #               workers behind HAProxy and nginx never recycle, so neither do
 #               rip-server's; see docs/benchmarking.md)
@@ -66,17 +82,41 @@
 #               placement then stops being a variable of the run (see
 #               docs/benchmarking.md). 0 (default): the scheduler decides,
 #               as it would in production
+#   ACCEPT      the seeds' acceptance run: for w:2 and w:4, rip-server in its
+#               default configuration (as rip-default above), warmed up, then
+#               `wrk -t8 -c512 -d15s --latency /ping`; records 2xx/s, p50,
+#               p99, non-2xx and socket errors (connect/read/write/timeout) in
+#               acceptance.csv and prints a table, PASS = zero non-2xx and zero
+#               socket errors, else FAIL (a FAIL still exits 0: the script
+#               reports). 1: after the comparison (and the memory run); 0:
+#               skipped; only: the acceptance run alone (no comparison, no
+#               memory run, results.csv and raw/ untouched; HAProxy and nginx
+#               not needed). Default 1 for a full default run (APP=builtin
+#               PROTO=http METRICS=0 with SHAPES and CONTENDERS unset, QUICK=1
+#               included: its 15 s runs stay 15 s), else 0.
+#               Other APP/PROTO values work when asked (acceptance-bun.csv,
+#               acceptance-https.csv)
+#   ACCEPT_DURATION  seconds of the acceptance wrk run (default 15, the seeds')
+#   RIP_BIN     a built rip-server to use as is (also the built-in workers
+#               behind HAProxy and nginx); default: cargo build --release here,
+#               then target/release/rip-server. Results still go to this
+#               checkout's target/compare
 #
 #   benches/compare.sh --table [results.csv]   re-prints the table of a run
 #                                              (APP=bun: results-bun.csv,
 #                                              PROTO=https: results-https.csv,
-#                                              METRICS=1: results-metrics.csv)
+#                                              METRICS=1: results-metrics.csv;
+#                                              ACCEPT=only or an
+#                                              acceptance.csv: the acceptance
+#                                              table)
 #
 # Writes target/compare/results.csv (one row per run), target/compare/table.txt
 # (the printed table) and target/compare/raw/ (every wrk output); with APP=bun
 # results-bun.csv, table-bun.txt and raw-bun/, so the apps never mix; PROTO=https
 # adds -https and METRICS=1 -metrics to the names the same way (APP=bun
-# PROTO=https: results-bun-https.csv). Everything
+# PROTO=https: results-bun-https.csv). The acceptance run writes
+# target/compare/acceptance.csv, acceptance.txt and raw-acceptance/ (with the
+# same -bun/-https names), and table.txt ends with its table. Everything
 # listens on 127.0.0.1 (rip-server with --bind=127.0.0.1). Every process this
 # script starts is stopped by PID on
 # exit; nothing else is touched. See docs/benchmarking.md.
@@ -103,6 +143,8 @@ https) SUFFIX+=-https ;;
     exit 2
     ;;
 esac
+# The acceptance run's files: by app and protocol (it never runs rip-metrics).
+ACCEPT_SUFFIX=$SUFFIX
 METRICS=${METRICS:-0}
 case $METRICS in
 0) ;;
@@ -156,6 +198,8 @@ print_table() { # csv
             rk = "rip" SUBSEP shape_now
             rip_ok = ((rk) in seen) ? median(vals[rk, "ok"]) : 0
             if ((rk) in seen) row("rip-server", rk, rip_ok)
+            ddk = "rip-default" SUBSEP shape_now
+            if ((ddk) in seen) { row("rip-server (default)", ddk, rip_ok); has_default = 1 }
             mk = "rip-metrics" SUBSEP shape_now
             if ((mk) in seen) row("rip-server + metrics", mk, rip_ok)
             h1 = "haproxy" SUBSEP shape_now; h2 = "haproxy-reuse" SUBSEP shape_now
@@ -171,6 +215,45 @@ print_table() { # csv
         }
         printf "1-min load average during the runs: min %.2f, max %.2f\n", lamin, lamax
         if (bun) bun_reference()
+        if (has_default) default_reference()
+    }
+    # The better (by 2xx/s) of haproxy and haproxy-reuse at shape s, or "".
+    function best_haproxy(s,    hk, h2) {
+        hk = "haproxy" SUBSEP s; h2 = "haproxy-reuse" SUBSEP s
+        if (!((hk) in seen) || (((h2) in seen) && median(vals[h2, "ok"]) > median(vals[hk, "ok"]))) hk = h2
+        return ((hk) in seen) ? hk : ""
+    }
+    # Issue 18: rip-server in its default configuration (rip-default: r:10000
+    # recycling) against rip (RIP_ARGS, r:0 by default), per shape, next to
+    # rip/HAProxy; the target: within 3% at ping w2 c16 and ping w4 c16, p99
+    # included (2xx/s at least 0.97x, p99 at most 1.03x).
+    function default_reference(    i, s, rk, dk, hk, r_ok, d_ok, rp99, dp99, ratio, p99s, rh, within, verdict, met, asked) {
+        print ""
+        print "rip-server'"'"'s default configuration (rip-default: no RIP_ARGS, so r:10000 recycling) against rip:"
+        printf "%-16s %14s %24s %12s   %s\n", "shape", "default/rip", "p99 ms rip / default", "rip/HAProxy", "within 3% (2xx/s, p99)"
+        met = 1; asked = 0
+        for (i = 1; i <= ns; i++) {
+            s = shapes[i]; rk = "rip" SUBSEP s; dk = "rip-default" SUBSEP s
+            if (!((dk) in seen)) continue
+            d_ok = median(vals[dk, "ok"]); dp99 = median(vals[dk, "p99"])
+            ratio = "-"; within = "-"; rh = "-"
+            p99s = ((rk) in seen) ? sprintf("%.3f / %.3f", median(vals[rk, "p99"]), dp99) : sprintf("- / %.3f", dp99)
+            if (((rk) in seen) && median(vals[rk, "ok"]) > 0) {
+                r_ok = median(vals[rk, "ok"]); rp99 = median(vals[rk, "p99"])
+                ratio = sprintf("%.3f", d_ok / r_ok)
+                within = sprintf("%s, %s", (d_ok >= 0.97 * r_ok) ? "yes" : "no", (dp99 <= 1.03 * rp99) ? "yes" : "no")
+                if (s == "ping w2 c16" || s == "ping w4 c16") {
+                    asked++
+                    if (!(d_ok >= 0.97 * r_ok && dp99 <= 1.03 * rp99)) met = 0
+                }
+                hk = best_haproxy(s)
+                if (hk != "" && median(vals[hk, "ok"]) > 0) rh = sprintf("%.2f", r_ok / median(vals[hk, "ok"]))
+            }
+            printf "%-16s %14s %24s %12s   %s\n", s, ratio, p99s, rh, within
+        }
+        verdict = (asked == 0) ? "not measured here (needs rip and rip-default at ping w2 c16 and/or ping w4 c16)" : (met ? "met" : "NOT met")
+        if (asked == 1) verdict = verdict " (only one of the two shapes measured)"
+        print "target (issue 18): rip-default within 3% of rip at ping w2 c16 and ping w4 c16, 2xx/s and p99: " verdict
     }
     # Issue 14: rip-server against HAProxy on the same Bun workers, and the
     # ping w2 c16 figure against the original TypeScript Rip Server.
@@ -201,10 +284,16 @@ print_table() { # csv
     if awk -F, '$3 ~ /-close / { found = 1 } END { exit !found }' "$1"; then
         echo "*-close shapes: every request with Connection: close, so req/s = new connections (with TLS: handshakes) per second."
     fi
+    if awk -F, '$2 == "rip-default" { found = 1 } END { exit !found }' "$1"; then
+        echo "rip-server (default): rip-default, rip-server in its default configuration (no RIP_ARGS; r:10000, queue 8192); its 'vs rip' is default/rip."
+    fi
     if awk -F, '$2 == "rip-metrics" { found = 1 } END { exit !found }' "$1"; then
         echo "rip-server + metrics: --metrics-port on 127.0.0.1, GET /metrics once a second during each run; its CPU includes the scrapes."
     fi
-    awk -F, 'NR > 1 && ($2 == "rip" || $2 == "rip-metrics") { runs++; k = ($2 == "rip") ? $3 : $3 " (+metrics)"; if ($21 != "0") { bad++; shapes[k] = shapes[k] " " $21 } }
+    awk -F, 'NR > 1 && ($2 == "rip" || $2 == "rip-default" || $2 == "rip-metrics") {
+            runs++; k = ($2 == "rip") ? $3 : ($2 == "rip-default") ? $3 " (default)" : $3 " (+metrics)"
+            if ($21 != "0") { bad++; shapes[k] = shapes[k] " " $21 }
+        }
         END {
             if (bad) {
                 printf "\nrip-server kept requests in flight after the load stopped in %d of %d runs (a worker stays busy\n", bad, runs
@@ -214,14 +303,45 @@ print_table() { # csv
         }' "$1"
 }
 
+# The acceptance run's table, from an acceptance.csv.
+ACCEPT_HEADER="workers,conns,threads,duration_s,requests,rps,ok_rps,p50_ms,p99_ms,non2xx,err_connect,err_read,err_write,err_timeout,rip_stuck,loadavg1,result,note,app,proto"
+print_acceptance() { # csv
+    awk -F, '
+    function num(v, f) { return (v == "NA" || v == "") ? "-" : sprintf(f, v) }
+    NR == 1 { next }
+    NR == 2 {
+        printf "acceptance (the seeds'"'"' run): wrk -t%s -c%s -d%ds --latency /ping against rip-server in its default configuration (app %s, %s)\n",
+            $3, $2, int($4 + 0.5), $19, $20
+        printf "%-8s %9s %8s %8s %8s %24s %6s  %s\n", "workers", "2xx/s", "p50 ms", "p99 ms", "non-2xx", "sock err conn/rd/wr/tmo", "stuck", "result"
+    }
+    {
+        n++
+        if ($17 == "PASS") pass++
+        err = ($11 == "NA") ? "-" : $11 "/" $12 "/" $13 "/" $14
+        printf "%-8s %9s %8s %8s %8s %24s %6s  %s\n", "w:" $1, num($7, "%.0f"), num($8, "%.3f"), num($9, "%.3f"),
+            num($10, "%d"), err, $15, ($18 == "") ? $17 : $17 " (" $18 ")"
+    }
+    END {
+        print "PASS = zero non-2xx answers and zero socket errors, else FAIL; stuck = requests rip-server still showed"
+        print "in flight after the load (0 = none; not part of the verdict)."
+        printf "acceptance: %d of %d PASS%s\n", pass, n, (pass == n) ? "" : "  <<< FAIL"
+    }' "$1"
+}
+
 if [[ ${1:-} == --table ]]; then
     # Re-print the table of an earlier run without running anything.
-    csv=${2:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/results$SUFFIX.csv}
+    default_csv=results$SUFFIX.csv
+    if [[ ${ACCEPT:-} == only ]]; then default_csv=acceptance$ACCEPT_SUFFIX.csv; fi
+    csv=${2:-${CARGO_TARGET_DIR:-$ROOT/target}/compare/$default_csv}
     [[ -f $csv ]] || {
         echo "compare.sh: $csv: no such file" >&2
         exit 2
     }
-    print_table "$csv"
+    if [[ $(head -n1 "$csv") == "$ACCEPT_HEADER" ]]; then
+        print_acceptance "$csv"
+    else
+        print_table "$csv"
+    fi
     exit 0
 elif (($#)); then
     echo "usage: benches/compare.sh [--table [results.csv]]   (knobs are environment variables; see the header)" >&2
@@ -236,6 +356,24 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 THREADS=${THREADS:-2}
+# The acceptance run by default only with a full default run (decided before
+# the defaults below fill SHAPES and CONTENDERS in).
+if [[ -z ${ACCEPT:-} ]]; then
+    ACCEPT=0
+    if [[ $APP == builtin && $PROTO == http && $METRICS == 0 && -z ${SHAPES:-} && -z ${CONTENDERS:-} ]]; then ACCEPT=1; fi
+fi
+case $ACCEPT in
+0 | 1 | only) ;;
+*)
+    echo "compare.sh: ACCEPT=$ACCEPT: expected 0, 1 or only" >&2
+    exit 2
+    ;;
+esac
+ACCEPT_DURATION=${ACCEPT_DURATION:-15}
+if [[ $ACCEPT == only ]]; then
+    # No comparison and no memory run: only the acceptance run's server.
+    MEMORY=0
+fi
 if ((METRICS)); then
     # The point is rip-server with and without metrics; others only if asked.
     CONTENDERS=${CONTENDERS:-"rip rip-metrics"}
@@ -252,7 +390,7 @@ if [[ $APP == bun ]]; then
     SHAPES=${SHAPES:-"/ping:2:16 /ping:2:128 /ping:4:16 /ping:4:128"}
     MEMORY=${MEMORY:-0}
 else
-    CONTENDERS=${CONTENDERS:-"rip haproxy haproxy-reuse nginx direct"}
+    CONTENDERS=${CONTENDERS:-"rip rip-default haproxy haproxy-reuse nginx direct"}
     SHAPES=${SHAPES:-"/ping:2:2 /ping:2:16 /ping:2:128 /ping:4:2 /ping:4:4 /ping:4:16 /ping:4:128 /sleep?ms=5:4:4 /sleep?ms=5:4:16"}
     MEMORY=${MEMORY:-1}
 fi
@@ -262,7 +400,7 @@ RIP_ARGS=${RIP_ARGS-r:0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 PIN=${PIN:-0}
 
-for v in DURATION ROUNDS THREADS WARMUP; do
+for v in DURATION ROUNDS THREADS WARMUP ACCEPT_DURATION; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [[ $v != WARMUP ]] && ((${!v} < 1)); }; then
         echo "compare.sh: $v=${!v}: expected a positive integer (WARMUP may be 0)" >&2
         exit 2
@@ -323,8 +461,10 @@ find_tool() { # name -> path or empty (haproxy and nginx live in /usr/sbin)
 
 missing=()
 [[ -n $(find_tool wrk) ]] || missing+=(wrk)
-[[ -n $(find_tool haproxy) ]] || missing+=(haproxy)
-[[ -n $(find_tool nginx) ]] || missing+=(nginx-light)
+if [[ $ACCEPT != only ]]; then # the acceptance run needs neither
+    [[ -n $(find_tool haproxy) ]] || missing+=(haproxy)
+    [[ -n $(find_tool nginx) ]] || missing+=(nginx-light)
+fi
 [[ -n $(find_tool curl) ]] || missing+=(curl)
 [[ -n $(find_tool python3) ]] || missing+=(python3)
 if [[ $PROTO == https && -z $(find_tool openssl) ]]; then missing+=(openssl); fi
@@ -349,7 +489,8 @@ fi
 WRK=$(find_tool wrk)
 HAPROXY=$(find_tool haproxy)
 NGINX=$(find_tool nginx)
-[[ -n $WRK && -n $HAPROXY && -n $NGINX ]] || die "wrk, haproxy or nginx still missing"
+[[ -n $WRK ]] || die "wrk still missing"
+[[ $ACCEPT == only || (-n $HAPROXY && -n $NGINX) ]] || die "haproxy or nginx still missing"
 WRK_RUN=("$WRK")
 if ((PIN)); then
     command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
@@ -358,21 +499,33 @@ if ((PIN)); then
     WRK_RUN=(taskset -c "$WRK_CPUS" "$WRK")
 fi
 
-log "building rip-server (release)"
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin rip-server
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 [[ $TARGET_DIR == /* ]] || TARGET_DIR=$ROOT/$TARGET_DIR
-BIN=$TARGET_DIR/release/rip-server
-[[ -x $BIN ]] || die "$BIN not built"
+if [[ -n ${RIP_BIN:-} ]]; then
+    BIN=$RIP_BIN
+    [[ $BIN == /* ]] || BIN=$PWD/$BIN
+    [[ -f $BIN && -x $BIN ]] || die "RIP_BIN=$RIP_BIN: not an executable file"
+    log "rip-server: $BIN (RIP_BIN; not built here)"
+else
+    log "building rip-server (release)"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin rip-server
+    BIN=$TARGET_DIR/release/rip-server
+    [[ -x $BIN ]] || die "$BIN not built"
+fi
 
 OUT=$TARGET_DIR/compare
 mkdir -p "$OUT"
 RAW=$OUT/raw$SUFFIX
-rm -rf "$RAW"
-mkdir -p "$RAW"
+if [[ $ACCEPT != only ]]; then
+    rm -rf "$RAW"
+    mkdir -p "$RAW"
+fi
 CSV=$OUT/results$SUFFIX.csv
 TABLE=$OUT/table$SUFFIX.txt
 DIAGNOSIS=$OUT/diagnosis$SUFFIX.txt
+ACCEPT_CSV=$OUT/acceptance$ACCEPT_SUFFIX.csv
+ACCEPT_TABLE=$OUT/acceptance$ACCEPT_SUFFIX.txt
+ACCEPT_RAW=$OUT/raw-acceptance$ACCEPT_SUFFIX
 
 DIR=$(mktemp -d /tmp/ripcmp.XXXX)
 CLK_TCK=$(getconf CLK_TCK)
@@ -583,10 +736,23 @@ RIP_STARTS=0
 RIP_RESTARTS=0
 RIP_APP_ARG=builtin:hello
 if [[ $APP == bun ]]; then RIP_APP_ARG=$BUN_APP_DIR; fi
-# rip (and rip-metrics: the same with --metrics-port, for METRICS=1).
-start_rip() { # n [rip|rip-metrics]
-    local pid i child who=${2:-rip} mport="" status_ok
-    local -a listen=() extra=()
+# The variables that would move rip-default (and the acceptance run) off
+# rip-server's defaults; their environment has none of them.
+DEFAULT_UNSET=(RIP_MAX_QUEUE RIP_QUEUE_TIMEOUT_MS RIP_CONNECT_TIMEOUT_MS RIP_READ_TIMEOUT_MS
+    RIP_HOT_RELOAD RIP_RELOAD RIP_MAX_RELOADS RIP_RETRY_SENT RIP_THREADS)
+DEFAULT_IGNORED=() # those set here, for the table's header
+for v in "${DEFAULT_UNSET[@]}"; do
+    if [[ -n ${!v:-} ]]; then DEFAULT_IGNORED+=("$v=${!v}"); fi
+done
+# rip (and rip-metrics: the same with --metrics-port, for METRICS=1;
+# rip-default: the same without RIP_ARGS and without DEFAULT_UNSET).
+start_rip() { # n [rip|rip-default|rip-metrics]
+    local pid i child who=${2:-rip} mport="" status_ok args=$RIP_ARGS
+    local -a listen=() extra=() envs=(env)
+    if [[ $who == rip-default ]]; then
+        args=""
+        for i in "${DEFAULT_UNSET[@]}"; do envs+=(-u "$i"); done
+    fi
     pick_port
     listen=("http:$PORT")
     if [[ $PROTO == https ]]; then
@@ -602,8 +768,8 @@ start_rip() { # n [rip|rip-metrics]
     fi
     RIP_STARTS=$((RIP_STARTS + 1))
     # shellcheck disable=SC2086 # RIP_ARGS is a list of words
-    RUST_LOG=warn "$BIN" "$RIP_APP_ARG" "w:$1" "${listen[@]}" --bind=127.0.0.1 --no-access-log --socket-prefix="$DIR/r$RIP_STARTS" \
-        "${extra[@]}" $RIP_ARGS >"$DIR/$who.log" 2>&1 &
+    "${envs[@]}" RUST_LOG=warn "$BIN" "$RIP_APP_ARG" "w:$1" "${listen[@]}" --bind=127.0.0.1 --no-access-log \
+        --socket-prefix="$DIR/r$RIP_STARTS" "${extra[@]}" $args >"$DIR/$who.log" 2>&1 &
     pid=$!
     LIVE[$pid]=$who
     GROUP_PIDS+=("$pid")
@@ -803,7 +969,9 @@ done = function(summary, latency, requests)
 end
 EOF
 
-echo "round,contender,shape,path,workers,conns,duration_s,requests,rps,ok_rps,p50_ms,p99_ms,non2xx,err_connect,err_read,err_write,err_timeout,cpu_s,cpu_s_per_10k,loadavg1,rip_stuck,app" >"$CSV"
+if [[ $ACCEPT != only ]]; then
+    echo "round,contender,shape,path,workers,conns,duration_s,requests,rps,ok_rps,p50_ms,p99_ms,non2xx,err_connect,err_read,err_write,err_timeout,cpu_s,cpu_s_per_10k,loadavg1,rip_stuck,app" >"$CSV"
+fi
 
 RUN_SEQ=0
 # Sets R_* from one wrk output file; returns 1 if it has no RESULT line.
@@ -880,7 +1048,7 @@ run_frontdoor() { # round contender shape path workers conns [close(0|1)]
         return 0
     fi
     local stuck=""
-    if [[ $who == rip || $who == rip-metrics ]]; then
+    if [[ $who == rip || $who == rip-default || $who == rip-metrics ]]; then
         rip_settled "$w" "$who"
         stuck=$STUCK
     fi
@@ -895,7 +1063,7 @@ run_frontdoor() { # round contender shape path workers conns [close(0|1)]
 
 # After a run every request has ended, so rip-server's /status should show
 # nothing in flight. Sets STUCK to what it still shows after 2 s (0 = fine).
-rip_settled() { # workers [rip|rip-metrics]
+rip_settled() { # workers [rip|rip-default|rip-metrics]
     local i body who=${2:-rip}
     STUCK=unknown
     for ((i = 0; i < 40; i++)); do
@@ -908,7 +1076,7 @@ rip_settled() { # workers [rip|rip-metrics]
     echo "$body" >"$RAW/stuck-$RUN_SEQ.status.json"
 }
 
-restart_rip() { # workers [rip|rip-metrics]: a fresh rip-server, warmed up, with nothing stuck
+restart_rip() { # workers [rip|rip-default|rip-metrics]: a fresh rip-server, warmed up, with nothing stuck
     local pid attempt who=${2:-rip}
     for ((attempt = 1; attempt <= 3; attempt++)); do
         pid=${FD_PID[$who]}
@@ -975,15 +1143,23 @@ warm() { # contender path conns
     "${WRK_RUN[@]}" -t1 -c"$3" -d"${WARMUP}s" "$SCHEME://127.0.0.1:${FD_PORT[$1]}$2" >/dev/null 2>&1 || true
 }
 
-diagnose_rip() { # shape path workers conns [close(0|1)]
-    local out=$RAW/diagnose-${1// /_}.txt t=$((THREADS < $4 ? THREADS : $4))
+# rip's files keep their old names (diagnose-SHAPE.txt, lines tagged
+# [SHAPE]); rip-default's say so (diagnose-rip-default-SHAPE.txt,
+# [rip-default SHAPE]).
+diagnose_rip() { # contender(rip|rip-default) shape path workers conns [close(0|1)]
+    local who=$1 tag=$2 name=${2// /_} t=$((THREADS < $5 ? THREADS : $5))
+    if [[ $who != rip ]]; then
+        tag="$who $2"
+        name=$who-$name
+    fi
+    local out=$RAW/diagnose-$name.txt
     local -a hdr=()
-    if ((${5:-0})); then hdr=(-H "Connection: close"); fi
-    log "diagnosing rip-server non-2xx on $1"
-    "${WRK_RUN[@]}" -t"$t" -c"$4" -d"${DURATION}s" -s "$DIR/reasons.lua" "${hdr[@]}" "$SCHEME://127.0.0.1:${FD_PORT[rip]}$2" >"$out" 2>&1 || true
-    curl -fsS "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:${FD_PORT[rip]}/status" >"$out.status.json" 2>/dev/null || true
-    grep -E '^(REASONS|FIRST)' "$out" | sed "s|^|  [$1] |" | tee -a "$DIAGNOSIS" >&2 || true
-    grep -o '"counters":{[^}]*}' "$out.status.json" | sed "s|^|  [$1] rip /status |" | tee -a "$DIAGNOSIS" >&2 || true
+    if ((${6:-0})); then hdr=(-H "Connection: close"); fi
+    log "diagnosing ${who/rip/rip-server} non-2xx on $2"
+    "${WRK_RUN[@]}" -t"$t" -c"$5" -d"${DURATION}s" -s "$DIR/reasons.lua" "${hdr[@]}" "$SCHEME://127.0.0.1:${FD_PORT[$who]}$3" >"$out" 2>&1 || true
+    curl -fsS "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:${FD_PORT[$who]}/status" >"$out.status.json" 2>/dev/null || true
+    grep -E '^(REASONS|FIRST)' "$out" | sed "s|^|  [$tag] |" | tee -a "$DIAGNOSIS" >&2 || true
+    grep -o '"counters":{[^}]*}' "$out.status.json" | sed "s|^|  [$tag] $who /status |" | tee -a "$DIAGNOSIS" >&2 || true
 }
 
 # PROTO=https: what a front door negotiates with OpenSSL's client (wrk's
@@ -1063,7 +1239,7 @@ done
 # Estimate: one run per contender and shape, plus direct where conns == workers.
 runs=0
 front=0
-for who in rip rip-metrics haproxy haproxy-reuse nginx; do if has "$who"; then front=$((front + 1)); fi; done
+for who in rip rip-default rip-metrics haproxy haproxy-reuse nginx; do if has "$who"; then front=$((front + 1)); fi; done
 for s in $SHAPES; do
     runs=$((runs + front))
     parse_shape "$s"
@@ -1071,66 +1247,75 @@ for s in $SHAPES; do
 done
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-log "$runs runs x $ROUNDS rounds x ${DURATION}s = ~$((runs * ROUNDS * DURATION / 60 + 1)) min of load (plus start-up)"
+if [[ $ACCEPT != only ]]; then
+    log "$runs runs x $ROUNDS rounds x ${DURATION}s = ~$((runs * ROUNDS * DURATION / 60 + 1)) min of load (plus start-up)"
+fi
+if [[ $ACCEPT != 0 ]]; then
+    log "acceptance run: w:2 and w:4, wrk -t8 -c512 -d${ACCEPT_DURATION}s each"
+fi
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 START_TIME=$(date +%s)
 
 DIAG_SHAPES=()
-: >"$DIAGNOSIS"
-for w in "${GROUP_ORDER[@]}"; do
-    log "group: $w workers"
-    GROUP_PIDS=()
-    FD_PORT=()
-    FD_PID=()
-    if has haproxy || has haproxy-reuse || has nginx; then start_workers "$w"; fi
-    if has direct; then start_direct "$w"; fi
-    if has rip; then start_rip "$w"; fi
-    if has rip-metrics; then start_rip "$w" rip-metrics; fi
-    if has haproxy; then start_haproxy haproxy "$w" 0; fi
-    if has haproxy-reuse; then start_haproxy haproxy-reuse "$w" 1; fi
-    if has nginx; then start_nginx "$w"; fi
-    first_path=${GROUP_SHAPES[$w]%%:*}
-    for who in rip rip-metrics haproxy haproxy-reuse nginx; do
-        if has "$who"; then
-            tls_probe "$who"
-            warm "$who" "$first_path" "$w"
-        fi
-    done
-    for who in rip rip-metrics; do
-        has "$who" || continue
-        rip_settled "$w" "$who"
-        if [[ $STUCK != 0 ]]; then
-            log "${who/rip/rip-server} shows $STUCK request(s) in flight after the warm-up; restarting it"
-            restart_rip "$w" "$who"
-        fi
-    done
-    for ((round = 1; round <= ROUNDS; round++)); do
-        log "round $round/$ROUNDS ($w workers, load average $(cut -d' ' -f1 /proc/loadavg))"
-        for s in ${GROUP_SHAPES[$w]}; do
-            parse_shape "$s"
-            c=$S_C
-            path=$S_PATH
-            shape=$(label "$path" "$w" "$c" "$S_CLOSE")
-            for who in rip rip-metrics haproxy haproxy-reuse nginx; do
-                if has "$who"; then run_frontdoor "$round" "$who" "$shape" "$path" "$w" "$c" "$S_CLOSE"; fi
-            done
-            if has direct && ((!S_CLOSE && c == w)); then run_direct "$round" "$shape" "$path" "$w"; fi
-        done
-    done
-    if has rip && ((DIAGNOSE)); then
-        for s in ${GROUP_SHAPES[$w]}; do
-            parse_shape "$s"
-            c=$S_C
-            path=$S_PATH
-            shape=$(label "$path" "$w" "$c" "$S_CLOSE")
-            if awk -F, -v s="$shape" '$2 == "rip" && $3 == s && $13 > 0 { found = 1 } END { exit !found }' "$CSV"; then
-                DIAG_SHAPES+=("$shape")
-                diagnose_rip "$shape" "$path" "$w" "$c" "$S_CLOSE"
+if [[ $ACCEPT != only ]]; then
+    : >"$DIAGNOSIS"
+    for w in "${GROUP_ORDER[@]}"; do
+        log "group: $w workers"
+        GROUP_PIDS=()
+        FD_PORT=()
+        FD_PID=()
+        if has haproxy || has haproxy-reuse || has nginx; then start_workers "$w"; fi
+        if has direct; then start_direct "$w"; fi
+        if has rip; then start_rip "$w"; fi
+        if has rip-default; then start_rip "$w" rip-default; fi
+        if has rip-metrics; then start_rip "$w" rip-metrics; fi
+        if has haproxy; then start_haproxy haproxy "$w" 0; fi
+        if has haproxy-reuse; then start_haproxy haproxy-reuse "$w" 1; fi
+        if has nginx; then start_nginx "$w"; fi
+        first_path=${GROUP_SHAPES[$w]%%:*}
+        for who in rip rip-default rip-metrics haproxy haproxy-reuse nginx; do
+            if has "$who"; then
+                tls_probe "$who"
+                warm "$who" "$first_path" "$w"
             fi
         done
-    fi
-    stop_pids "${GROUP_PIDS[@]}"
-done
+        for who in rip rip-default rip-metrics; do
+            has "$who" || continue
+            rip_settled "$w" "$who"
+            if [[ $STUCK != 0 ]]; then
+                log "${who/rip/rip-server} shows $STUCK request(s) in flight after the warm-up; restarting it"
+                restart_rip "$w" "$who"
+            fi
+        done
+        for ((round = 1; round <= ROUNDS; round++)); do
+            log "round $round/$ROUNDS ($w workers, load average $(cut -d' ' -f1 /proc/loadavg))"
+            for s in ${GROUP_SHAPES[$w]}; do
+                parse_shape "$s"
+                c=$S_C
+                path=$S_PATH
+                shape=$(label "$path" "$w" "$c" "$S_CLOSE")
+                for who in rip rip-default rip-metrics haproxy haproxy-reuse nginx; do
+                    if has "$who"; then run_frontdoor "$round" "$who" "$shape" "$path" "$w" "$c" "$S_CLOSE"; fi
+                done
+                if has direct && ((!S_CLOSE && c == w)); then run_direct "$round" "$shape" "$path" "$w"; fi
+            done
+        done
+        for who in rip rip-default; do
+            if ! has "$who" || ((!DIAGNOSE)); then continue; fi
+            for s in ${GROUP_SHAPES[$w]}; do
+                parse_shape "$s"
+                c=$S_C
+                path=$S_PATH
+                shape=$(label "$path" "$w" "$c" "$S_CLOSE")
+                if awk -F, -v who="$who" -v s="$shape" '$2 == who && $3 == s && $13 > 0 { found = 1 } END { exit !found }' "$CSV"; then
+                    if [[ $who == rip ]]; then DIAG_SHAPES+=("$shape"); else DIAG_SHAPES+=("$shape (default)"); fi
+                    diagnose_rip "$who" "$shape" "$path" "$w" "$c" "$S_CLOSE"
+                fi
+            done
+        done
+        stop_pids "${GROUP_PIDS[@]}"
+    done
+fi
 
 # ---------------------------------------------------------------- memory
 
@@ -1177,8 +1362,101 @@ if ((MEMORY)) && has rip; then
     stop_pids "${GROUP_PIDS[@]}"
 fi
 
+# ---------------------------------------------------------------- acceptance
+
+# The seeds' acceptance run: rip-server in its default configuration (as
+# rip-default: none of RIP_ARGS, none of DEFAULT_UNSET), w:2 then w:4, warmed
+# up like every front door, then wrk -t8 -c512 --latency /ping. One row per
+# worker count in ACCEPT_CSV. A server that exits, or a wrk run with no
+# result, is a FAIL row, not the end of the script: it reports.
+ACCEPT_THREADS=8
+ACCEPT_CONNS=512
+machine_line() { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"; }
+pin_line() { echo "pinned (PIN=1): front door on CPU 0, worker i on CPU (i+1) mod $NCPU, wrk on CPUs $WRK_CPUS"; }
+ignored_line() { echo "rip-server's default configuration ignores, from this environment: ${DEFAULT_IGNORED[*]}"; }
+run_acceptance() {
+    # rip_settled and restart_rip save what they find under $RAW: here the
+    # acceptance run's own directory, so results.csv's raw/ stays as it is.
+    local RAW=$ACCEPT_RAW w out pid stuck verdict note want start_load
+    rm -rf "$RAW"
+    mkdir -p "$RAW"
+    echo "$ACCEPT_HEADER" >"$ACCEPT_CSV"
+    start_load=$(cut -d' ' -f1-3 /proc/loadavg)
+    # wrk holds 512 sockets, rip-server 512 more plus its workers' and its own.
+    want=$((2 * ACCEPT_CONNS + 256))
+    if (($(ulimit -n) < want)); then ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; fi
+    if (($(ulimit -n) < want)); then
+        log "warning: ulimit -n is $(ulimit -n), below the $want the acceptance run needs: expect socket errors"
+    fi
+    first_path=/ping # restart_rip warms up on it
+    for w in 2 4; do
+        log "acceptance: w:$w, rip-server's default configuration, wrk -t$ACCEPT_THREADS -c$ACCEPT_CONNS -d${ACCEPT_DURATION}s --latency /ping"
+        GROUP_PIDS=()
+        FD_PORT=()
+        FD_PID=()
+        start_rip "$w" rip-default
+        warm rip-default /ping "$w"
+        rip_settled "$w" rip-default
+        if [[ $STUCK != 0 ]]; then
+            log "rip-server shows $STUCK request(s) in flight after the warm-up; restarting it"
+            restart_rip "$w" rip-default
+        fi
+        pid=${FD_PID[rip-default]}
+        out=$RAW/w$w.txt
+        "${WRK_RUN[@]}" -t"$ACCEPT_THREADS" -c"$ACCEPT_CONNS" -d"${ACCEPT_DURATION}s" --latency -s "$DIR/report.lua" \
+            "$SCHEME://127.0.0.1:${FD_PORT[rip-default]}/ping" >"$out" 2>&1 || true
+        note=""
+        stuck=NA
+        if alive "$pid"; then
+            rip_settled "$w" rip-default
+            stuck=$STUCK
+            curl -fsS -m 2 "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:${FD_PORT[rip-default]}/status" >"$RAW/w$w.status.json" 2>/dev/null || true
+        else
+            note="rip-server exited during the run"
+        fi
+        if parse_result "$out"; then
+            verdict=PASS
+            if ((R_NON2XX || R_EC || R_ER || R_EW || R_ET)) || [[ -n $note ]]; then verdict=FAIL; fi
+            awk -v w="$w" -v c="$ACCEPT_CONNS" -v t="$ACCEPT_THREADS" -v req="$R_REQ" -v dur="$R_DUR_US" \
+                -v p50="$R_P50_US" -v p99="$R_P99_US" -v non="$R_NON2XX" -v ec="$R_EC" -v er="$R_ER" -v ew="$R_EW" \
+                -v et="$R_ET" -v stuck="$stuck" -v la="$(loadavg1)" -v verdict="$verdict" -v note="$note" \
+                -v app="$APP" -v proto="$PROTO" 'BEGIN {
+                    secs = dur / 1e6; if (secs <= 0) secs = 1e-9
+                    printf "%s,%s,%s,%.3f,%d,%.1f,%.1f,%.3f,%.3f,%d,%d,%d,%d,%d,%s,%s,%s,%s,%s,%s\n",
+                        w, c, t, secs, req, req / secs, (req - non) / secs, p50 / 1000, p99 / 1000,
+                        non, ec, er, ew, et, stuck, la, verdict, note, app, proto
+                }' >>"$ACCEPT_CSV"
+        else
+            note=${note:-no result from wrk}
+            printf '%s,%s,%s,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,%s,%s,FAIL,%s,%s,%s\n' "$w" "$ACCEPT_CONNS" "$ACCEPT_THREADS" \
+                "$stuck" "$(loadavg1)" "$note (see $out)" "$APP" "$PROTO" >>"$ACCEPT_CSV"
+        fi
+        log "  $(tail -n1 "$ACCEPT_CSV" | cut -d, -f1,7,8,9,10,11-14,15,17,18 | tr ',' ' ')"
+        if [[ -s $RAW/w$w.status.json ]] && [[ $(tail -n1 "$ACCEPT_CSV" | cut -d, -f17) != PASS ]]; then
+            log "  rip-server /status $(grep -o '"counters":{[^}]*}' "$RAW/w$w.status.json" || true)"
+        fi
+        stop_pids "${GROUP_PIDS[@]}"
+    done
+    {
+        echo "rip-server: $BIN"
+        machine_line
+        if ((PIN)); then pin_line; fi
+        if ((${#DEFAULT_IGNORED[@]})); then ignored_line; fi
+        echo "load average: start $start_load, end $(cut -d' ' -f1-3 /proc/loadavg); taken $(date -u '+%Y-%m-%d %H:%M UTC')"
+        print_acceptance "$ACCEPT_CSV"
+    } >"$ACCEPT_TABLE"
+}
+
+if [[ $ACCEPT != 0 ]]; then run_acceptance; fi
+
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START_TIME))
+
+if [[ $ACCEPT == only ]]; then
+    cat "$ACCEPT_TABLE"
+    log "acceptance: $ACCEPT_CSV; table: $ACCEPT_TABLE; wrk outputs: $ACCEPT_RAW/"
+    exit 0
+fi
 
 # ---------------------------------------------------------------- table
 
@@ -1190,23 +1468,26 @@ ELAPSED=$(($(date +%s) - START_TIME))
     if [[ $PROTO == https ]]; then
         echo "over HTTPS (PROTO=https): TLS ends at the front door, plain HTTP to the workers"
         echo "$TLS_LINE"
-        for who in rip rip-metrics haproxy haproxy-reuse nginx; do
+        for who in rip rip-default rip-metrics haproxy haproxy-reuse nginx; do
             if [[ -n ${TLS_NEGOTIATED[$who]+x} ]]; then printf 'TLS %-14s %s\n' "$who:" "${TLS_NEGOTIATED[$who]}"; fi
         done
     fi
     if ((METRICS)); then
         echo "METRICS=1: rip-metrics = rip-server with --metrics-port, /metrics scraped once a second during its runs"
     fi
-    echo "rip-server extra arguments: ${RIP_ARGS:-none}"
+    if has rip-default; then
+        echo "rip-server extra arguments: ${RIP_ARGS:-none} (rip-default: none)"
+        if ((${#DEFAULT_IGNORED[@]})); then ignored_line; fi
+    else
+        echo "rip-server extra arguments: ${RIP_ARGS:-none}"
+    fi
     if ((PEER_HEADERS)); then
         echo "HAProxy and nginx add the forwarding headers rip-server adds (PEER_HEADERS=1)"
     else
         echo "HAProxy and nginx add no headers (PEER_HEADERS=0); rip-server adds its four"
     fi
-    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
-    if ((PIN)); then
-        echo "pinned (PIN=1): front door on CPU 0, worker i on CPU (i+1) mod $NCPU, wrk on CPUs $WRK_CPUS"
-    fi
+    machine_line
+    if ((PIN)); then pin_line; fi
     echo "load average: start $START_LOAD, end $END_LOAD; taken $(date -u '+%Y-%m-%d %H:%M UTC'), ${ELAPSED}s"
     echo
     print_table "$CSV"
@@ -1218,8 +1499,15 @@ ELAPSED=$(($(date +%s) - START_TIME))
     fi
     if ((${#DIAG_SHAPES[@]})); then
         echo
-        echo "rip-server answered non-2xx on: ${DIAG_SHAPES[*]}; tallies by Rip-Reason:"
+        printf -v diag_list '%s, ' "${DIAG_SHAPES[@]}"
+        echo "rip-server answered non-2xx on: ${diag_list%, }; tallies by Rip-Reason:"
+        if [[ ${DIAG_SHAPES[*]} == *"(default)"* ]]; then echo "(default) = rip-default, lines tagged [rip-default SHAPE]"; fi
         cat "$DIAGNOSIS"
+    fi
+    if [[ $ACCEPT == 1 ]]; then
+        echo
+        print_acceptance "$ACCEPT_CSV"
     fi
 } | tee "$TABLE"
 log "raw results: $CSV; table: $TABLE; wrk outputs: $RAW/"
+if [[ $ACCEPT == 1 ]]; then log "acceptance: $ACCEPT_CSV; table: $ACCEPT_TABLE; wrk outputs: $ACCEPT_RAW/"; fi
