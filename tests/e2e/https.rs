@@ -445,3 +445,52 @@ async fn cert_files_replaced_on_disk_are_served_without_a_restart() {
     })
     .await;
 }
+
+/// `SIGHUP` reloads `cert:`/`key:` even when no change under their
+/// directory was seen: here they are symlinks into another directory whose
+/// files are replaced, which the watch on the symlinks' directory cannot
+/// see (as with a certificate renewed behind a symlink by a tool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_reloads_certificate_files_the_watch_cannot_see() {
+    within(Duration::from_secs(60), async {
+        let dir = fresh_home();
+        let (live, store) = (dir.path().join("live"), dir.path().join("store"));
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::create_dir_all(&store).unwrap();
+        let write = |serial: u64| {
+            let key_pair = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            params.serial_number = Some(rcgen::SerialNumber::from(serial));
+            let c = params.self_signed(&key_pair).unwrap();
+            for (name, text) in [("tls.key", key_pair.serialize_pem()), ("tls.crt", c.pem())] {
+                let tmp = store.join(format!("{name}.new"));
+                std::fs::write(&tmp, text).unwrap();
+                std::fs::rename(&tmp, store.join(name)).unwrap();
+            }
+        };
+        write(0x3333);
+        for name in ["tls.crt", "tls.key"] {
+            std::os::unix::fs::symlink(store.join(name), live.join(name)).unwrap();
+        }
+        let cert_word = format!("cert:{}", live.join("tls.crt").display());
+        let key_word = format!("key:{}", live.join("tls.key").display());
+        let server = Server::builtin()
+            .args(&["w:1", "https:0", "protocol:http+https", &cert_word, &key_word])
+            .start()
+            .await;
+        assert_eq!(server.status().await["tls"]["serial"], "3333");
+        write(0x4444);
+        // Nothing under live/ changed: the certificate in force stays until
+        // the signal (the status would only change through a reload).
+        assert_eq!(server.status().await["tls"]["serial"], "3333");
+        server.signal("HUP");
+        eventually("the serial after SIGHUP", STEP, || async {
+            let serial = server.status().await["tls"]["serial"].clone();
+            if serial == "4444" { Ok(()) } else { Err(serial.to_string()) }
+        })
+        .await;
+        server.wait_stderr_line("certificate reloaded (serial 4444)").await;
+        assert_eq!(get(server.port, "/ping").await.status, 200);
+    })
+    .await;
+}
