@@ -148,6 +148,7 @@ fn defaults() {
             metrics_port: None,
             drain_delay: Duration::ZERO,
             retry_sent: false,
+            lb_replicas: 1,
             threads: 1,
             log_filter: "info".into(),
             home: None,

@@ -238,6 +238,10 @@ pub struct ServeConfig {
     /// worker failed after receiving it. Off by default, because a request
     /// that crashed its worker would crash a second one.
     pub retry_sent: bool,
+    /// `--lb-replicas`: front-door accept loops, each on a thread of its
+    /// own with its own event loop and its own `SO_REUSEPORT` socket on the
+    /// same port (1: the one loop of the runtime, no extra thread).
+    pub lb_replicas: usize,
     /// Event-loop threads of the process that runs this config (1: one
     /// current-thread runtime).
     pub threads: usize,
