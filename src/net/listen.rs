@@ -258,3 +258,100 @@ pub fn accept_queued(listener: &tokio::net::TcpListener) -> Option<io::Result<(t
         (stream, peer)
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpStream};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// `n` clients connected to `port`, each having sent `hello`. The
+    /// kernel finishes the handshake and queues them without any accept.
+    fn queued_clients(port: u16, n: usize) -> Vec<TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut client = TcpStream::connect((LOOPBACK, port)).expect("connect");
+                // Bounded: a test that expects an answer never hangs.
+                client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                client.write_all(b"hello").expect("write");
+                client
+            })
+            .collect()
+    }
+
+    /// Runs `listener`'s accept loop with the stop already asked for: only
+    /// what it takes from its queue is served.
+    async fn stop_at_once<L: Accept>(listener: L) -> Vec<L::Io> {
+        let mut served = Vec::new();
+        accept_until(listener, "test", std::future::ready(()), |io, _| served.push(io)).await;
+        served
+    }
+
+    #[tokio::test]
+    async fn a_draining_listener_serves_what_waited_in_its_queue_when_it_stops() {
+        let listener = bind_tcp(LOOPBACK, 0).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut clients = queued_clients(port, 3);
+        let served = stop_at_once(Draining(listener)).await;
+        assert_eq!(served.len(), 3, "every queued connection is taken");
+        for (mut server, client) in served.into_iter().zip(clients.iter_mut()) {
+            let mut hello = [0u8; 5];
+            server.read_exact(&mut hello).await.unwrap();
+            assert_eq!(&hello, b"hello");
+            server.write_all(b"served").await.unwrap();
+            let mut answer = [0u8; 6];
+            client.read_exact(&mut answer).unwrap();
+            assert_eq!(&answer, b"served");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_does_not_drain_resets_its_queue_when_it_closes() {
+        // The kernel's behaviour that `Draining` exists for.
+        let listener = bind_tcp(LOOPBACK, 0).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut clients = queued_clients(port, 2);
+        assert!(stop_at_once(listener).await.is_empty());
+        for client in &mut clients {
+            let mut byte = [0u8; 1];
+            let read = client.read(&mut byte);
+            assert!(
+                matches!(&read, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
+                "a connection left in a closed listener's queue is reset: {read:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_shares_one_port_and_the_kernel_spreads_connections_over_it() {
+        let group = bind_tcp_group(LOOPBACK, 0, 2).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert!(group.iter().all(|l| l.local_addr().unwrap().port() == port));
+        // A socket without SO_REUSEPORT cannot join the group.
+        assert_eq!(
+            bind_tcp(LOOPBACK, port).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        let listeners: Vec<_> = group
+            .into_iter()
+            .map(|l| tokio::net::TcpListener::from_std(l).unwrap())
+            .collect();
+        let _clients = queued_clients(port, 32);
+        let mut taken = [0usize; 2];
+        for (count, listener) in taken.iter_mut().zip(&listeners) {
+            while let Some(accepted) = accept_queued(listener) {
+                accepted.unwrap();
+                *count += 1;
+            }
+        }
+        assert_eq!(taken[0] + taken[1], 32, "{taken:?}");
+        // 32 connections all on one socket of two: 1 in 2^31 by chance.
+        assert!(taken.iter().all(|&n| n > 0), "one socket got every connection: {taken:?}");
+    }
+}

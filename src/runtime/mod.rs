@@ -20,6 +20,9 @@
 //! travels with a dispatch). Never `frontdoor`, `control`, `manager`.
 
 pub mod decision;
+#[cfg(test)]
+mod tests;
+mod worker_conn;
 mod worker_messages;
 
 use std::collections::BTreeMap;
@@ -41,6 +44,7 @@ use crate::protocol::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
 pub use decision::Decision;
 use decision::{DecisionRx, DecisionTx};
+use worker_conn::WorkerConn;
 
 /// Signals the manager sends to workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,44 +322,6 @@ struct Pending {
     tx: DecisionTx,
     /// The front-door replica its task runs on.
     replica: usize,
-}
-
-pub(crate) struct WorkerConn {
-    address: Arc<str>,
-    /// The kept-alive connection of each replica's event loop (index =
-    /// replica), at most one each: a connection is only ever handed to a
-    /// request of the loop that opened it.
-    idle: Box<[Option<Upstream>]>,
-    /// When the worker joined (its age in the snapshot).
-    joined: Time,
-}
-
-impl WorkerConn {
-    pub(crate) fn new(address: Arc<str>, replicas: usize, joined: Time) -> WorkerConn {
-        WorkerConn {
-            address,
-            idle: (0..replicas.max(1)).map(|_| None).collect(),
-            joined,
-        }
-    }
-
-    /// Keeps `conn` as replica `replica`'s idle connection (`None` forgets
-    /// the one kept); a replica that does not exist keeps nothing.
-    fn keep(&mut self, replica: usize, conn: Option<Upstream>) {
-        if let Some(slot) = self.idle.get_mut(replica) {
-            *slot = conn;
-        }
-    }
-
-    /// Drops every replica's idle connection.
-    fn forget_all(&mut self) {
-        self.idle.iter_mut().for_each(|slot| *slot = None);
-    }
-
-    /// Replica `replica`'s idle connection, taken.
-    fn take(&mut self, replica: usize) -> Option<Upstream> {
-        self.idle.get_mut(replica).and_then(Option::take)
-    }
 }
 
 impl<S: Spawner> Driver<S> {
