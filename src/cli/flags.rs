@@ -301,7 +301,7 @@ pub(super) const FLAGS: &[Flag] = &[
             Ok(())
         },
         "1",
-        "front-door accept loops on the HTTP and HTTPS ports, each a thread with its own event loop and its own SO_REUSEPORT socket (the kernel spreads new connections among them); one request per worker still, whichever loop it came through; not with RIP_THREADS above 1, not for platform",
+        "front-door accept loops on the HTTP and HTTPS ports, each an event loop of its own (the first is the main one, every other a thread) with a SO_REUSEPORT socket of its own, the kernel spreading new connections among them; still one request per worker at a time; not with RIP_THREADS above 1, not for platform (docs/operations.md: when to use it)",
     )
     .with_env(ENV_LB_REPLICAS)
     .with_range(1, MAX_LB_REPLICAS as u64),

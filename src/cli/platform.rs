@@ -67,7 +67,7 @@ pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<Command, CliError>
         };
         return Err(CliError::new(
             word,
-            "not accepted by platform: front-door replicas are for rip-server <app-path>; the platform's listeners run on one event loop (RIP_THREADS sets its threads)",
+            "not accepted by platform; expected 1 there: front-door replicas are for rip-server <app-path>, the platform's listeners run on one event loop (RIP_THREADS sets its threads)",
         ));
     }
     let admin_bind = admin_bind.unwrap_or(DEFAULT_ADMIN_BIND);

@@ -334,10 +334,7 @@ mod tests {
         assert_ne!(port, 0);
         assert!(group.iter().all(|l| l.local_addr().unwrap().port() == port));
         // A socket without SO_REUSEPORT cannot join the group.
-        assert_eq!(
-            bind_tcp(LOOPBACK, port).unwrap_err().kind(),
-            io::ErrorKind::AddrInUse
-        );
+        assert_eq!(bind_tcp(LOOPBACK, port).unwrap_err().kind(), io::ErrorKind::AddrInUse);
         let listeners: Vec<_> = group
             .into_iter()
             .map(|l| tokio::net::TcpListener::from_std(l).unwrap())
@@ -352,6 +349,9 @@ mod tests {
         }
         assert_eq!(taken[0] + taken[1], 32, "{taken:?}");
         // 32 connections all on one socket of two: 1 in 2^31 by chance.
-        assert!(taken.iter().all(|&n| n > 0), "one socket got every connection: {taken:?}");
+        assert!(
+            taken.iter().all(|&n| n > 0),
+            "one socket got every connection: {taken:?}"
+        );
     }
 }

@@ -43,4 +43,3 @@ impl WorkerConn {
         self.idle.get_mut(replica).and_then(Option::take)
     }
 }
-
