@@ -148,6 +148,7 @@ fn defaults() {
             metrics_port: None,
             drain_delay: Duration::ZERO,
             retry_sent: false,
+            lb_replicas: 1,
             threads: 1,
             log_filter: "info".into(),
             home: None,
@@ -1599,4 +1600,85 @@ fn bun_preload_flag_beats_its_variable_and_is_absolute() {
     assert_eq!(c.bun_preload, Some(PathBuf::from("/from/env.ts")));
     assert_eq!(serve(&[f.dir()]).bun_preload, None);
     fails(&[f.dir(), "--bun-preload="], "--bun-preload=");
+}
+
+// ---------------------------------------------------------------------------
+// Front-door replicas: --lb-replicas / RIP_LB_REPLICAS
+// ---------------------------------------------------------------------------
+
+#[test]
+fn lb_replicas_from_the_flag_or_its_variable() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    assert_eq!(serve(&[d]).lb_replicas, DEFAULT_LB_REPLICAS);
+    assert_eq!(DEFAULT_LB_REPLICAS, 1, "one loop unless asked: the server as it was");
+    assert_eq!(serve(&[d, "--lb-replicas=4"]).lb_replicas, 4);
+    assert_eq!(serve(&["--lb-replicas", "3", d]).lb_replicas, 3);
+    assert_eq!(serve(&[d, &format!("--lb-replicas={MAX_LB_REPLICAS}")]).lb_replicas, 64);
+    assert_eq!(serve_env(&[d], &[("RIP_LB_REPLICAS", "2")]).lb_replicas, 2);
+    // The flag beats its variable; an empty variable counts as unset.
+    assert_eq!(
+        serve_env(&[d, "--lb-replicas=5"], &[("RIP_LB_REPLICAS", "2")]).lb_replicas,
+        5
+    );
+    assert_eq!(serve_env(&[d], &[("RIP_LB_REPLICAS", "")]).lb_replicas, 1);
+    // One replica goes with any RIP_THREADS.
+    let c = serve_env(&[d, "--lb-replicas=1"], &[("RIP_THREADS", "4")]);
+    assert_eq!((c.lb_replicas, c.threads), (1, 4));
+}
+
+#[test]
+fn lb_replicas_refuses_a_bad_count_naming_the_word() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let e = fails(&[d, "--lb-replicas=0"], "--lb-replicas=0");
+    assert_eq!(
+        e.to_string(),
+        "rip-server: --lb-replicas=0: expected a replica count in 1..=64"
+    );
+    fails(&[d, "--lb-replicas=65"], "--lb-replicas=65");
+    fails(&[d, "--lb-replicas=two"], "--lb-replicas=two");
+    fails(&[d, "--lb-replicas=-1"], "--lb-replicas=-1");
+    fails(&[d, "--lb-replicas= 2"], "--lb-replicas= 2");
+    fails(&[d, "--lb-replicas"], "--lb-replicas");
+    fails(&[d, "--lb-replicas", "many"], "--lb-replicas many");
+    fails_env(&[d], &[("RIP_LB_REPLICAS", "0")], "RIP_LB_REPLICAS=0");
+    fails_env(&[d], &[("RIP_LB_REPLICAS", "x")], "RIP_LB_REPLICAS=x");
+}
+
+/// Replicas are single-threaded loops of their own; RIP_THREADS above 1 is
+/// one multi-threaded loop: asking for both is a mistake (exit 2).
+#[test]
+fn lb_replicas_with_rip_threads_is_refused() {
+    let f = Fixture::rip();
+    let d = f.dir();
+    let e = fails_env(&[d, "--lb-replicas=2"], &[("RIP_THREADS", "2")], "--lb-replicas=2");
+    assert_eq!(
+        e.to_string(),
+        "rip-server: --lb-replicas=2: expected RIP_THREADS unset or 1 with it (it is 2): each replica is a single-threaded event loop of its own, RIP_THREADS one multi-threaded loop; use one or the other"
+    );
+    fails_env(&[d, "--lb-replicas", "3"], &[("RIP_THREADS", "8")], "--lb-replicas 3");
+    fails_env(
+        &[d],
+        &[("RIP_LB_REPLICAS", "2"), ("RIP_THREADS", "2")],
+        "RIP_LB_REPLICAS=2",
+    );
+}
+
+#[test]
+fn platform_refuses_lb_replicas_above_one() {
+    let home = [("RIP_HOME", "/tmp/h")];
+    let e = fails_env(&["platform", "--lb-replicas=2"], &home, "--lb-replicas=2");
+    assert!(e.message.contains("not accepted by platform"), "{e}");
+    fails_env(&["platform", "--lb-replicas", "4"], &home, "--lb-replicas=4");
+    fails_env(
+        &["platform"],
+        &[("RIP_HOME", "/tmp/h"), ("RIP_LB_REPLICAS", "2")],
+        "RIP_LB_REPLICAS=2",
+    );
+    assert_eq!(
+        platform_env(&["platform", "--lb-replicas=1"], &home).apps.lb_replicas,
+        1
+    );
+    fails_env(&["platform", "--lb-replicas=0"], &home, "--lb-replicas=0");
 }

@@ -30,6 +30,8 @@ pub const ENV_VARIANT: &str = "RIP_VARIANT";
 pub const ENV_RETRY_SENT: &str = "RIP_RETRY_SENT";
 /// `RIP_THREADS`: the front door's event-loop threads.
 pub const ENV_THREADS: &str = "RIP_THREADS";
+/// `RIP_LB_REPLICAS`: `--lb-replicas`.
+pub const ENV_LB_REPLICAS: &str = "RIP_LB_REPLICAS";
 /// `RIP_LOG`: the log filter.
 pub const ENV_LOG: &str = "RIP_LOG";
 /// `RIP_BUN`: the Bun program for `.ts`, `.js` and `.rip` apps (else `bun` on `PATH`).
@@ -57,6 +59,7 @@ pub const ALL: &[&str] = &[
     ENV_VARIANT,
     ENV_RETRY_SENT,
     ENV_THREADS,
+    ENV_LB_REPLICAS,
     ENV_LOG,
     ENV_BUN,
     ENV_BUN_PRELOAD,

@@ -5,16 +5,16 @@
 //! working or work without being listed.
 
 use super::env::{
-    ENV_BIND, ENV_BUN_PRELOAD, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_MAX_QUEUE, ENV_MAX_RELOADS,
+    ENV_BIND, ENV_BUN_PRELOAD, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_LB_REPLICAS, ENV_MAX_QUEUE, ENV_MAX_RELOADS,
     ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RETRY_SENT, ENV_VARIANT,
 };
 use super::seen::Seen;
 use super::words::{
-    parse_bind, parse_hot_reload, parse_lb_policy, parse_max_queue, parse_max_reloads, parse_ms, parse_ms_or_zero,
-    parse_path, parse_port, parse_protocol, parse_socket_prefix, parse_u32_in, parse_variant,
+    parse_bind, parse_hot_reload, parse_lb_policy, parse_lb_replicas, parse_max_queue, parse_max_reloads, parse_ms,
+    parse_ms_or_zero, parse_path, parse_port, parse_protocol, parse_socket_prefix, parse_u32_in, parse_variant,
 };
 use crate::config::HotReload;
-use crate::config::defaults::{MAX_DURATION_MS, MAX_RESPONSE_BUFFER_KB, MAX_UPSTREAM_CONNS};
+use crate::config::defaults::{MAX_DURATION_MS, MAX_LB_REPLICAS, MAX_RESPONSE_BUFFER_KB, MAX_UPSTREAM_CONNS};
 
 /// Parses `value` and stores it; `shown` is the flag and value as typed
 /// (`--max-queue=5`, `--max-queue 5`), for settings that remember their word.
@@ -293,6 +293,18 @@ pub(super) const FLAGS: &[Flag] = &[
         "lifo",
         "lifo | rr (round robin) | lc (least connections)",
     ),
+    value(
+        "--lb-replicas",
+        "N",
+        |s, v, shown| {
+            s.lb_replicas = Some((parse_lb_replicas(v)?, shown.to_owned()));
+            Ok(())
+        },
+        "1",
+        "front-door accept loops on the HTTP and HTTPS ports, each an event loop of its own (the first is the main one, every other a thread) with a SO_REUSEPORT socket of its own, the kernel spreading new connections among them; still one request per worker at a time; not with RIP_THREADS above 1, not for platform (docs/operations.md: when to use it)",
+    )
+    .with_env(ENV_LB_REPLICAS)
+    .with_range(1, MAX_LB_REPLICAS as u64),
     value(
         "--upstream-max-idle",
         "N",

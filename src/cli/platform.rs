@@ -8,7 +8,7 @@
 //! limits and timeouts...); the platform takes no app path (apps are
 //! deployed through its API).
 
-use super::env::Env;
+use super::env::{ENV_LB_REPLICAS, Env};
 use super::flags::{self, Takes};
 use super::serve::{self, SERVE_TOKENS};
 use super::words::{Words, parse_bind, parse_port, split_flag};
@@ -58,6 +58,18 @@ pub(super) fn parse(args: &[String], env: &Env<'_>) -> Result<Command, CliError>
         }
     }
     let mut apps = serve::parse_config(&forward, env)?;
+    if apps.lb_replicas > 1 {
+        // The platform's listeners serve every app through one route table
+        // on the runtime's own loop; replicas are a single server's.
+        let word = match forward.iter().any(|w| split_flag(w).0 == "--lb-replicas") {
+            true => format!("--lb-replicas={}", apps.lb_replicas),
+            false => format!("{ENV_LB_REPLICAS}={}", apps.lb_replicas),
+        };
+        return Err(CliError::new(
+            word,
+            "not accepted by platform; expected 1 there: front-door replicas are for rip-server <app-path>, the platform's listeners run on one event loop (RIP_THREADS sets its threads)",
+        ));
+    }
     let admin_bind = admin_bind.unwrap_or(DEFAULT_ADMIN_BIND);
     // The metrics port listens where the API does.
     apps.admin_bind = admin_bind;

@@ -50,6 +50,8 @@ pub(super) struct Seen {
     pub(super) admin_bind: Option<IpAddr>,
     pub(super) metrics_port: Option<u16>,
     pub(super) drain_delay: Option<Duration>,
+    /// `--lb-replicas`, with the word that gave it.
+    pub(super) lb_replicas: Option<(usize, String)>,
 }
 
 impl Seen {

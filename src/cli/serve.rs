@@ -12,25 +12,26 @@ use std::path::Path;
 
 use super::CliError;
 use super::env::{
-    ENV_BIND, ENV_BUN, ENV_BUN_PRELOAD, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_LOG, ENV_MAX_QUEUE,
-    ENV_MAX_RELOADS, ENV_PATH, ENV_PORT, ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RELOAD_LEGACY, ENV_RETRY_SENT,
-    ENV_THREADS, ENV_VARIANT, Env,
+    ENV_BIND, ENV_BUN, ENV_BUN_PRELOAD, ENV_CONNECT_TIMEOUT_MS, ENV_HOT_RELOAD, ENV_LB_REPLICAS, ENV_LOG,
+    ENV_MAX_QUEUE, ENV_MAX_RELOADS, ENV_PATH, ENV_PORT, ENV_QUEUE_TIMEOUT_MS, ENV_READ_TIMEOUT_MS, ENV_RELOAD_LEGACY,
+    ENV_RETRY_SENT, ENV_THREADS, ENV_VARIANT, Env,
 };
 use super::flags::{self, Takes};
 use super::seen::Seen;
 use super::words::{
-    Words, check_prefix_len, parse_bind, parse_digits, parse_hot_reload, parse_log_filter, parse_max_queue,
-    parse_max_reloads, parse_ms, parse_path, parse_port, parse_protocol, parse_recycle, parse_switch, parse_threads,
-    parse_variant, parse_workers, split_flag,
+    Words, check_prefix_len, parse_bind, parse_digits, parse_hot_reload, parse_lb_replicas, parse_log_filter,
+    parse_max_queue, parse_max_reloads, parse_ms, parse_path, parse_port, parse_protocol, parse_recycle, parse_switch,
+    parse_threads, parse_variant, parse_workers, split_flag,
 };
 use crate::config::bun::find_bun;
 use crate::config::defaults::{DEFAULT_ADMIN_BIND, DEFAULT_DRAIN_DELAY};
 use crate::config::defaults::{
     DEFAULT_BIND, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOT_RELOAD, DEFAULT_HTTP_PORT,
-    DEFAULT_HTTPS_MODE, DEFAULT_HTTPS_PORT, DEFAULT_LB_POLICY, DEFAULT_LOG_FILTER, DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_RELOADS, DEFAULT_MAX_REQUESTS, DEFAULT_PROTOCOL, DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT,
-    DEFAULT_RESPONSE_BUFFER_KB, DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT, DEFAULT_STUCK_GRACE, DEFAULT_THREADS,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET, DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
+    DEFAULT_HTTPS_MODE, DEFAULT_HTTPS_PORT, DEFAULT_LB_POLICY, DEFAULT_LB_REPLICAS, DEFAULT_LOG_FILTER,
+    DEFAULT_MAX_AGE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RELOADS, DEFAULT_MAX_REQUESTS, DEFAULT_PROTOCOL,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_RESPONSE_BUFFER_KB, DEFAULT_RETRY_SENT, DEFAULT_STOP_TIMEOUT,
+    DEFAULT_STUCK_GRACE, DEFAULT_THREADS, DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_UPSTREAM_MAX_CONNS_PER_SOCKET,
+    DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_VARIANT,
 };
 use crate::config::{HttpsMode, Protocol, ServeConfig, auto_workers, default_socket_prefix, resolve_app};
 
@@ -231,6 +232,24 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
     );
     // Environment only: no flag sets these.
     let threads = env.or(None, ENV_THREADS, parse_threads, DEFAULT_THREADS)?;
+    let (lb_replicas, replicas_word) = match seen.lb_replicas {
+        Some((n, word)) => (n, word),
+        None => match env.parse(ENV_LB_REPLICAS, parse_lb_replicas)? {
+            Some(n) => (
+                n,
+                format!("{ENV_LB_REPLICAS}={}", env.get(ENV_LB_REPLICAS).unwrap_or_default()),
+            ),
+            None => (DEFAULT_LB_REPLICAS, String::new()),
+        },
+    };
+    if lb_replicas > 1 && threads > 1 {
+        return Err(CliError::new(
+            replicas_word,
+            format!(
+                "expected {ENV_THREADS} unset or 1 with it (it is {threads}): each replica is a single-threaded event loop of its own, {ENV_THREADS} one multi-threaded loop; use one or the other"
+            ),
+        ));
+    }
     let log_filter = env.or(None, ENV_LOG, parse_log_filter, DEFAULT_LOG_FILTER.to_string())?;
     let home = env.home()?;
 
@@ -353,6 +372,7 @@ fn finish(seen: Seen, env: &Env<'_>) -> Result<ServeConfig, CliError> {
         metrics_port: seen.metrics_port,
         drain_delay: seen.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
         retry_sent,
+        lb_replicas,
         threads,
         log_filter,
         home,

@@ -35,6 +35,27 @@ pub fn render(status: &Value) -> String {
         "Ports".into(),
         status.get("ports").map(ports).unwrap_or_else(|| "-".into()),
     ]);
+    if let Some(replicas) = status.get("lb_replicas").and_then(Value::as_u64).filter(|&n| n > 1) {
+        let accepted: Vec<String> = status
+            .get("replicas")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|r| r.get("accepted").map_or_else(|| "-".into(), scalar))
+                    .collect()
+            })
+            .unwrap_or_default();
+        summary.push([
+            "Replicas".into(),
+            match accepted.is_empty() {
+                true => format!("{replicas} front-door loops"),
+                false => format!(
+                    "{replicas} front-door loops, connections accepted {}",
+                    accepted.join(" / ")
+                ),
+            },
+        ]);
+    }
     if let Some(tls) = status.get("tls").filter(|t| t.is_object()) {
         let field = |k: &str| tls.get(k).map(scalar).unwrap_or_else(|| "-".into());
         let renews = match tls.get("nextRenewal") {
@@ -388,6 +409,25 @@ Totals:
   Illegal transitions  0
 ";
         assert_eq!(render(&sample()), want);
+    }
+
+    #[test]
+    fn front_door_replicas_show_when_there_are_several() {
+        let mut status = sample();
+        status["lb_replicas"] = serde_json::json!(1);
+        status["replicas"] = serde_json::json!([{"accepted": 3}]);
+        assert!(!render(&status).contains("Replicas"));
+        status["lb_replicas"] = serde_json::json!(2);
+        status["replicas"] = serde_json::json!([{"accepted": 3}, {"accepted": 40}]);
+        let text = render(&status);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Replicas:"))
+            .expect("a Replicas line");
+        assert!(
+            line.ends_with(" 2 front-door loops, connections accepted 3 / 40"),
+            "{text}"
+        );
     }
 
     #[test]

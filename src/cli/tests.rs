@@ -112,6 +112,7 @@ fn every_flag_sets_something() {
         ("--variant", "dev"),
         ("--socket-prefix", "/tmp/ripx_unit"),
         ("--lb-policy", "rr"),
+        ("--lb-replicas", "3"),
         ("--upstream-max-idle", "3"),
         ("--upstream-max-conns-per-socket", "3"),
         ("--https-port", "8443"),
@@ -201,6 +202,7 @@ fn help_defaults_match_constants() {
     assert_eq!(default_of("--reload"), DEFAULT_HOT_RELOAD.as_str());
     assert_eq!(default_of("--max-reloads"), DEFAULT_MAX_RELOADS.to_string());
     assert_eq!(default_of("--variant"), DEFAULT_VARIANT);
+    assert_eq!(default_of("--lb-replicas"), DEFAULT_LB_REPLICAS.to_string());
     assert_eq!(default_of("--lb-policy"), DEFAULT_LB_POLICY.as_str());
     assert_eq!(default_of("--upstream-max-idle"), DEFAULT_UPSTREAM_MAX_IDLE.to_string());
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::CliError;
 use crate::config::defaults::{
-    MAX_DURATION_MS, MAX_QUEUE_LIMIT, MAX_SOCKET_PREFIX_LEN, MAX_THREADS, MAX_WORKERS, MIN_WORKERS,
+    MAX_DURATION_MS, MAX_LB_REPLICAS, MAX_QUEUE_LIMIT, MAX_SOCKET_PREFIX_LEN, MAX_THREADS, MAX_WORKERS, MIN_WORKERS,
 };
 use crate::config::{HotReload, LbPolicy, Protocol, auto_workers};
 
@@ -250,6 +250,11 @@ pub(super) fn parse_switch(s: &str) -> Result<bool, String> {
 /// Event-loop threads of the front door.
 pub(super) fn parse_threads(s: &str) -> Result<usize, String> {
     parse_uint_in(s, 1, MAX_THREADS as u64, "a thread count").map(|n| n as usize)
+}
+
+/// `--lb-replicas` / `RIP_LB_REPLICAS`: 1..=64 front-door accept loops.
+pub(super) fn parse_lb_replicas(s: &str) -> Result<usize, String> {
+    parse_uint_in(s, 1, MAX_LB_REPLICAS as u64, "a replica count").map(|n| n as usize)
 }
 
 /// A log filter in tracing's `EnvFilter` syntax (`info`, `warn,rip_server=debug`).

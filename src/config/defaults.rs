@@ -82,6 +82,14 @@ pub const DEFAULT_RETRY_SENT: bool = false;
 pub const DEFAULT_THREADS: usize = 1;
 /// The largest `RIP_THREADS`.
 pub const MAX_THREADS: usize = 1024;
+/// `--lb-replicas` / `RIP_LB_REPLICAS`: one front-door event loop, today's
+/// server exactly (see docs/operations.md, "Front-door replicas", for the
+/// measurement that chose it).
+pub const DEFAULT_LB_REPLICAS: usize = 1;
+/// The largest `--lb-replicas`: each replica is one thread with its own
+/// event loop and its own listening socket, so more than a machine has
+/// cores only adds contention.
+pub const MAX_LB_REPLICAS: usize = 64;
 /// `RIP_LOG`: the log filter (tracing's `EnvFilter` syntax).
 pub const DEFAULT_LOG_FILTER: &str = "info";
 /// The longest duration any flag or token accepts: 365 days, in milliseconds.

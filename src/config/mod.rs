@@ -238,6 +238,11 @@ pub struct ServeConfig {
     /// worker failed after receiving it. Off by default, because a request
     /// that crashed its worker would crash a second one.
     pub retry_sent: bool,
+    /// `--lb-replicas`: front-door accept loops, each with an event loop
+    /// and a `SO_REUSEPORT` socket on the same port of its own: the
+    /// runtime's own loop, and a thread for each other one (1: the
+    /// runtime's loop alone, no extra thread).
+    pub lb_replicas: usize,
     /// Event-loop threads of the process that runs this config (1: one
     /// current-thread runtime).
     pub threads: usize,

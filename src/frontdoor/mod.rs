@@ -173,6 +173,20 @@ impl<T: Transport> AppProxy<T> {
         &self.driver
     }
 
+    /// The same app for the request tasks of front-door replica `replica`
+    /// (`--lb-replicas`), which run on that replica's event loop: its
+    /// driver handle names the replica, so the worker connections its
+    /// requests are handed are the ones that loop opened.
+    pub fn for_replica(&self, replica: usize) -> AppProxy<T> {
+        AppProxy {
+            config: self.config.clone(),
+            transport: self.transport.clone(),
+            driver: self.driver.for_replica(replica),
+            clock: self.clock,
+            access_log: self.access_log.clone(),
+        }
+    }
+
     /// The app's status, as its `/status` answers it.
     async fn status_response(&self, tls: Option<&crate::observe::status::TlsStatus>) -> Response<ResponseBody> {
         let status = self.driver.status().await;

@@ -6,6 +6,8 @@
 //! all read the same counters, so no reader counts on its own.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -94,6 +96,49 @@ pub struct BunStatus {
     pub version: String,
 }
 
+/// Connections accepted by each front-door replica (`--lb-replicas`),
+/// counted by the accept loops and read by the driver for `/status`. One
+/// relaxed add per accepted connection, nothing per request.
+#[derive(Clone, Debug)]
+pub struct AcceptCounts(Arc<[AtomicU64]>);
+
+impl AcceptCounts {
+    /// Counters for `replicas` accept loops (at least one).
+    pub fn new(replicas: usize) -> AcceptCounts {
+        AcceptCounts((0..replicas.max(1)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// The number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Replica `replica` accepted one connection (an index past the last
+    /// counts nowhere).
+    pub fn count(&self, replica: usize) {
+        if let Some(counter) = self.0.get(replica) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Each replica's count, in replica order.
+    pub fn snapshot(&self) -> Vec<ReplicaStatus> {
+        self.0
+            .iter()
+            .map(|accepted| ReplicaStatus {
+                accepted: accepted.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+/// One front-door replica in `/status` (`replicas`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplicaStatus {
+    /// Client connections its accept loop took, HTTP and HTTPS together.
+    pub accepted: u64,
+}
+
 /// One app's server, as the driver saw it at one instant. Serialises to the
 /// JSON of `/status` (field names are the contract's and stay stable;
 /// fields are only ever added).
@@ -154,6 +199,14 @@ pub struct StatusSnapshot {
     /// Request tasks the driver still holds a channel to: 0 when idle (a
     /// leak check for the tests).
     pub tracked: usize,
+    /// Front-door accept loops sending this app requests (`--lb-replicas`;
+    /// 1 for an app of the platform).
+    pub lb_replicas: usize,
+    /// Each replica's accepted connections, in replica order; empty when
+    /// nobody counts (an app of the platform, whose listeners serve every
+    /// app).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
 }
 
 /// The JSON of `/status`: the snapshot, or `null` once the driver has

@@ -8,10 +8,21 @@
 //! the core's next deadline. No lock guards the core: only this task
 //! touches it, and request and response bytes never pass through here.
 //!
+//! Front-door replicas (`--lb-replicas`) run request tasks on event loops
+//! of their own, each with a [`DriverHandle`] naming its replica
+//! ([`DriverHandle::for_replica`]). A worker connection belongs to the
+//! event loop that opened it, so the driver keeps each worker's idle
+//! connection per replica and hands a request only the one of its own
+//! replica; the core, and so the one-request-per-worker rule, is the same
+//! whatever loop a request came through.
+//!
 //! May import: `core`, `os`, `protocol`, `upstream` (a worker's connection
 //! travels with a dispatch). Never `frontdoor`, `control`, `manager`.
 
 pub mod decision;
+#[cfg(test)]
+mod tests;
+mod worker_conn;
 mod worker_messages;
 
 use std::collections::BTreeMap;
@@ -25,12 +36,15 @@ use crate::core::balancer::{Action, RequestMeta, WorkerEvent};
 use crate::core::node::{Node, Output};
 use crate::core::supervisor::SupervisorAction;
 use crate::core::{Answer, Pid, RequestId, Slot, Time, Version};
-use crate::observe::status::{BunStatus, Health, PoolWorker, QueueStatus, ResponseClasses, StatusSnapshot};
+use crate::observe::status::{
+    AcceptCounts, BunStatus, Health, PoolWorker, QueueStatus, ResponseClasses, StatusSnapshot,
+};
 use crate::os::clock::Clock;
 use crate::protocol::{Reply, WorkerMessage};
 use crate::upstream::Upstream;
 pub use decision::Decision;
 use decision::{DecisionRx, DecisionTx};
+use worker_conn::WorkerConn;
 
 /// Signals the manager sends to workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +82,7 @@ enum Msg {
         id: RequestId,
         meta: RequestMeta,
         tx: DecisionTx,
+        replica: usize,
     },
     Head {
         id: RequestId,
@@ -80,6 +95,8 @@ enum Msg {
         /// The response's status when its head is reported here too (a
         /// whole response in one message); `None` after a `Head`.
         status: Option<u16>,
+        /// The replica whose event loop `conn` belongs to.
+        replica: usize,
     },
     Busy {
         id: RequestId,
@@ -96,6 +113,7 @@ enum Msg {
     Unused {
         id: RequestId,
         conn: Option<Upstream>,
+        replica: usize,
     },
     Worker {
         message: WorkerMessage,
@@ -120,6 +138,9 @@ enum Msg {
 pub struct DriverHandle {
     tx: mpsc::UnboundedSender<Msg>,
     next_id: Arc<AtomicU64>,
+    /// The front-door replica whose request tasks use this handle (0: the
+    /// runtime's own loop, and every handle that carries no connection).
+    replica: usize,
 }
 
 impl std::fmt::Debug for DriverHandle {
@@ -135,11 +156,31 @@ impl DriverHandle {
         let _ = self.tx.send(msg);
     }
 
+    /// The same driver, for request tasks on front-door replica `replica`'s
+    /// event loop: the worker connections their dispatches carry were
+    /// opened on that loop, and go back to it.
+    pub fn for_replica(&self, replica: usize) -> DriverHandle {
+        DriverHandle {
+            replica,
+            ..self.clone()
+        }
+    }
+
+    /// The front-door replica this handle serves.
+    pub fn replica(&self) -> usize {
+        self.replica
+    }
+
     /// Registers a new request; decisions arrive on the returned receiver.
     pub fn arrive(&self, meta: RequestMeta) -> (RequestId, DecisionRx) {
         let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = decision::channel();
-        self.send(Msg::Arrive { id, meta, tx });
+        self.send(Msg::Arrive {
+            id,
+            meta,
+            tx,
+            replica: self.replica,
+        });
         (id, rx)
     }
 
@@ -156,6 +197,7 @@ impl DriverHandle {
             clean,
             conn,
             status: None,
+            replica: self.replica,
         });
     }
 
@@ -167,6 +209,7 @@ impl DriverHandle {
             clean: true,
             conn,
             status: Some(status),
+            replica: self.replica,
         });
     }
 
@@ -188,7 +231,11 @@ impl DriverHandle {
 
     /// A dispatch was never carried out (its client left); `conn` goes back.
     pub fn dispatch_unused(&self, id: RequestId, conn: Option<Upstream>) {
-        self.send(Msg::Unused { id, conn });
+        self.send(Msg::Unused {
+            id,
+            conn,
+            replica: self.replica,
+        });
     }
 
     /// A control-socket message from a worker; resolves to the reply.
@@ -252,9 +299,13 @@ pub struct Driver<S: Spawner> {
     handle: DriverHandle,
     rx: mpsc::UnboundedReceiver<Msg>,
     /// Per-request decision channels.
-    pending: BTreeMap<RequestId, DecisionTx>,
-    /// Per-worker address and idle connection.
+    pending: BTreeMap<RequestId, Pending>,
+    /// Per-worker address and idle connections.
     conns: BTreeMap<Pid, WorkerConn>,
+    /// Front-door replicas sending requests (each worker keeps one idle
+    /// connection per replica), and what they accepted, for `/status`.
+    replicas: usize,
+    accepts: Option<AcceptCounts>,
     stopped: bool,
     started: Time,
     inspector: Option<Inspector>,
@@ -266,11 +317,11 @@ pub struct Driver<S: Spawner> {
 /// Looks at the core after every step (the simulation checks invariants with it).
 pub type Inspector = Box<dyn FnMut(&Node, Time) + Send>;
 
-pub(crate) struct WorkerConn {
-    address: Arc<str>,
-    idle: Option<Upstream>,
-    /// When the worker joined (its age in the snapshot).
-    joined: Time,
+/// A request the driver may still have to tell something.
+struct Pending {
+    tx: DecisionTx,
+    /// The front-door replica its task runs on.
+    replica: usize,
 }
 
 impl<S: Spawner> Driver<S> {
@@ -280,6 +331,7 @@ impl<S: Spawner> Driver<S> {
         let handle = DriverHandle {
             tx,
             next_id: Arc::new(AtomicU64::new(1)),
+            replica: 0,
         };
         let started = clock.now();
         Driver {
@@ -291,6 +343,8 @@ impl<S: Spawner> Driver<S> {
             rx,
             pending: BTreeMap::new(),
             conns: BTreeMap::new(),
+            replicas: 1,
+            accepts: None,
             stopped: false,
             started,
             inspector: None,
@@ -306,6 +360,20 @@ impl<S: Spawner> Driver<S> {
     pub fn with_app_runtime(mut self, app_runtime: AppRuntime) -> Driver<S> {
         self.app_runtime = app_runtime;
         self
+    }
+
+    /// Requests come from `accepts.replicas()` front-door replicas (see
+    /// [`DriverHandle::for_replica`]), whose accepted connections
+    /// `/status` shows.
+    pub fn with_replicas(mut self, accepts: AcceptCounts) -> Driver<S> {
+        self.replicas = accepts.replicas();
+        self.accepts = Some(accepts);
+        self
+    }
+
+    /// The number of front-door replicas (idle connections kept per worker).
+    pub(crate) fn replicas(&self) -> usize {
+        self.replicas
     }
 
     /// Calls `inspector` with the core after every step.
@@ -370,8 +438,8 @@ impl<S: Spawner> Driver<S> {
     fn handle_msg(&mut self, msg: Msg, now: Time) {
         self.node.tick(now);
         match msg {
-            Msg::Arrive { id, meta, tx } => {
-                self.pending.insert(id, tx);
+            Msg::Arrive { id, meta, tx, replica } => {
+                self.pending.insert(id, Pending { tx, replica });
                 self.node.balancer.handle_request(id, meta, now);
             }
             Msg::Head { id, status } => {
@@ -385,6 +453,7 @@ impl<S: Spawner> Driver<S> {
                 clean,
                 conn,
                 status,
+                replica,
             } => {
                 if let Some(status) = status {
                     self.responses.count(status);
@@ -392,7 +461,7 @@ impl<S: Spawner> Driver<S> {
                 if let Some(pid) = self.node.balancer.worker_of(id)
                     && let Some(wc) = self.conns.get_mut(&pid)
                 {
-                    wc.idle = conn;
+                    wc.keep(replica, conn);
                 }
                 self.pending.remove(&id);
                 self.node.balancer.handle_complete(id, clean, now);
@@ -404,10 +473,12 @@ impl<S: Spawner> Driver<S> {
             }
             Msg::ConnectFailed { id } => {
                 let answered = !self.node.balancer.awaits_decision(id);
+                // The worker refused a connection: the ones kept for it
+                // (every replica's) are not worth trying either.
                 if let Some(pid) = self.node.balancer.worker_of(id)
                     && let Some(wc) = self.conns.get_mut(&pid)
                 {
-                    wc.idle = None;
+                    wc.forget_all();
                 }
                 self.node.balancer.handle_connect_failed(id, now);
                 self.forget_if_answered(id, answered);
@@ -421,11 +492,11 @@ impl<S: Spawner> Driver<S> {
                 self.pending.remove(&id);
                 self.node.balancer.handle_client_gone(id, now);
             }
-            Msg::Unused { id, conn } => {
+            Msg::Unused { id, conn, replica } => {
                 if let Some(pid) = self.node.balancer.worker_of(id)
                     && let Some(wc) = self.conns.get_mut(&pid)
                 {
-                    wc.idle = conn;
+                    wc.keep(replica, conn);
                 }
                 self.pending.remove(&id);
                 self.node.balancer.handle_dispatch_unused(id, now);
@@ -551,7 +622,7 @@ impl<S: Spawner> Driver<S> {
                 // carry this one out, it ends here and the worker goes back.
                 // (A normal race: within one batch a completion dispatched a
                 // queued request whose client-gone message came next.)
-                let Some(tx) = self.pending.get(&request) else {
+                let Some(Pending { tx, replica }) = self.pending.get(&request) else {
                     tracing::debug!(
                         request = request.0,
                         pid = pid.0,
@@ -571,17 +642,18 @@ impl<S: Spawner> Driver<S> {
                     self.node.balancer.handle_dispatch_unused(request, now);
                     return;
                 };
+                let replica = *replica;
                 let decision = Decision::Dispatch {
                     pid,
                     attempt,
                     address: wc.address.clone(),
-                    conn: wc.idle.take(),
+                    conn: wc.take(replica),
                 };
                 if let Err(Decision::Dispatch { conn, .. }) = tx.send(decision) {
                     // The request task is gone; it will never report an
                     // outcome, so the exchange ends here.
                     if let Some(wc) = self.conns.get_mut(&pid) {
-                        wc.idle = conn;
+                        wc.keep(replica, conn);
                     }
                     self.pending.remove(&request);
                     let now = self.clock.now();
@@ -594,11 +666,11 @@ impl<S: Spawner> Driver<S> {
                 let sent = if answer == Answer::UpstreamTimeout {
                     self.pending
                         .get(&request)
-                        .is_some_and(|tx| tx.send(Decision::Answer(answer)).is_ok())
+                        .is_some_and(|p| p.tx.send(Decision::Answer(answer)).is_ok())
                 } else {
                     self.pending
                         .remove(&request)
-                        .is_some_and(|tx| tx.send(Decision::Answer(answer)).is_ok())
+                        .is_some_and(|p| p.tx.send(Decision::Answer(answer)).is_ok())
                 };
                 if sent {
                     self.responses.count(answer.status());
@@ -655,6 +727,8 @@ impl<S: Spawner> Driver<S> {
             counters: lb.counters,
             responses: self.responses,
             tracked: self.pending.len(),
+            lb_replicas: self.replicas,
+            replicas: self.accepts.as_ref().map(AcceptCounts::snapshot).unwrap_or_default(),
         }
     }
 }

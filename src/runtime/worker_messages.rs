@@ -46,11 +46,10 @@ impl<S: Spawner> Driver<S> {
                 let address: Arc<str> = info.socket.as_str().into();
                 match self.node.handle_join(info, reload, now) {
                     Ok(()) => {
-                        self.conns.entry(Pid(pid)).or_insert(WorkerConn {
-                            address,
-                            idle: None,
-                            joined: now,
-                        });
+                        let replicas = self.replicas();
+                        self.conns
+                            .entry(Pid(pid))
+                            .or_insert_with(|| WorkerConn::new(address, replicas, now));
                         Reply::ok()
                     }
                     Err(e) => Reply::error(format!("join refused: {e:?}")),

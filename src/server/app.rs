@@ -32,7 +32,7 @@ use crate::frontdoor::{AppProxy, ProxyConfig};
 use crate::manager::{ProcessSpawner, WorkerEnv, WorkerOutput, WorkerSetup};
 use crate::net::transport::UnixTransport;
 use crate::observe::access_log::{AccessLog, Format};
-use crate::observe::status::{BunStatus, StatusSnapshot};
+use crate::observe::status::{AcceptCounts, BunStatus, StatusSnapshot};
 use crate::os::clock::Clock;
 use crate::runtime::{Admin, AppRuntime, Driver, DriverHandle, Identity};
 
@@ -82,6 +82,21 @@ impl AppServer {
         AppServer::start_with(config, program, exe, ports, WorkerEnv::default(), WorkerOutput::Inherit).await
     }
 
+    /// [`AppServer::start`] for an app whose requests come from
+    /// `accepts.replicas()` front-door replicas (`--lb-replicas`), each
+    /// with its own event loop (see `AppProxy::for_replica`); `/status`
+    /// shows what each accepted.
+    pub async fn start_replicated(
+        config: &ServeConfig,
+        program: Program,
+        exe: &Path,
+        ports: Vec<u16>,
+        accepts: AcceptCounts,
+    ) -> Result<AppServer, ServeError> {
+        let (env, output) = (WorkerEnv::default(), WorkerOutput::Inherit);
+        AppServer::start_inner(config, program, exe, ports, env, output, Some(accepts)).await
+    }
+
     /// [`AppServer::start`], with `env` on top of every worker's
     /// environment (swappable while the app runs, see [`WorkerEnv`]) and
     /// the workers' output sent to `output` (the platform's log rings).
@@ -92,6 +107,18 @@ impl AppServer {
         ports: Vec<u16>,
         env: WorkerEnv,
         output: WorkerOutput,
+    ) -> Result<AppServer, ServeError> {
+        AppServer::start_inner(config, program, exe, ports, env, output, None).await
+    }
+
+    async fn start_inner(
+        config: &ServeConfig,
+        program: Program,
+        exe: &Path,
+        ports: Vec<u16>,
+        env: WorkerEnv,
+        output: WorkerOutput,
+        accepts: Option<AcceptCounts>,
     ) -> Result<AppServer, ServeError> {
         let Program {
             worker,
@@ -128,13 +155,16 @@ impl AppServer {
             socket_prefix: config.socket_prefix.clone(),
             check_sockets: true,
         };
-        let driver = Driver::new(node(config, clock), spawner, clock, identity).with_app_runtime(AppRuntime {
+        let mut driver = Driver::new(node(config, clock), spawner, clock, identity).with_app_runtime(AppRuntime {
             hot_reload: config.hot_reload.as_str(),
             bun: bun.map(|b| BunStatus {
                 path: b.path.display().to_string(),
                 version: b.version,
             }),
         });
+        if let Some(accepts) = accepts {
+            driver = driver.with_replicas(accepts);
+        }
         let driver_handle = driver.handle();
         // One watcher for the app, reporting to the core, which decides.
         let watcher = match (config.hot_reload, config.entry_kind) {

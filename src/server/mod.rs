@@ -12,6 +12,7 @@
 
 pub mod admin_port;
 pub mod app;
+mod replicas;
 mod signals;
 mod sockets;
 pub mod systemd;
@@ -30,8 +31,10 @@ use crate::manager::WorkerProgram;
 use crate::manager::bun::{self, BunProgram, RuntimeFile};
 use crate::net::inherited::{HandedBy, Inherited};
 use crate::net::listen::bind_tcp;
+use crate::observe::status::AcceptCounts;
 use crate::os::clock::wall_micros;
 use crate::tls::TlsError;
+use replicas::{PortSockets, ReplicaListener};
 
 /// Why the server did not run: the command cannot be carried out as
 /// written (exit 2), or starting or running failed (exit 1). The text is
@@ -168,39 +171,58 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         Protocol::Https => config.redirect_http,
     };
     // Sockets handed over (systemd, an upgrade) are taken by name first.
-    let http_listener = match serves_http {
-        true => Some(take_or_bind(&mut inherited, &config, "http", config.http_port)?),
+    // An HTTPS-only server's HTTP port only redirects: one loop does.
+    let redirects = config.protocol == Protocol::Https;
+    let http_replicas = if redirects { 1 } else { config.lb_replicas };
+    let http_sockets = match serves_http {
+        true => Some(PortSockets::take_or_bind(
+            &mut inherited,
+            &config,
+            "http",
+            config.http_port,
+            http_replicas,
+        )?),
         false => None,
     };
-    let https_listener = match config.https_port {
-        Some(port) if certificates.is_some() => Some(take_or_bind(&mut inherited, &config, "https", port)?),
+    let https_sockets = match config.https_port {
+        Some(port) if certificates.is_some() => Some(PortSockets::take_or_bind(
+            &mut inherited,
+            &config,
+            "https",
+            port,
+            config.lb_replicas,
+        )?),
         _ => None,
     };
     for unused in inherited.unused() {
         tracing::warn!("a handed-over socket named {unused} is not used by this configuration");
     }
     let mut ports = Vec::new();
-    for (kind, listener) in [("http", &http_listener), ("https", &https_listener)] {
-        if let Some(listener) = listener {
-            ports.push((kind, listener.local_addr().map_err(|e| e.to_string())?.port()));
+    for (kind, sockets) in [("http", &http_sockets), ("https", &https_sockets)] {
+        if let Some(sockets) = sockets {
+            ports.push((kind, sockets.first.local_addr().map_err(|e| e.to_string())?.port()));
         }
     }
     let port_of = |kind: &str| ports.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p);
     // Kept to hand the sockets to a new binary on `SIGUSR2`; dropped when
     // the stop begins, so a stopping server holds no listening socket.
-    let named: Vec<(&str, &tokio::net::TcpListener)> = [("http", &http_listener), ("https", &https_listener)]
+    // Replica 0's socket is handed over; the new server shares it among
+    // its own replicas (see `replicas`).
+    let named: Vec<(&str, &tokio::net::TcpListener)> = [("http", &http_sockets), ("https", &https_sockets)]
         .into_iter()
-        .filter_map(|(name, listener)| listener.as_ref().map(|l| (name, l)))
+        .filter_map(|(name, sockets)| sockets.as_ref().map(|s| (name, &s.first)))
         .collect();
     let handover = upgrade::Listeners::keep(&named).map_err(|e| format!("rip-server: {e}"))?;
     let admin_listener = bind_admin_port(&config)?;
     // Before any worker starts: a signal from then on is ours.
     let signals = signals::Signals::register().map_err(|e| format!("rip-server: signals: {e}"))?;
-    let app = AppServer::start(
+    let accepts = AcceptCounts::new(config.lb_replicas);
+    let app = AppServer::start_replicated(
         &config,
         program,
         relaunch.exe(),
         ports.iter().map(|(_, p)| *p).collect(),
+        accepts.clone(),
     )
     .await?;
     // `$RIP_HOME/run/<app>.json`, removed when this guard drops (any return).
@@ -281,47 +303,90 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // stops its workers.
     handle.hold_drain();
     let mut fronts = Vec::new();
-    if let (Some(listener), Some(resolver)) = (https_listener, &resolver) {
-        let https_port = port_of("https").unwrap_or_default();
+    // The front door of replica `replica` for a listener with `settings`:
+    // the app as that replica's event loop reaches it.
+    let front_door = |settings: FrontDoorConfig, replica: usize, seed: u64| {
+        let proxy = match replica {
+            0 => handle.proxy(),
+            _ => Arc::new(handle.proxy().for_replica(replica)),
+        };
         let front_door = Arc::new(FrontDoor::with_routes(
-            https_listener_config(&config),
-            Routes::every_host(handle.proxy()),
-            id_seed,
+            settings,
+            Routes::every_host(proxy),
+            seed ^ replica as u64,
         ));
-        front_door.set_tls(Some(resolver.clone()));
+        front_door.set_tls(resolver.clone());
+        front_door
+    };
+    let https_seed = id_seed;
+    let http_seed = id_seed.rotate_left(17);
+    let mut https_others = Vec::new();
+    let mut tls_listener = None;
+    if let (Some(sockets), Some(resolver)) = (https_sockets, &resolver) {
+        let https_port = port_of("https").unwrap_or_default();
         let server_config = crate::tls::server_config(resolver.clone()).map_err(|e| format!("rip-server: {e}"))?;
         let tls = TlsListener::new(server_config, config.tls_handshake_timeout, https_port);
-        fronts.push(tokio::spawn(run_tls(listener, front_door, tls, handle.stopping())));
+        let listener = ReplicaListener::new(sockets.first, sockets.own_queues, accepts.clone(), 0);
+        fronts.push(tokio::spawn(run_tls(
+            listener,
+            front_door(https_listener_config(&config), 0, https_seed),
+            tls.clone(),
+            handle.stopping(),
+        )));
         lines.push(format!("https://{host}:{https_port}"));
+        https_others = sockets.others.into_iter().map(|l| (l, sockets.own_queues)).collect();
+        tls_listener = Some(tls);
     }
-    if let Some(listener) = http_listener {
+    let mut http_others = Vec::new();
+    if let Some(sockets) = http_sockets {
         let http_port = port_of("http").unwrap_or_default();
-        match (config.protocol, port_of("https")) {
-            (Protocol::Https, Some(https_port)) => {
+        match (redirects, port_of("https")) {
+            (true, Some(https_port)) => {
                 fronts.push(tokio::spawn(run_redirect(
-                    listener,
+                    sockets.first,
                     https_port,
                     config.header_timeout,
                     handle.stopping(),
                 )));
                 tracing::info!("http:{http_port} redirects every request to HTTPS (--no-redirect-http turns it off)");
-                lines.push(format!("http://{host}:{http_port}"));
             }
             _ => {
-                let front_door = Arc::new(FrontDoor::with_routes(
-                    listener_config(&config),
-                    Routes::every_host(handle.proxy()),
-                    id_seed.rotate_left(17),
-                ));
-                front_door.set_tls(resolver.clone());
+                let listener = ReplicaListener::new(sockets.first, sockets.own_queues, accepts.clone(), 0);
                 fronts.push(tokio::spawn(crate::frontdoor::run(
                     listener,
-                    front_door,
+                    front_door(listener_config(&config), 0, http_seed),
                     handle.stopping(),
                 )));
-                lines.push(format!("http://{host}:{http_port}"));
+                http_others = sockets.others.into_iter().map(|l| (l, sockets.own_queues)).collect();
             }
         }
+        lines.push(format!("http://{host}:{http_port}"));
+    }
+    // Replicas 1.., each on a thread of its own with its socket of each port.
+    let mut replica_threads = Vec::new();
+    let (mut http_others, mut https_others) = (http_others.into_iter(), https_others.into_iter());
+    for replica in 1..config.lb_replicas {
+        let http = http_others.next();
+        let https = https_others.next();
+        let job = replicas::ReplicaJob {
+            replica,
+            own_queues: (
+                http.as_ref().is_some_and(|(_, own)| *own),
+                https.as_ref().is_some_and(|(_, own)| *own),
+            ),
+            http: http.map(|(l, _)| (l, front_door(listener_config(&config), replica, http_seed))),
+            https: match (https, &tls_listener) {
+                (Some((l, _)), Some(tls)) => Some((
+                    l,
+                    front_door(https_listener_config(&config), replica, https_seed),
+                    tls.clone(),
+                )),
+                _ => None,
+            },
+        };
+        let (thread, closed) = replicas::start_thread(job, accepts.clone(), handle.clone())?;
+        replica_threads.push(thread);
+        fronts.push(tokio::spawn(closed));
     }
     let draining = handle.clone();
     tokio::spawn(async move {
@@ -336,39 +401,28 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     });
     tokio::spawn(release_memory_of_idle_connections());
 
+    let replicas_line = match config.lb_replicas {
+        1 => String::new(),
+        n => format!(" ({n} front-door replicas)"),
+    };
     println!(
-        "rip-server: app {} with {} worker{} on {}{admin_line}",
+        "rip-server: app {} with {} worker{} on {}{replicas_line}{admin_line}",
         config.app_name,
         config.workers,
         if config.workers == 1 { "" } else { "s" },
         lines.join(" and "),
     );
     app.wait().await;
+    // The replicas' loops end once the app has stopped.
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in replica_threads {
+            let _ = thread.join();
+        }
+    })
+    .await;
     drop(run_file);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The listener named `kind`: the one handed over (systemd, an upgrade),
-/// else a new one bound on `config.bind`.
-fn take_or_bind(
-    inherited: &mut Inherited,
-    config: &ServeConfig,
-    kind: &str,
-    port: u16,
-) -> Result<tokio::net::TcpListener, ServeError> {
-    if let Some(listener) = inherited
-        .take(kind)
-        .map_err(|e| ServeError::Failed(format!("rip-server: {e}")))?
-    {
-        return Ok(listener);
-    }
-    bind_tcp(config.bind, port).map_err(|e| {
-        ServeError::Failed(format!(
-            "rip-server: {kind}:{port} on {}: cannot listen: {e}",
-            config.bind
-        ))
-    })
 }
 
 /// The host names that may get a certificate of their own: every

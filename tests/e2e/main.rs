@@ -14,6 +14,7 @@ mod faults;
 mod hot_reload;
 mod https;
 mod keepalive;
+mod lb_replicas;
 mod lifecycle;
 mod limits;
 mod logging;

@@ -75,5 +75,7 @@ pub(crate) fn snapshot(app: &str) -> StatusSnapshot {
         served_by_slot: vec![7, 9],
         illegal_transitions: 0,
         tracked: 0,
+        lb_replicas: 1,
+        replicas: Vec::new(),
     }
 }
