@@ -180,6 +180,10 @@ pub struct ProcessSpawner {
     output: WorkerOutput,
     /// Live children and the socket path each was given.
     children: BTreeMap<Pid, PathBuf>,
+    /// Each live child's slot and start number (to find the process a
+    /// replacement follows: the slot's latest).
+    started: BTreeMap<Pid, (Slot, u64)>,
+    starts: u64,
 }
 
 impl ProcessSpawner {
@@ -199,6 +203,8 @@ impl ProcessSpawner {
             env: WorkerEnv::default(),
             output: WorkerOutput::Inherit,
             children: BTreeMap::new(),
+            started: BTreeMap::new(),
+            starts: 0,
         }
     }
 
@@ -225,7 +231,21 @@ impl ProcessSpawner {
             .find(|path| !self.children.values().any(|taken| taken == path))
             .expect("an unbounded range has a free path")
     }
+
+    /// The live process a new one of `slot` follows: the slot's latest.
+    fn predecessor(&self, slot: Slot) -> Option<Pid> {
+        self.started
+            .iter()
+            .filter(|(_, (s, _))| *s == slot)
+            .max_by_key(|(_, (_, n))| *n)
+            .map(|(pid, _)| *pid)
+    }
 }
+
+/// How long a replacement stays on its predecessor's CPU: long enough for
+/// the kernel's load averages of a new process (half-life 32 ms) to come
+/// down to what it really uses (see `os::placement`).
+pub const PLACEMENT_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// `<prefix>.<id>.sock`, or the `n`th handover path `<prefix>.<id>.r<n>.sock`.
 pub fn worker_socket(prefix: &Path, slot: Slot, n: u32) -> PathBuf {
@@ -243,6 +263,7 @@ impl Spawner for ProcessSpawner {
     fn spawn(&mut self, slot: Slot, version: Version, handle: &DriverHandle) -> io::Result<Pid> {
         let socket = self.socket_for(slot);
         remove_stale(&socket)?;
+        let predecessor = self.predecessor(slot);
         let (program, args) = self.setup.program.command_line(&self.exe);
         let mut command = tokio::process::Command::new(program);
         command.args(args);
@@ -293,6 +314,16 @@ impl Spawner for ProcessSpawner {
             .id()
             .ok_or_else(|| io::Error::other("child exited before it had a pid"))?);
         self.children.insert(pid, socket.clone());
+        self.starts += 1;
+        self.started.insert(pid, (slot, self.starts));
+        if let Some(old) = predecessor
+            && let Some(held) = crate::os::placement::start_beside(old.0, pid.0)
+        {
+            tokio::spawn(async move {
+                tokio::time::sleep(PLACEMENT_SETTLE).await;
+                held.release();
+            });
+        }
         let handle = handle.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -328,9 +359,11 @@ impl Spawner for ProcessSpawner {
 
     fn exited(&mut self, pid: Pid) {
         self.children.remove(&pid);
+        self.started.remove(&pid);
     }
 
     fn cleanup(&mut self) {
+        self.started.clear();
         for (pid, socket) in std::mem::take(&mut self.children) {
             if let Some(raw) = rustix::process::Pid::from_raw(pid.0 as i32) {
                 let _ = rustix::process::kill_process_group(raw, rustix::process::Signal::KILL);

@@ -486,7 +486,11 @@ async fn sighup_reloads_certificate_files_the_watch_cannot_see() {
         server.signal("HUP");
         eventually("the serial after SIGHUP", STEP, || async {
             let serial = server.status().await["tls"]["serial"].clone();
-            if serial == "4444" { Ok(()) } else { Err(serial.to_string()) }
+            if serial == "4444" {
+                Ok(())
+            } else {
+                Err(serial.to_string())
+            }
         })
         .await;
         server.wait_stderr_line("certificate reloaded (serial 4444)").await;

@@ -703,7 +703,11 @@ async fn status_restart_and_stop_find_the_platform_and_hosts_json_directories_ar
                 a["status"] == "running" && pids(a).len() == 2 && pids(a).is_disjoint(&before)
             })
             .await;
-        assert_eq!(platform.app("gone").await["status"], "error", "an app in error is left alone");
+        assert_eq!(
+            platform.app("gone").await["status"],
+            "error",
+            "an app in error is left alone"
+        );
 
         // A directory added to hosts.json while the platform runs.
         let out = run_cli(&["add", "late.test", late.to_str().expect("UTF-8")], &envs, STEP).await;
