@@ -324,8 +324,11 @@ async fn metrics_follow_the_traffic_sent_with_the_app_label() {
             .flat_map(|(_, l)| l.keys().map(String::as_str))
             .collect();
         let allowed = BTreeSet::from([
-            "app", "code", "reason", "state", "cause", "slot", "le", "version", "build",
+            "app", "code", "reason", "state", "cause", "slot", "replica", "le", "version", "build",
         ]);
+        // One front-door replica (the default), which took the test's connections.
+        assert_eq!(m.all("rip_accepted_connections_total").len(), 1);
+        assert!(m.get("rip_accepted_connections_total", &[("app", "hello"), ("replica", "0")]) >= 1.0);
         assert!(labels.is_subset(&allowed), "unbounded labels: {labels:?}");
         let build: Vec<_> = m.all("rip_build_info");
         assert_eq!(build.len(), 1);

@@ -136,6 +136,19 @@ impl Collector for Exposition {
                 })
             },
         )?;
+        counter(
+            e,
+            "rip_accepted_connections",
+            "Client connections each front-door replica accepted (--lb-replicas), HTTP and HTTPS together.",
+            |m| {
+                each_app(apps, |a| {
+                    a.accepted_by_replica.iter().enumerate().try_for_each(|(replica, &n)| {
+                        let replica = replica.to_string();
+                        count(m, &[("app", a.app.as_str()), ("replica", replica.as_str())], n)
+                    })
+                })
+            },
+        )?;
         counter(e, "rip_worker_exits", "Worker processes that ended, by cause.", |m| {
             each_app(apps, |a| {
                 a.exits

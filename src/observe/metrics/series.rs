@@ -58,6 +58,9 @@ pub struct AppSeries {
     pub workers: Vec<(&'static str, u64)>,
     /// Requests completed by each slot's workers, index = slot.
     pub served_by_slot: Vec<u64>,
+    /// Connections each front-door replica accepted, index = replica
+    /// (`--lb-replicas`); empty when nobody counts (platform apps).
+    pub accepted_by_replica: Vec<u64>,
     /// Every slot the supervisor knows.
     pub slots: Vec<SlotSeries>,
     /// `(cause, exits)`, every cause.
@@ -120,6 +123,7 @@ impl AppSeries {
             desired_workers: u64::from(status.supervisor.desired),
             workers,
             served_by_slot: status.served_by_slot.clone(),
+            accepted_by_replica: status.replicas.iter().map(|r| r.accepted).collect(),
             slots,
             exits: status.worker_exits.iter().map(|(&c, &n)| (c, n)).collect(),
             request_duration: status.request_duration.clone(),

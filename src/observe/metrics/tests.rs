@@ -172,3 +172,28 @@ fn the_format_follows_the_accept_header() {
             .starts_with("application/openmetrics-text; version=1.0.0")
     );
 }
+
+#[test]
+fn each_front_door_replica_s_accepted_connections_are_a_counter() {
+    let mut a = snapshot("api");
+    a.lb_replicas = 2;
+    a.replicas = vec![
+        crate::observe::status::ReplicaStatus { accepted: 5 },
+        crate::observe::status::ReplicaStatus { accepted: 8 },
+    ];
+    let b = snapshot("web");
+    let text = encode(&[("api", &a), ("web", &b)], build(), false, Format::Prometheus);
+    let s = samples(&text);
+    assert_eq!(
+        s.get(r#"rip_accepted_connections_total{app="api",replica="0"}"#),
+        Some(&5.0),
+        "{text}"
+    );
+    assert_eq!(
+        s.get(r#"rip_accepted_connections_total{app="api",replica="1"}"#),
+        Some(&8.0),
+        "{text}"
+    );
+    // An app nobody counts accepts for (a platform app) has no sample.
+    assert!(!text.contains(r#"rip_accepted_connections_total{app="web""#), "{text}");
+}
