@@ -263,34 +263,20 @@ async fn bad_replica_counts_exit_2_before_anything_starts() {
     .await;
 }
 
-/// The new server's pid: the old one's child with a run file of its own.
-fn upgraded_pid(server: &Server) -> Option<u32> {
-    std::fs::read_dir(server.home.path().join("run"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let json: Value = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
-            json["pid"].as_u64().map(|p| p as u32)
-        })
-        .find(|&pid| pid != server.pid && pid_alive(pid))
-}
-
 /// A hitless upgrade of a server with replicas: the new server gets the
 /// one socket handed over and shares it among its own replicas; the old
 /// one's other socket takes its queue before it closes. Under keep-alive
 /// and connection-per-request load nothing fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigusr2_with_replicas_hands_over_without_a_failed_request() {
-    use std::os::unix::fs::PermissionsExt as _;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use crate::upgrade::{KillOnDrop, connection_per_request_load, copy_of_binary, run_file_pids};
+
     within(Duration::from_secs(90), async {
         let place = tempfile::tempdir().unwrap();
-        let exe = place.path().join("rip-server");
-        std::fs::copy(bin(), &exe).expect("copy the binary");
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = copy_of_binary(place.path());
         let mut server = Server::builtin()
             .exe(&exe)
             .args(&["w:2", "--lb-replicas=2"])
@@ -301,29 +287,19 @@ async fn sigusr2_with_replicas_hands_over_without_a_failed_request() {
 
         let keep_alive = Load::start(port, 4, "/ping", Duration::ZERO);
         let stop = Arc::new(AtomicBool::new(false));
-        let fresh: Vec<_> = (0..4)
-            .map(|_| {
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let (mut ok, mut failed) = (0usize, Vec::new());
-                    while !stop.load(Ordering::Relaxed) && ok + failed.len() < 20_000 {
-                        match request(port, Method::GET, "/ping", &[("connection", "close")], Bytes::new()).await {
-                            Ok(r) if r.status == 200 => ok += 1,
-                            Ok(r) => failed.push(format!("{} {}", r.status, r.text())),
-                            Err(e) => failed.push(e),
-                        }
-                    }
-                    (ok, failed)
-                })
-            })
-            .collect();
+        let fresh = connection_per_request_load(port, 4, stop.clone());
         server.wait_for_traffic(200).await;
 
         server.signal("USR2");
+        // The new server: the old one's child with a run file of its own.
         let new_pid = eventually("the new server's run file", STEP, || async {
-            upgraded_pid(&server).ok_or_else(|| "none yet".to_owned())
+            run_file_pids(server.home.path())
+                .into_iter()
+                .find(|&p| p != old_pid)
+                .ok_or_else(|| "none yet".to_owned())
         })
         .await;
+        let _new_server = KillOnDrop(new_pid);
         let exit = server
             .wait_exit(Duration::from_secs(30))
             .await

@@ -21,7 +21,7 @@ use crate::common::*;
 
 /// Clients opening a new connection for every request until stopped;
 /// every outcome that is not a 200 is kept (at most 20 000 requests each).
-fn connection_per_request_load(
+pub(crate) fn connection_per_request_load(
     port: u16,
     clients: usize,
     stop: Arc<AtomicBool>,
@@ -61,7 +61,7 @@ fn socket_files(prefix: &std::path::Path) -> Vec<String> {
 
 /// The new server and its workers, SIGKILLed if the test ends early (it
 /// is not the harness's child: the harness's `Server` only knows the old).
-struct KillOnDrop(u32);
+pub(crate) struct KillOnDrop(pub(crate) u32);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -77,8 +77,17 @@ fn build_id(status: &Value) -> String {
     status["build"]["id"].as_str().expect("build.id in /status").to_owned()
 }
 
+/// A copy of the built binary in `dir`, executable: a path a test may
+/// replace with another build before a `SIGUSR2`.
+pub(crate) fn copy_of_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    let exe = dir.join("rip-server");
+    std::fs::copy(bin(), &exe).expect("copy the binary");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe
+}
+
 /// The pids of live servers with a run file in `home`.
-fn run_file_pids(home: &std::path::Path) -> BTreeSet<u32> {
+pub(crate) fn run_file_pids(home: &std::path::Path) -> BTreeSet<u32> {
     std::fs::read_dir(home.join("run"))
         .into_iter()
         .flatten()
@@ -96,9 +105,7 @@ fn run_file_pids(home: &std::path::Path) -> BTreeSet<u32> {
 async fn sigusr2_hands_the_port_to_the_new_binary_without_a_failed_request() {
     within(Duration::from_secs(90), async {
         let place = tempfile::tempdir().unwrap();
-        let exe = place.path().join("rip-server");
-        std::fs::copy(bin(), &exe).expect("copy the binary");
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = copy_of_binary(place.path());
         let mut server = Server::builtin().exe(&exe).args(&["w:2"]).start().await;
         let port = server.port;
         let old_pid = server.pid;
