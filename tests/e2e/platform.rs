@@ -225,6 +225,18 @@ impl Platform {
         send(self.http, Method::GET, path, &[("host", host.to_owned())], Bytes::new()).await
     }
 
+    /// A `GET` on its metrics port (`/metrics`, `/ready`, `/live`).
+    async fn admin_get(&self, path: &str) -> Result<Resp, String> {
+        send(
+            self.metrics,
+            Method::GET,
+            path,
+            &[("host", "localhost".to_owned())],
+            Bytes::new(),
+        )
+        .await
+    }
+
     /// Its socket files now: its apps' (`rip_<variant>_<app>.*`) and its
     /// own control socket (`rip_<variant>.ctl.sock`).
     fn socket_files(&self) -> Vec<PathBuf> {
@@ -790,30 +802,14 @@ async fn https_by_sni_for_each_app_and_metrics_by_app() {
         assert_eq!(who.status, 200);
 
         // Metrics: every app under its own label; ready.
-        let metrics = send(
-            platform.metrics,
-            Method::GET,
-            "/metrics",
-            &[("host", "localhost".to_owned())],
-            Bytes::new(),
-        )
-        .await
-        .expect("GET /metrics");
+        let metrics = platform.admin_get("/metrics").await.expect("GET /metrics");
         assert_eq!(metrics.status, 200);
         let text = metrics.text();
         for app in ["a", "b"] {
             let series = format!("rip_http_responses_total{{app=\"{app}\",code=\"2xx\"}}");
             assert!(text.lines().any(|l| l.starts_with(&series)), "{series} in:\n{text}");
         }
-        let ready = send(
-            platform.metrics,
-            Method::GET,
-            "/ready",
-            &[("host", "localhost".to_owned())],
-            Bytes::new(),
-        )
-        .await
-        .expect("GET /ready");
+        let ready = platform.admin_get("/ready").await.expect("GET /ready");
         assert_eq!(ready.status, 200, "{}", ready.text());
         platform.stop().await;
     })
@@ -831,17 +827,7 @@ async fn sigterm_with_a_drain_delay_turns_ready_off_while_the_apps_serve() {
         let platform = Platform::start(&home, &fresh_variant(), &["--metrics-port=0", "--drain-delay-ms=3000"]).await;
         platform.deploy("a", &dir, &["a.test"], 1).await;
         platform.wait_running("a", 1).await;
-        let ready = || async {
-            send(
-                platform.metrics,
-                Method::GET,
-                "/ready",
-                &[("host", "localhost".to_owned())],
-                Bytes::new(),
-            )
-            .await
-            .map(|r| r.status)
-        };
+        let ready = || async { platform.admin_get("/ready").await.map(|r| r.status) };
         assert_eq!(ready().await, Ok(200));
 
         send_signal(platform.pid, "TERM");
