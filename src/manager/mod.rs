@@ -178,12 +178,19 @@ pub struct ProcessSpawner {
     exe: PathBuf,
     env: WorkerEnv,
     output: WorkerOutput,
-    /// Live children and the socket path each was given.
-    children: BTreeMap<Pid, PathBuf>,
-    /// Each live child's slot and start number (to find the process a
-    /// replacement follows: the slot's latest).
-    started: BTreeMap<Pid, (Slot, u64)>,
+    /// Live children.
+    children: BTreeMap<Pid, LiveChild>,
+    /// Children started so far (each one's start number).
     starts: u64,
+}
+
+/// What the spawner remembers of a live child.
+struct LiveChild {
+    /// The socket path it was given.
+    socket: PathBuf,
+    slot: Slot,
+    /// Its start number: the highest of a slot is its latest process.
+    start: u64,
 }
 
 impl ProcessSpawner {
@@ -203,7 +210,6 @@ impl ProcessSpawner {
             env: WorkerEnv::default(),
             output: WorkerOutput::Inherit,
             children: BTreeMap::new(),
-            started: BTreeMap::new(),
             starts: 0,
         }
     }
@@ -228,16 +234,16 @@ impl ProcessSpawner {
     fn socket_for(&self, slot: Slot) -> PathBuf {
         (0..)
             .map(|n| worker_socket(&self.setup.socket_prefix, slot, n))
-            .find(|path| !self.children.values().any(|taken| taken == path))
+            .find(|path| !self.children.values().any(|child| child.socket == *path))
             .expect("an unbounded range has a free path")
     }
 
     /// The live process a new one of `slot` follows: the slot's latest.
     fn predecessor(&self, slot: Slot) -> Option<Pid> {
-        self.started
+        self.children
             .iter()
-            .filter(|(_, (s, _))| *s == slot)
-            .max_by_key(|(_, (_, n))| *n)
+            .filter(|(_, child)| child.slot == slot)
+            .max_by_key(|(_, child)| child.start)
             .map(|(pid, _)| *pid)
     }
 }
@@ -313,9 +319,15 @@ impl Spawner for ProcessSpawner {
         let pid = Pid(child
             .id()
             .ok_or_else(|| io::Error::other("child exited before it had a pid"))?);
-        self.children.insert(pid, socket.clone());
         self.starts += 1;
-        self.started.insert(pid, (slot, self.starts));
+        self.children.insert(
+            pid,
+            LiveChild {
+                socket: socket.clone(),
+                slot,
+                start: self.starts,
+            },
+        );
         if let Some(old) = predecessor
             && let Some(held) = crate::os::placement::start_beside(old.0, pid.0)
         {
@@ -359,12 +371,10 @@ impl Spawner for ProcessSpawner {
 
     fn exited(&mut self, pid: Pid) {
         self.children.remove(&pid);
-        self.started.remove(&pid);
     }
 
     fn cleanup(&mut self) {
-        self.started.clear();
-        for (pid, socket) in std::mem::take(&mut self.children) {
+        for (pid, LiveChild { socket, .. }) in std::mem::take(&mut self.children) {
             if let Some(raw) = rustix::process::Pid::from_raw(pid.0 as i32) {
                 let _ = rustix::process::kill_process_group(raw, rustix::process::Signal::KILL);
             }
